@@ -1,0 +1,247 @@
+"""Run configuration: frozen, validated, built from a preset plus ``key=value`` overrides.
+
+Every value a user can set is declared once here with its allowed range, so the CLI, the
+Parquet columns and the error messages all come from the same declaration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from raybench.errors import RaybenchError
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed values of one setting, and how to read it from a string."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] | None = None
+    optional: bool = False
+    help: str = ""
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choices)
+        name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[
+            self.kind
+        ]
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        text = name + (" " + " and ".join(parts) if parts else "")
+        return text + (" (or 'none')" if self.optional else "")
+
+    def parse(self, key: str, raw: Any) -> Any:
+        """Coerce ``raw`` (a string from the CLI or a value from YAML) and check the range."""
+        if self.optional and (raw is None or (isinstance(raw, str) and raw.lower() == "none")):
+            return None
+        value: Any
+        try:
+            if self.kind is bool:
+                value = _parse_bool(raw)
+            elif self.kind is int:
+                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                    raise ValueError
+                value = int(raw) if not isinstance(raw, str) else int(raw.strip())
+            elif self.kind is float:
+                if isinstance(raw, bool):
+                    raise ValueError
+                value = float(raw)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+            else:
+                value = str(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(key, raw, self) from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(key, raw, self)
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            raise ConfigError(key, raw, self)
+        if self.high is not None and value > self.high:
+            raise ConfigError(key, raw, self)
+        return value
+
+
+class ConfigError(RaybenchError):
+    """A setting outside its allowed range; the message names the key and the range."""
+
+    def __init__(self, key: str, raw: Any, bound: Bound) -> None:
+        super().__init__(f"invalid value {raw!r} for {key}: expected {bound.describe()}")
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def setting(default: Any, bound: Bound) -> Any:
+    """A dataclass field carrying its allowed range."""
+    return field(default=default, metadata={"bound": bound})
+
+
+def bounds_of(cls: type) -> dict[str, Bound]:
+    return {f.name: f.metadata["bound"] for f in dataclasses.fields(cls) if "bound" in f.metadata}
+
+
+SPLITS = ("maml", "lake")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of one solver with one seed. Defaults are the report's Table 1."""
+
+    solver: str = "maml"
+    seed: int = setting(0, Bound(int, 0, 2**31 - 1, help="seed of the run (init and tasks)"))
+    # Task protocol.
+    ways: int = setting(5, Bound(int, 2, 100, help="classes per task (N-way)"))
+    shots: int = setting(1, Bound(int, 1, 10, help="support images per class (K-shot)"))
+    query: int = setting(15, Bound(int, 1, 19, help="query images per class"))
+    split: str = setting("maml", Bound(str, choices=SPLITS, help="pinned character split"))
+    rotations: bool = setting(True, Bound(bool, help="rotate each class by k*90 degrees"))
+    # Optimisation (the report's Table 1).
+    inner_lr: float = setting(0.01, Bound(float, 0, 10, low_open=True, help="inner SGD step"))
+    inner_steps: int = setting(5, Bound(int, 0, 100, help="inner SGD steps in training"))
+    outer_lr: float = setting(0.001, Bound(float, 0, 1, low_open=True, help="Adam step"))
+    meta_batch: int = setting(16, Bound(int, 1, 1024, help="tasks per meta-step"))
+    meta_steps: int = setting(2000, Bound(int, 1, 10**7, help="outer (meta) steps"))
+    # Evaluation.
+    eval_every: int = setting(100, Bound(int, 1, 10**7, help="meta-steps between evaluations"))
+    val_tasks: int = setting(200, Bound(int, 1, 10**5, help="fixed validation tasks"))
+    test_tasks: int = setting(600, Bound(int, 1, 10**5, help="fixed test tasks"))
+    eval_inner_steps: int | None = setting(
+        None, Bound(int, 0, 1000, optional=True, help="inner steps at evaluation (default: same)")
+    )
+    eval_batch: int = setting(100, Bound(int, 1, 10**5, help="tasks per evaluation chunk"))
+    # Model and runtime.
+    hidden: int = setting(64, Bound(int, 1, 1024, help="filters per conv block"))
+    bn: str = setting("batch", Bound(str, choices=("batch",), help="batch-norm statistics"))
+    device: str = setting("auto", Bound(str, choices=DEVICES, help="where to train"))
+    dtype: str = setting("float32", Bound(str, choices=DTYPES, help="parameter precision"))
+    preset: str = "paper"
+    solver_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def adapt_steps_eval(self) -> int:
+        return self.inner_steps if self.eval_inner_steps is None else self.eval_inner_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["solver_options"] = dict(sorted(self.solver_options.items()))
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """Hash of everything but the seed: runs of one configuration share it."""
+        data = self.to_dict()
+        data.pop("seed")
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.solver}-s{self.seed}-{self.fingerprint()}"
+
+
+RUN_BOUNDS = bounds_of(RunConfig)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Table 1 of the report: the defaults above.
+    "paper": {},
+    # A few meta-steps on a few tasks: seconds on a CPU, for tests and a first try.
+    "smoke": {
+        "meta_steps": 4,
+        "meta_batch": 2,
+        "inner_steps": 2,
+        "eval_every": 2,
+        "val_tasks": 4,
+        "test_tasks": 8,
+        "eval_batch": 8,
+        "query": 5,
+        "hidden": 16,
+    },
+}
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+    """``["inner_lr=0.4", "imaml.lam=2"]`` -> ``{"inner_lr": "0.4", "imaml.lam": "2"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RaybenchError(f"--set expects key=value, got {item!r}")
+        out[key] = value.strip()
+    return out
+
+
+def build_config(
+    solver: str,
+    preset: str = "paper",
+    overrides: Mapping[str, Any] | None = None,
+    solver_option_bounds: Mapping[str, Mapping[str, Bound]] | None = None,
+    solver_option_defaults: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Preset, then overrides; each value checked against its bound.
+
+    Keys of the form ``<solver>.<knob>`` set a solver's own option and are ignored for other
+    solvers, so one ``--set imaml.lam=2`` can be given to ``--solvers all``. An unknown key is
+    an error naming the key, so a typo never silently does nothing.
+    """
+    if preset not in PRESETS:
+        raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+    option_bounds = solver_option_bounds or {}
+    values: dict[str, Any] = {}
+    options: dict[str, Any] = dict(solver_option_defaults or {})
+    for key, raw in {**PRESETS[preset], **dict(overrides or {})}.items():
+        prefix, dot, knob = key.partition(".")
+        if dot:
+            if prefix not in option_bounds:
+                known = sorted(option_bounds)
+                raise RaybenchError(
+                    f"unknown solver {prefix!r} in {key!r}{did_you_mean(prefix, known)}"
+                )
+            if prefix != solver:
+                continue
+            knobs = option_bounds[prefix]
+            if knob not in knobs:
+                allowed = ", ".join(sorted(knobs)) or "none"
+                raise RaybenchError(
+                    f"unknown option {key!r} for solver {solver!r} (options: {allowed})"
+                )
+            options[knob] = knobs[knob].parse(key, raw)
+        elif key in RUN_BOUNDS:
+            values[key] = RUN_BOUNDS[key].parse(key, raw)
+        else:
+            raise RaybenchError(f"unknown setting {key!r}{did_you_mean(key, RUN_BOUNDS)}")
+    config = RunConfig(solver=solver, preset=preset, solver_options=options, **values)
+    if config.shots + config.query > 20:
+        raise RaybenchError(
+            f"shots + query = {config.shots + config.query}: Omniglot has 20 drawings per class"
+        )
+    return config

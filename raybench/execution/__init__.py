@@ -1,0 +1,1 @@
+"""Where runs execute: in this process (``inline``); Ray actors come in a later module."""

@@ -1,0 +1,152 @@
+"""The Parquet schema of the ``runs`` and ``curves`` tables, versioned.
+
+Columns are declared once here; a reader of an older store gets the columns that store has
+(missing ones read as null), so reports keep working across versions. Bump
+``SCHEMA_VERSION`` when a column changes meaning, not when one is added.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from raybench.config import RUN_BOUNDS
+from raybench.runtime import git_commit, library_versions
+from raybench.solvers import METRICS
+from raybench.solvers.base import option_bounds
+from raybench.train import RunResult
+
+SCHEMA_VERSION = 1
+
+_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+_TIME = pa.timestamp("us", tz="UTC")
+
+# Config columns: every setting of RunConfig except `device` (the device actually used is
+# its own column) and the seed (listed with the identity columns).
+CONFIG_COLUMNS = [
+    pa.field(name, _ARROW[bound.kind])
+    for name, bound in RUN_BOUNDS.items()
+    if name not in ("device", "seed")
+]
+
+RUNS_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int32()),
+        pa.field("run_id", pa.string()),
+        pa.field("experiment", pa.string()),
+        pa.field("solver", pa.string()),
+        pa.field("family", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("preset", pa.string()),
+        pa.field("source", pa.string()),  # preset or tuned config (later: sweeps)
+        *CONFIG_COLUMNS,
+        pa.field("device_setting", pa.string()),
+        pa.field("config_fingerprint", pa.string()),
+        pa.field("config_json", pa.string()),
+        pa.field("steps_done", pa.int64()),
+        pa.field("final_val_acc", pa.float64()),
+        pa.field("test_acc_mean", pa.float64()),
+        pa.field("test_acc_ci95", pa.float64()),
+        pa.field("test_tasks_n", pa.int64()),
+        pa.field("wall_time_s", pa.float64()),
+        pa.field("train_time_s", pa.float64()),
+        pa.field("ms_per_step", pa.float64()),
+        pa.field("peak_memory_mb", pa.float64()),
+        pa.field("memory_kind", pa.string()),
+        pa.field("device", pa.string()),
+        pa.field("n_params", pa.int64()),
+        pa.field("torch_version", pa.string()),
+        pa.field("versions_json", pa.string()),
+        pa.field("git_commit", pa.string()),
+        pa.field("started_at", _TIME),
+        pa.field("ended_at", _TIME),
+        pa.field("error", pa.string()),
+        pa.field("checkpoint", pa.string()),
+    ]
+)
+
+CURVE_METRICS = [f"{where}_{m}" for where in ("train", "val") for m in METRICS]
+
+CURVES_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int32()),
+        pa.field("run_id", pa.string()),
+        pa.field("experiment", pa.string()),
+        pa.field("solver", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("step", pa.int64()),
+        pa.field("train_time_s", pa.float64()),
+        pa.field("ms_per_step", pa.float64()),
+        pa.field("grad_norm", pa.float64()),
+        *[pa.field(name, pa.float64()) for name in CURVE_METRICS],
+    ]
+)
+
+
+def option_fields(solver: str) -> list[pa.Field]:
+    """A solver's own knobs as ``<solver>_<knob>`` columns, typed from their bounds."""
+    bounds = option_bounds().get(solver, {})
+    return [pa.field(f"{solver}_{knob}", _ARROW[b.kind]) for knob, b in bounds.items()]
+
+
+def run_row(
+    result: RunResult, experiment: str, source: str = "preset", checkpoint: str | None = None
+) -> pa.Table:
+    """One row of the ``runs`` table."""
+    cfg = result.config
+    data: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": cfg.run_id,
+        "experiment": experiment,
+        "solver": cfg.solver,
+        "family": result.family,
+        "status": result.status,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "source": source,
+        **{f.name: getattr(cfg, f.name) for f in CONFIG_COLUMNS},
+        "eval_inner_steps": cfg.adapt_steps_eval,
+        "device_setting": cfg.device,
+        "config_fingerprint": cfg.fingerprint(),
+        "config_json": cfg.to_json(),
+        "steps_done": result.steps_done,
+        "final_val_acc": result.final_val_acc,
+        "test_acc_mean": result.test_acc_mean,
+        "test_acc_ci95": result.test_acc_ci95,
+        "test_tasks_n": result.test_tasks_n,
+        "wall_time_s": result.wall_time_s,
+        "train_time_s": result.train_time_s,
+        "ms_per_step": result.ms_per_step,
+        "peak_memory_mb": result.peak_memory_mb,
+        "memory_kind": result.memory_kind,
+        "device": result.device,
+        "n_params": result.n_params,
+        "torch_version": library_versions()["torch"],
+        "versions_json": json.dumps(library_versions(), sort_keys=True),
+        "git_commit": git_commit(),
+        "started_at": result.started_at,
+        "ended_at": result.ended_at,
+        "error": result.error,
+        "checkpoint": checkpoint,
+    }
+    fields = option_fields(cfg.solver)
+    for f in fields:
+        data[f.name] = cfg.solver_options.get(f.name.removeprefix(f"{cfg.solver}_"))
+    schema = pa.schema(list(RUNS_SCHEMA) + fields)
+    return pa.Table.from_pylist([data], schema=schema)
+
+
+def curve_rows(result: RunResult, experiment: str) -> pa.Table:
+    """The run's evaluation points as rows of the ``curves`` table."""
+    cfg = result.config
+    base = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": cfg.run_id,
+        "experiment": experiment,
+        "solver": cfg.solver,
+        "seed": cfg.seed,
+    }
+    return pa.Table.from_pylist([{**base, **row} for row in result.curves], schema=CURVES_SCHEMA)

@@ -1,0 +1,111 @@
+"""The results store: one folder per experiment, one Parquet file per run and table.
+
+``<out>/<experiment>/curves/<run_id>.parquet`` is written first, then
+``runs/<run_id>.parquet``: a run is finished exactly when its ``runs`` file exists. Every
+file is written under a hidden temporary name and renamed, so a killed process never leaves
+a half-written file, and parallel runs never write the same file. The files are plain
+Parquet: pandas, polars and DuckDB read ``runs/*.parquet`` as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import torch
+
+from raybench.errors import RaybenchError
+from raybench.models import Params
+from raybench.results.schema import curve_rows, run_row
+from raybench.train import RunResult
+
+TABLES = ("runs", "curves")
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def save_checkpoint(path: Path, params: Params) -> None:
+    """Meta-parameters as a plain tensor dict, readable with ``weights_only=True``."""
+    _atomic(path, lambda tmp: torch.save({k: v.detach().cpu() for k, v in params.items()}, tmp))
+
+
+def load_checkpoint(path: Path) -> Params:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class ExperimentStore:
+    """The folder of one experiment."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def path(self, table: str, run_id: str) -> Path:
+        return self.root / table / f"{run_id}.parquet"
+
+    def has_run(self, run_id: str) -> bool:
+        return self.path("runs", run_id).exists()
+
+    def write_run(self, result: RunResult, *, source: str = "preset") -> Path:
+        """Curves, checkpoint, then the run row (the commit point)."""
+        run_id = result.config.run_id
+        checkpoint = None
+        if result.params is not None:
+            ckpt = self.root / "checkpoints" / f"{run_id}.pt"
+            save_checkpoint(ckpt, result.params)
+            checkpoint = str(ckpt.relative_to(self.root))
+        write_table(self.path("curves", run_id), curve_rows(result, self.name))
+        row = run_row(result, self.name, source=source, checkpoint=checkpoint)
+        path = self.path("runs", run_id)
+        write_table(path, row)
+        return path
+
+    def files(self, table: str) -> list[Path]:
+        folder = self.root / table
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+    def read(self, table: str) -> pa.Table:
+        """All runs (or curve rows) of the experiment in one table, across schema versions:
+        the union of the files' columns, missing values as nulls."""
+        if table not in TABLES:
+            raise ValueError(table)
+        files = self.files(table)
+        if not files:
+            return pa.table({})
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+        return ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table()
+
+
+def open_experiment(name_or_path: str, out: Path) -> ExperimentStore:
+    """An experiment by name under ``out`` or by folder path; a clear error otherwise."""
+    candidates = [Path(name_or_path), out / name_or_path]
+    for path in candidates:
+        if (path / "runs").is_dir():
+            return ExperimentStore(path)
+    existing = (
+        sorted(p.name for p in out.glob("*") if (p / "runs").is_dir()) if out.is_dir() else []
+    )
+    hint = f"; experiments in {out}: {', '.join(existing)}" if existing else f"; {out} has none"
+    raise RaybenchError(f"no experiment {name_or_path!r} (no runs/ folder there){hint}")

@@ -1,0 +1,200 @@
+"""The solver protocol, the registry, and the inner loop every solver shares.
+
+A solver turns meta-parameters and a batch of tasks into the meta-gradient (or
+pseudo-gradient) the outer optimiser applies, plus per-task metrics before and after
+adaptation. All tasks of a batch go through one set of kernels with ``torch.func.vmap``;
+parameters are plain dicts passed through ``functional_call``, never mutated in place.
+The outer optimiser, evaluation and storage live in ``raybench.train``, not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.func import grad_and_value, vmap
+
+from raybench.config import Bound, RunConfig, bounds_of, build_config, did_you_mean
+from raybench.errors import RaybenchError
+from raybench.models import FunctionalModel, Params
+from raybench.tasks import TaskBatch
+
+FAMILIES = ("first-order", "second-order", "implicit", "penalty", "baseline")
+
+METRICS = (
+    "support_loss_pre",
+    "support_acc_pre",
+    "support_loss_post",
+    "support_acc_post",
+    "query_loss_pre",
+    "query_acc_pre",
+    "query_loss_post",
+    "query_acc_post",
+)
+
+Metrics = dict[str, Tensor]  # each (B,): one value per task
+Loss = tuple[Tensor, Tensor]  # (mean loss, logits) of one task
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For solvers without knobs of their own."""
+
+
+def accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    return (logits.argmax(-1) == y).to(logits.dtype).mean()
+
+
+def sgd_step(params: Params, grads: Params, lr: float) -> Params:
+    return {k: params[k] - lr * grads[k] for k in params}
+
+
+def batch_mean(grads: Params) -> Params:
+    """Per-task gradients (leading task axis) -> the meta-batch average."""
+    return {k: g.mean(0) for k, g in grads.items()}
+
+
+class Solver(ABC):
+    """One way of computing the meta-gradient. Subclasses set ``name`` and ``family``,
+    may declare an ``Options`` dataclass of ``raybench.config.setting`` fields, and
+    implement :meth:`meta_grad`."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(
+        self, model: FunctionalModel, *, inner_lr: float, inner_steps: int, options: Any = None
+    ) -> None:
+        self.model = model
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.options = options if options is not None else self.Options()
+
+    # -- one task: plain functions of tensors, vmapped by the batch methods --------------
+
+    def support_grad(self, fast: Params, x: Tensor, y: Tensor) -> tuple[Params, Loss]:
+        """Gradient of one task's support loss, with (loss, logits) for free."""
+        return grad_and_value(self.model.loss, has_aux=True)(fast, x, y)
+
+    def adapt_task(self, params: Params, x: Tensor, y: Tensor, steps: int) -> tuple[Params, Loss]:
+        """``steps`` SGD steps on the support set. Differentiable when called under a
+        ``torch.func.grad`` transform (second order); the (loss, logits) returned are those
+        at the starting point, the "before adaptation" support metrics."""
+        fast = params
+        before: Loss | None = None
+        for _ in range(steps):
+            grads, (loss, logits) = self.support_grad(fast, x, y)
+            if before is None:
+                before = (loss, logits)
+            fast = sgd_step(fast, grads, self.inner_lr)
+        if before is None:
+            before = self.model.loss(params, x, y)
+        return fast, before
+
+    # -- batches -----------------------------------------------------------------------
+
+    def adapt(
+        self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None
+    ) -> tuple[Params, Loss]:
+        """Adapt to every task of a batch: fast weights with a leading task axis."""
+        steps = self.inner_steps if steps is None else steps
+
+        def one(x: Tensor, y: Tensor) -> tuple[Params, Loss]:
+            return self.adapt_task(params, x, y, steps)
+
+        return vmap(one)(support_x, support_y)
+
+    def metrics(
+        self,
+        params: Params,
+        fast: Params,
+        batch: TaskBatch,
+        support_before: Loss,
+        query_after: Loss | None = None,
+    ) -> Metrics:
+        """The report's four curves (and accuracies) for every task of a batch; reuses
+        what the solver already computed and runs the remaining forward passes."""
+        sx, sy, qx, qy = batch
+        with torch.no_grad():
+            fast = {k: v.detach() for k, v in fast.items()}
+            support_after = vmap(self.model.loss)(fast, sx, sy)
+            query_before = vmap(self.model.loss, in_dims=(None, 0, 0))(params, qx, qy)
+            if query_after is None:
+                query_after = vmap(self.model.loss)(fast, qx, qy)
+            out: Metrics = {}
+            for prefix, (loss, logits), y in (
+                ("support", support_before, sy),
+                ("support", support_after, sy),
+                ("query", query_before, qy),
+                ("query", query_after, qy),
+            ):
+                when = "pre" if f"{prefix}_loss_pre" not in out else "post"
+                out[f"{prefix}_loss_{when}"] = loss.detach()
+                out[f"{prefix}_acc_{when}"] = vmap(accuracy)(logits.detach(), y)
+        return out
+
+    def evaluate(self, params: Params, batch: TaskBatch, steps: int) -> Metrics:
+        """Metrics after plain first-order adaptation: the same for every meta-solver, so
+        evaluation compares initialisations, not evaluation procedures."""
+        with torch.no_grad():
+            fast, before = self.adapt(params, batch.support_x, batch.support_y, steps)
+        return self.metrics(params, fast, batch, before)
+
+    @abstractmethod
+    def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
+        """The (pseudo-)gradient for the outer optimiser, averaged over the batch's tasks,
+        and per-task metrics (see ``METRICS``)."""
+
+
+SOLVERS: dict[str, type[Solver]] = {}
+
+
+def register(cls: type[Solver]) -> type[Solver]:
+    """Class decorator: make a solver available by its name."""
+    if cls.family not in FAMILIES:
+        raise ValueError(f"{cls.__name__}.family must be one of {FAMILIES}")
+    if cls.name in SOLVERS:
+        raise ValueError(f"solver {cls.name!r} registered twice")
+    SOLVERS[cls.name] = cls
+    return cls
+
+
+def solver_class(name: str) -> type[Solver]:
+    if name not in SOLVERS:
+        raise RaybenchError(
+            f"unknown solver {name!r}{did_you_mean(name, SOLVERS)}; solvers: {', '.join(SOLVERS)}"
+        )
+    return SOLVERS[name]
+
+
+def option_bounds() -> dict[str, dict[str, Bound]]:
+    return {name: bounds_of(cls.Options) for name, cls in SOLVERS.items()}
+
+
+def make_config(
+    solver: str, preset: str = "paper", overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """A validated run config for a registered solver, with its own option defaults."""
+    cls = solver_class(solver)
+    return build_config(
+        solver,
+        preset,
+        overrides,
+        solver_option_bounds=option_bounds(),
+        solver_option_defaults=dataclasses.asdict(cls.Options()),
+    )
+
+
+def make_solver(config: RunConfig, model: FunctionalModel) -> Solver:
+    cls = solver_class(config.solver)
+    return cls(
+        model,
+        inner_lr=config.inner_lr,
+        inner_steps=config.inner_steps,
+        options=cls.Options(**config.solver_options),
+    )

@@ -1,0 +1,26 @@
+"""First-order MAML: the query-loss gradient at the adapted weights, no graph through adaptation."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import grad_and_value, vmap
+
+from raybench.models import Params
+from raybench.solvers.base import Metrics, Solver, batch_mean, register
+from raybench.tasks import TaskBatch
+
+
+@register
+class FOMAML(Solver):
+    """Drops the Hessian terms of equation (2): cheap, and memory flat in the inner steps."""
+
+    name = "fomaml"
+    family = "first-order"
+
+    def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
+        with torch.no_grad():
+            fast, support_before = self.adapt(params, batch.support_x, batch.support_y)
+        per_task, query_after = vmap(grad_and_value(self.model.loss, has_aux=True))(
+            fast, batch.query_x, batch.query_y
+        )
+        return batch_mean(per_task), self.metrics(params, fast, batch, support_before, query_after)

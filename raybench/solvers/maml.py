@@ -1,0 +1,34 @@
+"""Explicit second-order MAML: differentiate the query loss through the unrolled inner loop."""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.func import grad, vmap
+
+from raybench.models import Params
+from raybench.solvers.base import Loss, Metrics, Solver, register
+from raybench.tasks import TaskBatch
+
+
+@register
+class MAML(Solver):
+    """Keeps the graph of every inner step, so the meta-gradient carries the exact
+    (I - alpha H) products of the report's equation (2); memory grows with inner steps."""
+
+    name = "maml"
+    family = "second-order"
+
+    def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
+        def task_objective(
+            p: Params, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
+        ) -> tuple[Tensor, tuple[Params, Loss, Loss]]:
+            fast, support_before = self.adapt_task(p, sx, sy, self.inner_steps)
+            loss, logits = self.model.loss(fast, qx, qy)
+            return loss, (fast, support_before, (loss, logits))
+
+        def batch_objective(p: Params) -> tuple[Tensor, tuple[Params, Loss, Loss]]:
+            losses, aux = vmap(task_objective, in_dims=(None, 0, 0, 0, 0))(p, *batch)
+            return losses.mean(), aux
+
+        grads, (fast, support_before, query_after) = grad(batch_objective, has_aux=True)(params)
+        return grads, self.metrics(params, fast, batch, support_before, query_after)

@@ -1,0 +1,164 @@
+"""Pinned character splits and the on-device N-way K-shot task sampler.
+
+The whole image cache lives as one tensor on the model's device (with its four rotations
+precomputed), so a batch of tasks is one gather by index: no PIL, no DataLoader, no Python
+loop over images. Task *indices* are drawn from a seeded ``torch.Generator``; the fixed
+validation and test sets are drawn on the CPU from constant seeds, so every solver, run and
+device sees exactly the same tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from raybench.errors import RaybenchError
+
+SPLIT_SEED = 0  # pinned: changing it changes every published number
+VAL_TASKS_SEED = 1
+TEST_TASKS_SEED = 2
+
+
+@dataclass(frozen=True)
+class Split:
+    """Three disjoint sets of character indices into the image cache."""
+
+    name: str
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...]
+
+    def part(self, which: str) -> tuple[int, ...]:
+        return {"train": self.train, "val": self.val, "test": self.test}[which]
+
+
+def _seeded_order(indices: Sequence[int], names: Sequence[str], seed: int) -> list[int]:
+    ordered = sorted(indices, key=lambda i: names[i])
+    perm = torch.randperm(len(ordered), generator=torch.Generator().manual_seed(seed))
+    return [ordered[i] for i in perm.tolist()]
+
+
+def make_split(name: str, characters: Sequence[str], background: Sequence[bool]) -> Split:
+    """``maml``: 1100/100/423 characters of all 50 alphabets (the MAML paper's protocol).
+    ``lake``: train and validation from the 30 background alphabets (100 held out for
+    validation), test = the 20 evaluation alphabets (Lake et al.'s protocol)."""
+    n = len(characters)
+    if name == "maml":
+        if n <= 1200:
+            raise RaybenchError(f"split 'maml' needs more than 1200 characters, found {n}")
+        order = _seeded_order(range(n), characters, SPLIT_SEED)
+        return Split(name, tuple(order[:1100]), tuple(order[1100:1200]), tuple(order[1200:]))
+    if name == "lake":
+        bg = [i for i in range(n) if background[i]]
+        ev = sorted((i for i in range(n) if not background[i]), key=lambda i: characters[i])
+        if len(bg) <= 100 or not ev:
+            raise RaybenchError("split 'lake' needs background and evaluation alphabets")
+        order = _seeded_order(bg, characters, SPLIT_SEED)
+        return Split(name, tuple(order[100:]), tuple(order[:100]), tuple(ev))
+    raise RaybenchError(f"unknown split {name!r} (splits: maml, lake)")
+
+
+class TaskIndex(NamedTuple):
+    """Which images make a batch of tasks; small, cheap to keep for fixed task sets."""
+
+    classes: Tensor  # (B, N) positions in the split part's character list
+    rotations: Tensor  # (B, N) multiples of 90 degrees
+    drawings: Tensor  # (B, N, K+Q) drawing numbers, the first K are the support
+    labels: Tensor  # (B, N) label given to each class slot: a random permutation per task
+
+    def to(self, device: torch.device) -> TaskIndex:
+        return TaskIndex(*(t.to(device) for t in self))
+
+    def __len__(self) -> int:
+        return self.classes.shape[0]
+
+    def slice(self, start: int, stop: int) -> TaskIndex:
+        return TaskIndex(*(t[start:stop] for t in self))
+
+
+class TaskBatch(NamedTuple):
+    """B tasks: support (B, N*K, 1, 28, 28) / (B, N*K) and query (B, N*Q, ...) / (B, N*Q)."""
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    def task(self, b: int) -> TaskBatch:
+        return TaskBatch(*(t[b] for t in self))
+
+
+class TaskSampler:
+    """N-way K-shot tasks over one part of a split, gathered on ``device``."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        characters: Sequence[int],
+        *,
+        ways: int,
+        shots: int,
+        query: int,
+        rotations: bool,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if ways > len(characters):
+            raise RaybenchError(f"ways={ways} exceeds the {len(characters)} characters available")
+        if shots + query > images.shape[1]:
+            raise RaybenchError(f"shots + query exceeds the {images.shape[1]} drawings per class")
+        pool = images[torch.as_tensor(list(characters), dtype=torch.long)]  # (C, 20, 28, 28)
+        turns = range(4) if rotations else range(1)
+        # (C, R, 20, 28, 28): rotation precomputed once, so sampling is a single gather.
+        self.pool = torch.stack([torch.rot90(pool, k, dims=(-2, -1)) for k in turns], 1)
+        self.pool = self.pool.to(device)
+        self.ways, self.shots, self.query = ways, shots, query
+        self.device, self.dtype = device, dtype
+        self.n_rotations = len(turns)
+
+    @property
+    def n_classes(self) -> int:
+        return self.pool.shape[0]
+
+    def sample_index(self, n_tasks: int, generator: torch.Generator) -> TaskIndex:
+        device = generator.device
+        n, k = self.ways, self.shots + self.query
+        noise = torch.rand(n_tasks, self.n_classes, generator=generator, device=device)
+        classes = noise.argsort(dim=1)[:, :n]
+        rotations = torch.randint(
+            self.n_rotations, (n_tasks, n), generator=generator, device=device
+        )
+        draw_noise = torch.rand(n_tasks, n, self.pool.shape[2], generator=generator, device=device)
+        drawings = draw_noise.argsort(dim=2)[:, :, :k]
+        labels = torch.rand(n_tasks, n, generator=generator, device=device).argsort(dim=1)
+        return TaskIndex(classes, rotations, drawings, labels)
+
+    def gather(self, index: TaskIndex) -> TaskBatch:
+        index = index.to(self.device)
+        b, n = index.classes.shape
+        k, q = self.shots, self.query
+        cls = index.classes[:, :, None].expand(-1, -1, k + q)
+        rot = index.rotations[:, :, None].expand(-1, -1, k + q)
+        images = self.pool[cls, rot, index.drawings]  # (B, N, K+Q, 28, 28)
+        x = images.to(self.dtype).div_(255).unsqueeze(3)  # (B, N, K+Q, 1, 28, 28)
+        y = index.labels[:, :, None].expand(-1, -1, k + q)
+        return TaskBatch(
+            x[:, :, :k].reshape(b, n * k, *x.shape[3:]),
+            y[:, :, :k].reshape(b, n * k),
+            x[:, :, k:].reshape(b, n * q, *x.shape[3:]),
+            y[:, :, k:].reshape(b, n * q),
+        )
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        return self.gather(self.sample_index(n_tasks, generator))
+
+    def fixed_index(self, n_tasks: int, seed: int) -> TaskIndex:
+        """The same tasks on every device and in every run: drawn on the CPU from ``seed``."""
+        return self.sample_index(n_tasks, torch.Generator().manual_seed(seed))

@@ -1,0 +1,211 @@
+"""The meta-training loop: outer Adam, periodic validation, final test, divergence.
+
+This is the only caller of solvers. It never synchronises with the device inside the loop
+except at evaluation points (and the divergence check that rides on them), so the GPU can
+run ahead; step times are measured per evaluation interval, between those syncs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import torch
+from torch import Tensor
+
+from raybench.config import RunConfig
+from raybench.data import OmniglotImages
+from raybench.models import Params, build_model
+from raybench.runtime import PeakMemory, device_name, resolve_device
+from raybench.solvers import METRICS, Solver, make_solver
+from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
+
+STATUSES = ("completed", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display needs; plain Python numbers, never device tensors."""
+
+    run_id: str
+    step: int
+    total: int
+    val_acc: float | None = None
+    phase: str = "train"  # train | test | done
+
+
+ProgressHook = Callable[[Progress], None]
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced; ``raybench.results`` turns it into Parquet rows."""
+
+    config: RunConfig
+    family: str
+    status: str = "completed"
+    steps_done: int = 0
+    curves: list[dict[str, float]] = field(default_factory=list)
+    final_val_acc: float | None = None
+    test_acc_mean: float | None = None
+    test_acc_ci95: float | None = None
+    test_tasks_n: int = 0
+    wall_time_s: float = 0.0
+    train_time_s: float = 0.0
+    ms_per_step: float | None = None
+    peak_memory_mb: float | None = None
+    memory_kind: str = ""
+    device: str = ""
+    n_params: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = None
+    params: Params | None = None
+
+
+def evaluate(
+    solver: Solver,
+    params: Params,
+    sampler: TaskSampler,
+    index: TaskIndex,
+    steps: int,
+    chunk: int,
+) -> dict[str, Tensor]:
+    """Per-task metrics over a fixed task set, ``chunk`` tasks at a time (bounded memory)."""
+    parts: list[dict[str, Tensor]] = []
+    for start in range(0, len(index), chunk):
+        batch = sampler.gather(index.slice(start, start + chunk))
+        parts.append(solver.evaluate(params, batch, steps))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def mean_ci95(values: Tensor) -> tuple[float, float]:
+    """Mean and 1.96 * std / sqrt(n) half-width of a 95% normal interval."""
+    values = values.double()
+    n = values.numel()
+    std = values.std(unbiased=True).item() if n > 1 else 0.0
+    return values.mean().item(), 1.96 * std / math.sqrt(n)
+
+
+def train(
+    config: RunConfig,
+    data: OmniglotImages,
+    progress: ProgressHook | None = None,
+) -> RunResult:
+    """Meta-train one solver with one seed, then test it. Never raises for a failing run:
+    the result says ``failed`` (with the error) or ``diverged``, with the curves so far."""
+    started = time.perf_counter()
+    result = RunResult(config=config, family="", started_at=datetime.now(timezone.utc))
+    notify = progress or (lambda _p: None)
+    try:
+        _train(config, data, result, notify)
+    except Exception as exc:  # a run must never take the benchmark down with it
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    result.wall_time_s = time.perf_counter() - started
+    result.ended_at = datetime.now(timezone.utc)
+    notify(
+        Progress(config.run_id, result.steps_done, config.meta_steps, result.final_val_acc, "done")
+    )
+    return result
+
+
+def _train(
+    config: RunConfig, data: OmniglotImages, result: RunResult, notify: ProgressHook
+) -> None:
+    device = resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
+    result.device = device_name(device)
+    memory = PeakMemory(device)
+    memory.reset()
+    result.memory_kind = memory.kind
+
+    split = make_split(config.split, data.characters, data.background)
+    images = data.images
+
+    def sampler(part: str) -> TaskSampler:
+        return TaskSampler(
+            images,
+            split.part(part),
+            ways=config.ways,
+            shots=config.shots,
+            query=config.query,
+            rotations=config.rotations,
+            device=device,
+            dtype=dtype,
+        )
+
+    train_tasks, val_tasks, test_tasks = sampler("train"), sampler("val"), sampler("test")
+    val_index = val_tasks.fixed_index(config.val_tasks, VAL_TASKS_SEED)
+    test_index = test_tasks.fixed_index(config.test_tasks, TEST_TASKS_SEED)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    model = build_model(config.ways, config.hidden)
+    params = model.init_params(config.seed, device, dtype)
+    result.n_params = sum(p.numel() for p in params.values())
+    solver = make_solver(config, model)
+    result.family = solver.family
+    optimiser = torch.optim.Adam(list(params.values()), lr=config.outer_lr)
+
+    eval_steps = config.adapt_steps_eval
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    train_sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=device)
+    interval_ms: list[float] = []
+    interval_start, interval_steps = time.perf_counter(), 0
+    train_time = 0.0
+    val_acc: float | None = None
+
+    for step in range(1, config.meta_steps + 1):
+        batch = train_tasks.sample(config.meta_batch, generator)
+        grads, metrics = solver.meta_grad(params, batch)
+        for name, p in params.items():
+            p.grad = grads[name]
+        grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
+        optimiser.step()
+        step_means = torch.stack([metrics[m].mean() for m in METRICS] + [grad_norm])
+        finite &= torch.isfinite(step_means).all()
+        train_sums += step_means
+        interval_steps += 1
+        result.steps_done = step
+
+        if step % config.eval_every == 0 or step == config.meta_steps:
+            diverged = not bool(finite)  # the sync point of the interval
+            elapsed = time.perf_counter() - interval_start
+            train_time += elapsed
+            interval_ms.append(1000 * elapsed / interval_steps)
+            row: dict[str, float] = {"step": step, "train_time_s": train_time}
+            means = (train_sums / interval_steps).tolist()
+            row.update({f"train_{m}": v for m, v in zip(METRICS, means)})
+            row["grad_norm"] = means[-1]
+            row["ms_per_step"] = interval_ms[-1]
+            if diverged:
+                row.update({f"val_{m}": math.nan for m in METRICS})
+                result.curves.append(row)
+                result.status = "diverged"
+                result.error = f"non-finite loss or meta-gradient by step {step}"
+                break
+            val = evaluate(solver, params, val_tasks, val_index, eval_steps, config.eval_batch)
+            val_means = {m: v.mean().item() for m, v in val.items()}
+            row.update({f"val_{m}": val_means[m] for m in METRICS})
+            result.curves.append(row)
+            val_acc = val_means["query_acc_post"]
+            result.final_val_acc = val_acc
+            train_sums.zero_()
+            interval_steps = 0
+            interval_start = time.perf_counter()
+        notify(Progress(config.run_id, step, config.meta_steps, val_acc))
+
+    result.train_time_s = train_time
+    result.ms_per_step = statistics.median(interval_ms) if interval_ms else None
+    result.params = {k: v.detach().cpu() for k, v in params.items()}
+    if result.status == "completed":
+        notify(Progress(config.run_id, result.steps_done, config.meta_steps, val_acc, "test"))
+        test = evaluate(solver, params, test_tasks, test_index, eval_steps, config.eval_batch)
+        accs = test["query_acc_post"]
+        result.test_acc_mean, result.test_acc_ci95 = mean_ci95(accs)
+        result.test_tasks_n = accs.numel()
+    result.peak_memory_mb = memory.read_mb()

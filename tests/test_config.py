@@ -1,0 +1,75 @@
+"""Presets, overrides and their validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from raybench.config import PRESETS, RunConfig, parse_assignments
+from raybench.errors import RaybenchError
+from raybench.solvers import make_config
+
+
+def test_paper_preset_is_table_1() -> None:
+    cfg = make_config("maml", "paper")
+    assert (cfg.inner_lr, cfg.outer_lr, cfg.inner_steps, cfg.meta_batch, cfg.meta_steps) == (
+        0.01,
+        0.001,
+        5,
+        16,
+        2000,
+    )
+    assert (cfg.ways, cfg.shots, cfg.query, cfg.bn) == (5, 1, 15, "batch")
+    assert cfg.adapt_steps_eval == 5
+
+
+def test_overrides_are_parsed_and_validated() -> None:
+    cfg = make_config("fomaml", "smoke", parse_assignments(["inner_lr=0.4", "rotations=off"]))
+    assert cfg.inner_lr == 0.4 and cfg.rotations is False
+    assert cfg.meta_steps == PRESETS["smoke"]["meta_steps"]
+    assert make_config("maml", "paper", {"eval_inner_steps": "10"}).adapt_steps_eval == 10
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("inner_lr", "-1", "inner_lr: expected a number > 0"),
+        ("inner_lr", "fast", "inner_lr"),
+        ("meta_batch", "0", "meta_batch: expected an integer >= 1"),
+        ("inner_steps", "2.5", "inner_steps: expected an integer"),
+        ("split", "random", "split: expected one of maml, lake"),
+        ("rotations", "maybe", "rotations: expected true or false"),
+        ("outer_lr", "nan", "outer_lr"),
+    ],
+)
+def test_bad_values_name_the_key_and_range(key: str, value: str, words: str) -> None:
+    with pytest.raises(RaybenchError, match=words) as info:
+        make_config("maml", "paper", {key: value})
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_keys_and_presets_suggest_the_right_name() -> None:
+    with pytest.raises(RaybenchError, match="did you mean 'inner_lr'"):
+        make_config("maml", "paper", {"iner_lr": "0.1"})
+    with pytest.raises(RaybenchError, match="did you mean 'smoke'"):
+        make_config("maml", "smoky")
+    with pytest.raises(RaybenchError, match="key=value"):
+        parse_assignments(["inner_lr"])
+    with pytest.raises(RaybenchError, match="unknown solver 'mam'"):
+        make_config("maml", "paper", {"mam.lam": "1"})
+    with pytest.raises(RaybenchError, match=r"unknown option 'maml\.lam'"):
+        make_config("maml", "paper", {"maml.lam": "1"})
+
+
+def test_task_larger_than_a_character_is_rejected() -> None:
+    with pytest.raises(RaybenchError, match="20 drawings"):
+        make_config("maml", "paper", {"shots": "5", "query": "16"})
+
+
+def test_run_id_names_solver_seed_and_configuration() -> None:
+    a = make_config("maml", "smoke", {"seed": 3})
+    b = make_config("maml", "smoke", {"seed": 4})
+    c = make_config("maml", "smoke", {"seed": 3, "inner_lr": "0.1"})
+    assert a.run_id.startswith("maml-s3-")
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    assert a.run_id != c.run_id
+    assert RunConfig().to_json() == RunConfig().to_json()

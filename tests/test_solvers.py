@@ -1,0 +1,193 @@
+"""The math of the solvers, in float64 on a tiny model and tiny random tasks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raybench.models import build_model
+from raybench.reference import loop_meta_grad
+from raybench.solvers import METRICS, SOLVERS, make_config, make_solver
+from raybench.tasks import TaskBatch
+
+WAYS, HIDDEN = 3, 3
+INNER_LR, INNER_STEPS = 0.4, 2
+
+
+def tiny_batch(n_tasks: int = 2, shots: int = 1, query: int = 2, seed: int = 0) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    sy = torch.arange(WAYS).repeat_interleave(shots).repeat(n_tasks, 1)
+    qy = torch.arange(WAYS).repeat_interleave(query).repeat(n_tasks, 1)
+    return TaskBatch(
+        torch.rand(n_tasks, WAYS * shots, 1, 28, 28, generator=g, dtype=torch.float64),
+        sy,
+        torch.rand(n_tasks, WAYS * query, 1, 28, 28, generator=g, dtype=torch.float64),
+        qy,
+    )
+
+
+def solver_for(name: str, inner_steps: int = INNER_STEPS, **options: object):
+    overrides = {"inner_lr": INNER_LR, "inner_steps": inner_steps, "hidden": HIDDEN}
+    overrides.update({f"{name}.{k}": v for k, v in options.items()})
+    model = build_model(WAYS, HIDDEN)
+    return model, make_solver(make_config(name, "paper", overrides), model)
+
+
+def params64(model, seed: int = 0):
+    return model.init_params(seed, torch.device("cpu"), torch.float64)
+
+
+def flat(grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in grads.values()])
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def adapted(model, params, sx, sy, steps):
+    """Plain SGD on one task's support set, written independently of the solvers."""
+    names = list(params)
+    fast = [params[n].detach().clone().requires_grad_(True) for n in names]
+    for _ in range(steps):
+        loss = F.cross_entropy(model(dict(zip(names, fast)), sx), sy)
+        grads = torch.autograd.grad(loss, fast)
+        fast = [(w - INNER_LR * g).detach().requires_grad_(True) for w, g in zip(fast, grads)]
+    return dict(zip(names, fast))
+
+
+def post_adaptation_query_loss(model, params, batch, steps) -> float:
+    losses = []
+    for b in range(len(batch)):
+        sx, sy, qx, qy = batch.task(b)
+        fast = adapted(model, params, sx, sy, steps)
+        with torch.no_grad():
+            losses.append(F.cross_entropy(model(fast, qx), qy))
+    return torch.stack(losses).mean().item()
+
+
+def finite_difference(fn, params, eps: float = 1e-6) -> torch.Tensor:
+    """Central differences along every coordinate of the parameter dict."""
+    out = []
+    for name, value in params.items():
+        for i in range(value.numel()):
+            plus = {k: v.clone() for k, v in params.items()}
+            minus = {k: v.clone() for k, v in params.items()}
+            plus[name].view(-1)[i] += eps
+            minus[name].view(-1)[i] -= eps
+            out.append((fn(plus) - fn(minus)) / (2 * eps))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_maml_meta_gradient_matches_finite_differences() -> None:
+    model, solver = solver_for("maml")
+    params, batch = params64(model), tiny_batch()
+    grads, _ = solver.meta_grad(params, batch)
+    fd = finite_difference(
+        lambda p: post_adaptation_query_loss(model, p, batch, INNER_STEPS), params
+    )
+    assert rel_err(flat(grads), fd) < 1e-6
+
+
+def test_maml_is_second_order() -> None:
+    """The Hessian terms are there: MAML and FOMAML differ once there are inner steps."""
+    model, maml = solver_for("maml")
+    _, fomaml = solver_for("fomaml")
+    params, batch = params64(model), tiny_batch()
+    assert (
+        rel_err(flat(fomaml.meta_grad(params, batch)[0]), flat(maml.meta_grad(params, batch)[0]))
+        > 1e-3
+    )
+
+
+def test_fomaml_is_query_gradient_at_adapted_weights() -> None:
+    model, solver = solver_for("fomaml")
+    params, batch = params64(model), tiny_batch()
+    grads, _ = solver.meta_grad(params, batch)
+    expected = None
+    for b in range(len(batch)):
+        sx, sy, qx, qy = batch.task(b)
+        fast = adapted(model, params, sx, sy, INNER_STEPS)
+        g = torch.autograd.grad(F.cross_entropy(model(fast, qx), qy), list(fast.values()))
+        expected = g if expected is None else [e + x for e, x in zip(expected, g)]
+    expected_flat = torch.cat([e.reshape(-1) for e in expected]) / len(batch)
+    assert rel_err(flat(grads), expected_flat) < 1e-10
+
+
+def test_zero_inner_steps_is_the_plain_gradient() -> None:
+    model, maml = solver_for("maml", inner_steps=0)
+    _, fomaml = solver_for("fomaml", inner_steps=0)
+    params, batch = params64(model), tiny_batch()
+    plain = torch.func.grad(
+        lambda p: torch.stack(
+            [F.cross_entropy(model(p, batch.query_x[b]), batch.query_y[b]) for b in range(2)]
+        ).mean()
+    )(params)
+    for solver in (maml, fomaml):
+        assert rel_err(flat(solver.meta_grad(params, batch)[0]), flat(plain)) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_vectorised_equals_reference_loop(name: str, dtype: torch.dtype) -> None:
+    """vmap over tasks equals the report-style Python loop with torch.autograd.grad."""
+    model, solver = solver_for(name)
+    params = {k: v.to(dtype) for k, v in params64(model).items()}
+    batch = TaskBatch(*(t.to(dtype) if t.is_floating_point() else t for t in tiny_batch(3)))
+    grads, _ = solver.meta_grad(params, batch)
+    reference = loop_meta_grad(
+        model,
+        params,
+        batch,
+        inner_lr=INNER_LR,
+        inner_steps=INNER_STEPS,
+        first_order=name == "fomaml",
+    )
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert rel_err(flat(grads), flat(reference)) < tol
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_conformance_batch_equals_loop_over_tasks(name: str) -> None:
+    """Every registered solver: the batch result is the mean of single-task results, finite,
+    deterministic, with a metric per task for each of the report's curves."""
+    model, solver = solver_for(name)
+    params, batch = params64(model), tiny_batch(3)
+    grads, metrics = solver.meta_grad(params, batch)
+    singles = [
+        solver.meta_grad(params, TaskBatch(*(t[b : b + 1] for t in batch)))[0] for b in range(3)
+    ]
+    mean_of_singles = {k: torch.stack([s[k] for s in singles]).mean(0) for k in grads}
+    assert rel_err(flat(grads), flat(mean_of_singles)) < 1e-10
+    assert torch.isfinite(flat(grads)).all() and flat(grads).norm() > 0
+    again, _ = solver.meta_grad(params, batch)
+    assert torch.equal(flat(again), flat(grads))
+    assert set(metrics) == set(METRICS)
+    for name_, values in metrics.items():
+        assert values.shape == (3,), name_
+        if "acc" in name_:
+            assert ((values >= 0) & (values <= 1)).all()
+    # "post" support loss is lower after SGD on the support set at this learning rate
+    assert (metrics["support_loss_post"] < metrics["support_loss_pre"]).all()
+    assert set(grads) == set(params)
+    assert all(grads[k].shape == params[k].shape for k in params)
+
+
+def test_metrics_are_the_losses_they_name() -> None:
+    model, solver = solver_for("maml")
+    params, batch = params64(model), tiny_batch(2)
+    _, metrics = solver.meta_grad(params, batch)
+    for b in range(2):
+        sx, sy, qx, qy = batch.task(b)
+        fast = adapted(model, params, sx, sy, INNER_STEPS)
+        with torch.no_grad():
+            expect = {
+                "support_loss_pre": F.cross_entropy(model(params, sx), sy),
+                "support_loss_post": F.cross_entropy(model(fast, sx), sy),
+                "query_loss_pre": F.cross_entropy(model(params, qx), qy),
+                "query_loss_post": F.cross_entropy(model(fast, qx), qy),
+                "query_acc_post": (model(fast, qx).argmax(-1) == qy).double().mean(),
+            }
+        for key, value in expect.items():
+            assert metrics[key][b].item() == pytest.approx(value.item(), rel=1e-10), key

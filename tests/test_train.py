@@ -1,0 +1,120 @@
+"""The training loop on real Omniglot with a tiny configuration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from raybench.data import OmniglotImages
+from raybench.models import Params
+from raybench.solvers import METRICS, SOLVERS, make_config
+from raybench.solvers.fomaml import FOMAML
+from raybench.tasks import TaskBatch
+from raybench.train import mean_ci95, train
+
+TINY = {"hidden": 8, "meta_steps": 4, "eval_every": 2, "val_tasks": 6, "test_tasks": 10}
+
+
+def tiny(solver: str = "fomaml", **overrides: object):
+    return make_config(solver, "smoke", {**TINY, **overrides})
+
+
+def test_training_records_curves_and_test_accuracy(omniglot: OmniglotImages) -> None:
+    result = train(tiny("maml"), omniglot)
+    assert result.status == "completed", result.error
+    assert result.family == "second-order"
+    assert [row["step"] for row in result.curves] == [2, 4]
+    for row in result.curves:
+        for metric in METRICS:
+            for where in ("train", "val"):
+                value = row[f"{where}_{metric}"]
+                assert math.isfinite(value)
+                if "acc" in metric:
+                    assert 0 <= value <= 1
+        assert row["grad_norm"] > 0
+    assert result.final_val_acc == result.curves[-1]["val_query_acc_post"]
+    assert result.test_tasks_n == 10
+    assert 0 <= result.test_acc_mean <= 1 and result.test_acc_ci95 > 0
+    assert result.ms_per_step > 0 and result.peak_memory_mb > 0
+    assert result.params is not None and set(result.params) == {
+        k for k in result.params if k.startswith(("features", "head"))
+    }
+
+
+def test_same_seed_same_curves_other_seed_other_curves(omniglot: OmniglotImages) -> None:
+    a, b = train(tiny(seed=5), omniglot), train(tiny(seed=5), omniglot)
+    c = train(tiny(seed=6), omniglot)
+
+    def values(result):
+        return [
+            (row["step"], row["train_query_loss_post"], row["val_query_loss_post"])
+            for row in result.curves
+        ]
+
+    assert values(a) == values(b)
+    assert a.test_acc_mean == b.test_acc_mean
+    assert values(a) != values(c)
+
+
+def test_training_learns_something(omniglot: OmniglotImages) -> None:
+    """A few dozen FOMAML steps with a large inner step beat chance on validation tasks."""
+    cfg = tiny(
+        meta_steps=30, eval_every=30, val_tasks=40, inner_lr=0.4, outer_lr=0.01, meta_batch=4
+    )
+    result = train(cfg, omniglot)
+    assert result.status == "completed"
+    assert result.final_val_acc > 0.35  # chance is 0.2
+
+
+class NaNAfterTwo(FOMAML):
+    """A solver whose meta-gradient becomes non-finite at its third step."""
+
+    name = "nan-after-two"
+    calls = 0
+
+    def meta_grad(self, params: Params, batch: TaskBatch):
+        type(self).calls += 1
+        grads, metrics = super().meta_grad(params, batch)
+        if type(self).calls > 2:
+            grads = {k: torch.full_like(g, math.nan) for k, g in grads.items()}
+        return grads, metrics
+
+
+class Broken(FOMAML):
+    name = "broken"
+
+    def meta_grad(self, params: Params, batch: TaskBatch):
+        raise RuntimeError("out of memory (simulated)")
+
+
+def test_divergence_ends_the_run_and_keeps_the_curves(
+    omniglot: OmniglotImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SOLVERS, NaNAfterTwo.name, NaNAfterTwo)
+    NaNAfterTwo.calls = 0
+    result = train(tiny(NaNAfterTwo.name, meta_steps=20), omniglot)
+    assert result.status == "diverged"
+    assert result.steps_done == 4  # stopped at the first check after step 3, not at 20
+    assert [row["step"] for row in result.curves] == [2, 4]
+    assert math.isfinite(result.curves[0]["val_query_acc_post"])
+    assert math.isnan(result.curves[1]["grad_norm"])
+    assert result.test_acc_mean is None
+
+
+def test_a_crashing_solver_is_a_failed_run_not_a_crash(
+    omniglot: OmniglotImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SOLVERS, Broken.name, Broken)
+    result = train(tiny(Broken.name), omniglot)
+    assert result.status == "failed"
+    assert result.error == "RuntimeError: out of memory (simulated)"
+    assert result.wall_time_s > 0 and result.ended_at is not None
+
+
+def test_confidence_interval() -> None:
+    values = torch.tensor([0.0, 1.0] * 50)
+    mean, ci = mean_ci95(values)
+    assert mean == 0.5
+    assert ci == pytest.approx(1.96 * values.double().std().item() / 10)
