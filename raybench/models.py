@@ -36,11 +36,9 @@ class BatchStatNorm2d(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
-        centred = x - mean
-        var = centred.square().mean(dim=(0, 2, 3), keepdim=True)
+        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
         scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
-        return centred * scale + self.bias.view(1, -1, 1, 1)
+        return torch.addcmul(self.bias.view(1, -1, 1, 1) - mean * scale, x, scale)
 
 
 class Conv4(nn.Module):

@@ -20,7 +20,7 @@ from torch import Tensor
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.models import Params, build_model
-from raybench.runtime import PeakMemory, device_name, resolve_device
+from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
 from raybench.solvers import METRICS, Solver, make_solver
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
 
@@ -61,6 +61,7 @@ class RunResult:
     memory_kind: str = ""
     device: str = ""
     n_params: int = 0
+    git_commit: str = ""
     started_at: datetime | None = None
     ended_at: datetime | None = None
     error: str | None = None
@@ -99,7 +100,12 @@ def train(
     """Meta-train one solver with one seed, then test it. Never raises for a failing run:
     the result says ``failed`` (with the error) or ``diverged``, with the curves so far."""
     started = time.perf_counter()
-    result = RunResult(config=config, family="", started_at=datetime.now(timezone.utc))
+    result = RunResult(
+        config=config,
+        family="",
+        started_at=datetime.now(timezone.utc),
+        git_commit=git_commit(),  # the code that runs, even if the tree changes meanwhile
+    )
     notify = progress or (lambda _p: None)
     try:
         _train(config, data, result, notify)

@@ -126,7 +126,7 @@ def run_row(
         "n_params": result.n_params,
         "torch_version": library_versions()["torch"],
         "versions_json": json.dumps(library_versions(), sort_keys=True),
-        "git_commit": git_commit(),
+        "git_commit": result.git_commit or git_commit(),
         "started_at": result.started_at,
         "ended_at": result.ended_at,
         "error": result.error,
