@@ -57,11 +57,20 @@ class RunProgress:
             self._label(config), total=config.meta_steps, status="starting"
         )
 
+        log = not self.bars.console.is_terminal  # logs get a line per evaluation instead
+        label = self._label(config)
+
         def update(event: RunProgressEvent) -> None:
             val = "" if event.val_acc is None else f"val {100 * event.val_acc:.1f}%"
             status = {"train": val, "test": f"{val} testing", "done": f"{val} done"}[event.phase]
             self.bars.update(task, completed=event.step, status=status)
             if event.phase == "done":
                 self.bars.advance(self.overall)
+            at_eval = event.step % config.eval_every == 0 or event.step == event.total
+            if log and (event.phase != "train" or at_eval):
+                elapsed = self.bars.tasks[task].elapsed or 0.0
+                self.bars.console.print(
+                    f"{label}: step {event.step}/{event.total} {status} ({elapsed:.0f}s)"
+                )
 
         return update
