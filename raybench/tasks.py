@@ -114,6 +114,7 @@ class TaskSampler:
             raise RaybenchError(f"ways={ways} exceeds the {len(characters)} characters available")
         if shots + query > images.shape[1]:
             raise RaybenchError(f"shots + query exceeds the {images.shape[1]} drawings per class")
+        self.characters = tuple(characters)  # indices into the image cache
         pool = images[torch.as_tensor(list(characters), dtype=torch.long)]  # (C, 20, 28, 28)
         turns = range(4) if rotations else range(1)
         # (C, R, 20, 28, 28): rotation precomputed once, so sampling is a single gather.
@@ -158,6 +159,22 @@ class TaskSampler:
 
     def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
         return self.gather(self.sample_index(n_tasks, generator))
+
+    @property
+    def n_image_classes(self) -> int:
+        """Classes of plain classification over this part: characters x rotations."""
+        return self.n_classes * self.n_rotations
+
+    def sample_images(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``n`` random images with labels ``character * rotations + rotation``: the
+        ordinary classification batches the fine-tuning baselines pre-train on."""
+        device = generator.device
+        classes = torch.randint(self.n_classes, (n,), generator=generator, device=device)
+        rotations = torch.randint(self.n_rotations, (n,), generator=generator, device=device)
+        drawings = torch.randint(self.pool.shape[2], (n,), generator=generator, device=device)
+        images = self.pool[classes, rotations, drawings]
+        x = images.to(self.dtype).div_(255).unsqueeze(1)
+        return x, classes * self.n_rotations + rotations
 
     def fixed_index(self, n_tasks: int, seed: int) -> TaskIndex:
         """The same tasks on every device and in every run: drawn on the CPU from ``seed``."""

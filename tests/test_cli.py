@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from raybench.results.schema import CURVE_METRICS
+from raybench.solvers import SOLVERS
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 
@@ -41,7 +42,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """One real `raybench run --preset smoke` shared by the tests below."""
     cwd = tmp_path_factory.mktemp("cli")
-    proc = cli("run", "--preset", "smoke", "--solvers", "maml,fomaml", "--seeds", "2", cwd=cwd)
+    proc = cli("run", "--preset", "smoke", "--solvers", "all", cwd=cwd)
     return cwd, proc
 
 
@@ -51,12 +52,8 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "maml" in proc.stdout and "fomaml" in proc.stdout  # the report at the end
     runs = ds.dataset(cwd / "outputs" / "smoke" / "runs").to_table().to_pylist()
-    assert sorted((r["solver"], r["seed"]) for r in runs) == [
-        ("fomaml", 0),
-        ("fomaml", 1),
-        ("maml", 0),
-        ("maml", 1),
-    ]
+    assert sorted(r["solver"] for r in runs) == sorted(SOLVERS)
+    families = {name: cls.family for name, cls in SOLVERS.items()}
     for row in runs:
         assert row["status"] == "completed", row["error"]
         assert row["experiment"] == "smoke" and row["preset"] == "smoke"
@@ -65,11 +62,14 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
         assert row["test_acc_ci95"] > 0 and 0 <= row["final_val_acc"] <= 1
         assert row["wall_time_s"] > 0 and row["ms_per_step"] > 0 and row["peak_memory_mb"] > 0
         assert row["device"].startswith("cpu") and row["bn"] == "batch"
-        assert row["family"] == {"maml": "second-order", "fomaml": "first-order"}[row["solver"]]
+        assert row["family"] == families[row["solver"]]
         assert json.loads(row["config_json"])["seed"] == row["seed"]
         assert (cwd / "outputs" / "smoke" / row["checkpoint"]).is_file()
     curves = ds.dataset(cwd / "outputs" / "smoke" / "curves").to_table()
-    assert curves.num_rows == 8  # 4 runs x evaluations at steps 2 and 4
+    assert curves.num_rows == 2 * len(SOLVERS)  # evaluations at steps 2 and 4
+    imaml = next(r for r in runs if r["solver"] == "imaml")
+    assert (imaml["imaml_lam"], imaml["imaml_cg_steps"]) == (2.0, 5)
+    assert next(r for r in runs if r["solver"] == "neumann")["neumann_terms"] == 3
     assert set(CURVE_METRICS) <= set(curves.column_names)
     assert sorted(set(curves.column("step").to_pylist())) == [2, 4]
 
@@ -94,7 +94,7 @@ def test_rerun_skips_stored_runs_and_never_duplicates(smoke_run) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout
     runs = ds.dataset(cwd / "outputs" / "smoke" / "runs").to_table()
-    assert runs.num_rows == 4
+    assert runs.num_rows == len(SOLVERS)
 
 
 @pytest.mark.slow

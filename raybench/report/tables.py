@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,22 @@ def format_memory(mb: float | None) -> str:
     return f"{mb / 1024:.2f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
 
 
+def solver_options(row: dict[str, Any]) -> str:
+    """A solver's own knobs, from the stored config: ``lam=2 cg_steps=5``."""
+    try:
+        options = json.loads(row.get("config_json") or "{}").get("solver_options", {})
+    except ValueError:
+        return "?"
+    return (
+        " ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in options.items()
+            if v is not None
+        )
+        or "—"
+    )
+
+
 def _sort_key(row: dict[str, Any]) -> tuple:
     family = row.get("family") or ""
     rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
@@ -62,6 +79,7 @@ def runs_table(table: pa.Table, title: str = "raybench") -> Table:
     out = Table(title=title, title_justify="left", header_style="bold")
     out.add_column("Solver")
     out.add_column("Family")
+    out.add_column("Options")
     out.add_column("Seed", justify="right")
     out.add_column("Test acc. % (95% CI)", justify="right")
     out.add_column("Val. acc. %", justify="right")
@@ -96,6 +114,7 @@ def runs_table(table: pa.Table, title: str = "raybench") -> Table:
         out.add_row(
             str(row.get("solver")),
             str(row.get("family") or "—"),
+            solver_options(row),
             str(row.get("seed", "—")),
             cell(row, "test_acc_mean", test),
             cell(row, "final_val_acc", "—" if val is None else f"{100 * val:.2f}"),

@@ -86,10 +86,20 @@ CURVES_SCHEMA = pa.schema(
 )
 
 
-def option_fields(solver: str) -> list[pa.Field]:
-    """A solver's own knobs as ``<solver>_<knob>`` columns, typed from their bounds."""
-    bounds = option_bounds().get(solver, {})
-    return [pa.field(f"{solver}_{knob}", _ARROW[b.kind]) for knob, b in bounds.items()]
+def option_column(solver: str, knob: str) -> str:
+    """``imaml`` + ``lam`` -> ``imaml_lam``; hyphens become underscores (SQL-friendly)."""
+    return f"{solver}_{knob}".replace("-", "_")
+
+
+def option_fields() -> list[pa.Field]:
+    """Every registered solver's knobs as ``<solver>_<knob>`` columns, typed from their
+    bounds. Every run file carries all of them (null for other solvers), so the files share
+    one schema and any Parquet reader can take a whole folder without unifying schemas."""
+    return [
+        pa.field(option_column(solver, knob), _ARROW[bound.kind])
+        for solver, bounds in sorted(option_bounds().items())
+        for knob, bound in bounds.items()
+    ]
 
 
 def run_row(
@@ -132,9 +142,9 @@ def run_row(
         "error": result.error,
         "checkpoint": checkpoint,
     }
-    fields = option_fields(cfg.solver)
-    for f in fields:
-        data[f.name] = cfg.solver_options.get(f.name.removeprefix(f"{cfg.solver}_"))
+    fields = option_fields()
+    for knob, value in cfg.solver_options.items():
+        data[option_column(cfg.solver, knob)] = value
     schema = pa.schema(list(RUNS_SCHEMA) + fields)
     return pa.Table.from_pylist([data], schema=schema)
 

@@ -17,7 +17,7 @@ from raybench.solvers.base import (
 )
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if not _module.name.startswith("_") and _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [

@@ -21,7 +21,7 @@ from torch.func import grad_and_value, vmap
 from raybench.config import Bound, RunConfig, bounds_of, build_config, did_you_mean
 from raybench.errors import RaybenchError
 from raybench.models import FunctionalModel, Params
-from raybench.tasks import TaskBatch
+from raybench.tasks import TaskBatch, TaskSampler
 
 FAMILIES = ("first-order", "second-order", "implicit", "penalty", "baseline")
 
@@ -74,6 +74,18 @@ class Solver(ABC):
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.options = options if options is not None else self.Options()
+
+    # -- what the trainer asks before and at each meta-step ------------------------------
+
+    def init_params(
+        self, seed: int, device: torch.device, dtype: torch.dtype, train: TaskSampler
+    ) -> Params:
+        """The starting meta-parameters; baselines reshape them for their pre-training."""
+        return self.model.init_params(seed, device, dtype)
+
+    def train_batch(self, train: TaskSampler, n_tasks: int, generator: torch.Generator) -> Any:
+        """What one meta-step consumes: by default ``n_tasks`` tasks of the training part."""
+        return train.sample(n_tasks, generator)
 
     # -- one task: plain functions of tensors, vmapped by the batch methods --------------
 
@@ -148,7 +160,8 @@ class Solver(ABC):
     @abstractmethod
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
         """The (pseudo-)gradient for the outer optimiser, averaged over the batch's tasks,
-        and per-task metrics (see ``METRICS``)."""
+        and per-task metrics (see ``METRICS``; a solver without adaptation in training
+        may return only some of them)."""
 
 
 SOLVERS: dict[str, type[Solver]] = {}

@@ -1,0 +1,94 @@
+"""Tiny float64 models and tasks shared by the solver tests."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raybench.models import FunctionalModel, Params, build_model
+from raybench.solvers import make_config, make_solver
+from raybench.tasks import TaskBatch
+
+WAYS, HIDDEN = 3, 3
+INNER_LR, INNER_STEPS = 0.4, 2
+
+
+def tiny_batch(n_tasks: int = 2, shots: int = 1, query: int = 2, seed: int = 0) -> TaskBatch:
+    g = torch.Generator().manual_seed(seed)
+    sy = torch.arange(WAYS).repeat_interleave(shots).repeat(n_tasks, 1)
+    qy = torch.arange(WAYS).repeat_interleave(query).repeat(n_tasks, 1)
+    return TaskBatch(
+        torch.rand(n_tasks, WAYS * shots, 1, 28, 28, generator=g, dtype=torch.float64),
+        sy,
+        torch.rand(n_tasks, WAYS * query, 1, 28, 28, generator=g, dtype=torch.float64),
+        qy,
+    )
+
+
+def solver_for(name: str, inner_steps: int = INNER_STEPS, inner_lr: float = INNER_LR, **options):
+    overrides = {"inner_lr": inner_lr, "inner_steps": inner_steps, "hidden": HIDDEN}
+    overrides.update({f"{name}.{k}": v for k, v in options.items()})
+    model = build_model(WAYS, HIDDEN)
+    return model, make_solver(make_config(name, "paper", overrides), model)
+
+
+def smooth_model(seed: int = 0) -> tuple[FunctionalModel, Params]:
+    """A tanh MLP: smooth everywhere, so finite differences of nested optima are exact to
+    many digits (ReLU kinks and max-pool switches are not)."""
+    module = nn.Sequential(nn.Flatten(), nn.Linear(784, 6), nn.Tanh(), nn.Linear(6, WAYS))
+    model = FunctionalModel(module)
+    return model, model.init_params(seed, torch.device("cpu"), torch.float64)
+
+
+def params64(model: FunctionalModel, seed: int = 0) -> Params:
+    return model.init_params(seed, torch.device("cpu"), torch.float64)
+
+
+def flat(grads: Params) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in grads.values()])
+
+
+def unflat(vector: torch.Tensor, like: Params) -> Params:
+    out, i = {}, 0
+    for k, v in like.items():
+        out[k] = vector[i : i + v.numel()].view_as(v)
+        i += v.numel()
+    return out
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def sgd(model, params: Params, x, y, steps: int, lr: float = INNER_LR) -> Params:
+    """Plain SGD on one task's support set, written independently of the solvers."""
+    names = list(params)
+    fast = [params[n].detach().clone().requires_grad_(True) for n in names]
+    for _ in range(steps):
+        loss = F.cross_entropy(model(dict(zip(names, fast)), x), y)
+        grads = torch.autograd.grad(loss, fast)
+        fast = [(w - lr * g).detach().requires_grad_(True) for w, g in zip(fast, grads)]
+    return {n: w.detach().requires_grad_(True) for n, w in zip(names, fast)}
+
+
+def support_hessian(model, fast: Params, x, y) -> torch.Tensor:
+    """The dense Hessian of one task's support loss at ``fast``."""
+
+    def loss(vector: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(unflat(vector, fast), x), y)
+
+    return torch.autograd.functional.hessian(loss, flat(fast))
+
+
+def finite_difference(fn, params: Params, eps: float = 1e-6) -> torch.Tensor:
+    """Central differences along every coordinate of the parameter dict."""
+    out = []
+    for name, value in params.items():
+        for i in range(value.numel()):
+            plus = {k: v.clone() for k, v in params.items()}
+            minus = {k: v.clone() for k, v in params.items()}
+            plus[name].view(-1)[i] += eps
+            minus[name].view(-1)[i] -= eps
+            out.append((fn(plus) - fn(minus)) / (2 * eps))
+    return torch.tensor(out, dtype=torch.float64)
