@@ -8,6 +8,7 @@ run ahead; step times are measured per evaluation interval, between those syncs.
 from __future__ import annotations
 
 import math
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -62,6 +63,8 @@ class RunResult:
     device: str = ""
     n_params: int = 0
     git_commit: str = ""
+    node: str = ""  # host (and Ray node) that ran it
+    resources: str = ""  # what the run was given, e.g. "1 CPU, 0.25 GPU"
     started_at: datetime | None = None
     ended_at: datetime | None = None
     error: str | None = None
@@ -96,19 +99,23 @@ def train(
     config: RunConfig,
     data: OmniglotImages,
     progress: ProgressHook | None = None,
+    *,
+    test: bool = True,
 ) -> RunResult:
-    """Meta-train one solver with one seed, then test it. Never raises for a failing run:
-    the result says ``failed`` (with the error) or ``diverged``, with the curves so far."""
+    """Meta-train one solver with one seed, then test it (unless ``test`` is off: a search
+    trial is judged on validation tasks only). Never raises for a failing run: the result
+    says ``failed`` (with the error) or ``diverged``, with the curves so far."""
     started = time.perf_counter()
     result = RunResult(
         config=config,
         family="",
         started_at=datetime.now(timezone.utc),
         git_commit=git_commit(),  # the code that runs, even if the tree changes meanwhile
+        node=socket.gethostname(),
     )
     notify = progress or (lambda _p: None)
     try:
-        _train(config, data, result, notify)
+        _train(config, data, result, notify, test)
     except Exception as exc:  # a run must never take the benchmark down with it
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -121,7 +128,7 @@ def train(
 
 
 def _train(
-    config: RunConfig, data: OmniglotImages, result: RunResult, notify: ProgressHook
+    config: RunConfig, data: OmniglotImages, result: RunResult, notify: ProgressHook, test: bool
 ) -> None:
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
@@ -216,10 +223,10 @@ def _train(
     result.train_time_s = train_time
     result.ms_per_step = statistics.median(interval_ms) if interval_ms else None
     result.params = {k: v.detach().cpu() for k, v in params.items()}
-    if result.status == "completed":
+    if result.status == "completed" and test:
         notify(Progress(config.run_id, result.steps_done, config.meta_steps, val_acc, "test"))
-        test = evaluate(solver, params, test_tasks, test_index, eval_steps, config.eval_batch)
-        accs = test["query_acc_post"]
+        tested = evaluate(solver, params, test_tasks, test_index, eval_steps, config.eval_batch)
+        accs = tested["query_acc_post"]
         result.test_acc_mean, result.test_acc_ci95 = mean_ci95(accs)
         result.test_tasks_n = accs.numel()
     result.peak_memory_mb = memory.read_mb()

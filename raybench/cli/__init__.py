@@ -48,34 +48,93 @@ def stdout() -> Console:
     return console
 
 
+SolversOption = Annotated[
+    str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
+]
+PresetOption = Annotated[
+    str, typer.Option("--preset", help="Starting configuration: paper (Table 1) or smoke.")
+]
+SettingsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a setting, KEY=VALUE (repeatable); solver options as "
+        "SOLVER.KNOB=VALUE. See `raybench settings`.",
+    ),
+]
+SeedsOption = Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds per solver.")]
+ExperimentOption = Annotated[
+    str | None, typer.Option("--experiment", "-e", help="Experiment name (a folder under --out).")
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster to use: 'auto', HOST:PORT or ray://HOST:PORT. Default: start a "
+        "local Ray (bound to localhost) for this command and stop it afterwards.",
+    ),
+]
+DashboardOption = Annotated[
+    bool, typer.Option("--dashboard", help="Start the local Ray's dashboard (on localhost).")
+]
+RetriesOption = Annotated[
+    int, typer.Option("--max-retries", min=0, help="Retries of a run whose worker dies.")
+]
+ConcurrencyOption = Annotated[
+    int | None, typer.Option("--max-concurrent", min=1, help="Most runs training at once.")
+]
+CpusOption = Annotated[float, typer.Option("--cpus-per-run", min=0.01, help="CPUs per run.")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (device).")]
+
+
 @app.command("run")
 def run_command(
-    solvers: Annotated[
-        str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
-    ] = "all",
-    preset: Annotated[
-        str, typer.Option("--preset", help="Starting configuration: paper (Table 1) or smoke.")
-    ] = "paper",
-    settings: Annotated[
-        list[str] | None,
+    solvers: SolversOption = "all",
+    preset: PresetOption = "paper",
+    settings: SettingsOption = None,
+    configs: Annotated[
+        list[Path] | None,
         typer.Option(
-            "--set",
-            help="Override a setting, KEY=VALUE (repeatable); solver options as "
-            "SOLVER.KNOB=VALUE. See `raybench settings`.",
+            "--config",
+            help="A config file (e.g. a sweep's best/<solver>.yaml) to run instead of "
+            "--solvers/--preset; repeatable. --set still applies on top.",
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds per solver.")] = 1,
+    seeds: SeedsOption = 1,
     seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
     steps: Annotated[int | None, typer.Option("--steps", help="Meta-steps (meta_steps).")] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu or cuda (device).")
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option("--experiment", "-e", help="Experiment name (default: the preset's name)."),
-    ] = None,
+    device: DeviceOption = None,
+    experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend", help="ray: each run on a Ray actor; inline: one after another here."
+        ),
+    ] = "ray",
+    address: AddressOption = None,
+    gpus_per_run: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-run",
+            min=0,
+            help="GPU share of each run (e.g. 0.25). Default: the visible GPUs divided among "
+            "the concurrent runs; 0 without GPUs.",
+        ),
+    ] = None,
+    cpus_per_run: CpusOption = 1.0,
+    max_concurrent: ConcurrencyOption = None,
+    max_retries: RetriesOption = 2,
+    dashboard: DashboardOption = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted experiment: its runs not yet stored are trained, "
+            "finished ones kept.",
+        ),
+    ] = None,
     rerun: Annotated[
         bool, typer.Option("--rerun", help="Train runs again even if already stored.")
     ] = False,
@@ -83,11 +142,23 @@ def run_command(
 ) -> None:
     """Train, evaluate and store each solver (and seed), then print the report."""
     from raybench.cli.commands import run
+    from raybench.execution import ExecutionOptions
 
+    execution = ExecutionOptions(
+        backend=backend,
+        address=address,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run,
+        max_concurrent=max_concurrent,
+        max_retries=max_retries,
+        dashboard=dashboard,
+        rerun=rerun,
+    )
     run(
         solvers=solvers,
         preset=preset,
         settings=settings or [],
+        config_files=configs or [],
         seeds=seeds,
         first_seed=seed,
         steps=steps,
@@ -95,7 +166,94 @@ def run_command(
         experiment=experiment,
         out=out,
         data_dir=data_dir,
-        rerun=rerun,
+        execution=execution,
+        resume=resume,
+        show_report=report,
+        console=stdout(),
+    )
+
+
+@app.command("sweep")
+def sweep_command(
+    solvers: SolversOption = "all",
+    preset: PresetOption = "paper",
+    settings: SettingsOption = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials per solver.")] = 32,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Meta-steps of each trial.")
+    ] = 500,
+    seeds: SeedsOption = 3,
+    final: Annotated[
+        bool,
+        typer.Option(help="Re-run each solver's best config with --seeds seeds at full length."),
+    ] = True,
+    final_steps: Annotated[
+        int | None,
+        typer.Option("--final-steps", min=1, help="Meta-steps of the final runs (the preset's)."),
+    ] = None,
+    search_seed: Annotated[int, typer.Option("--search-seed", help="Seed of the TPE sampler.")] = 0,
+    spaces: Annotated[
+        Path | None,
+        typer.Option("--spaces", help="Folder of <solver>.yaml search spaces.", show_default=False),
+    ] = None,
+    experiment: ExperimentOption = None,
+    out: OutOption = Path("outputs"),
+    data_dir: DataDirOption = None,
+    address: AddressOption = None,
+    gpus_per_trial: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-trial",
+            min=0,
+            help="GPU share of each trial. Default: the visible GPUs divided among the "
+            "concurrent trials.",
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        float, typer.Option("--cpus-per-trial", min=0.01, help="CPUs per trial.")
+    ] = 1.0,
+    max_concurrent: ConcurrencyOption = None,
+    max_retries: RetriesOption = 2,
+    dashboard: DashboardOption = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted sweep (its experiment name): finished trials and "
+            "solvers are kept, unfinished trials start again.",
+        ),
+    ] = None,
+    report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
+) -> None:
+    """Search each solver's hyperparameters (Ray Tune + Optuna TPE + ASHA), then re-run the
+    best configuration of each with several seeds and report."""
+    from raybench.cli.commands import sweep
+    from raybench.search.sweep import SweepOptions
+
+    options = SweepOptions(
+        trials=trials,
+        steps=steps,
+        max_concurrent=max_concurrent,
+        gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
+        seed=search_seed,
+        max_retries=max_retries,
+    )
+    sweep(
+        solvers=solvers,
+        preset=preset,
+        settings=settings or [],
+        options=options,
+        seeds=seeds,
+        final=final,
+        final_steps=final_steps,
+        spaces=spaces,
+        experiment=experiment,
+        out=out,
+        data_dir=data_dir,
+        address=address,
+        dashboard=dashboard,
+        resume=resume,
         show_report=report,
         console=stdout(),
     )
@@ -133,6 +291,138 @@ def settings_command(
     list_settings(preset, stdout())
 
 
+@app.command("fidelity")
+def fidelity_command(
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment", "-e", help="Where to store the table: a name under --out or a folder."
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Compare at the final checkpoint of each run of this experiment."
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="Compare at this checkpoint file (repeatable)."),
+    ] = None,
+    init: Annotated[bool, typer.Option(help="Compare at the initialisation of --seed too.")] = True,
+    solvers: Annotated[
+        str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
+    ] = "all",
+    preset: Annotated[
+        str, typer.Option("--preset", help="Settings of the comparison: paper or smoke.")
+    ] = "paper",
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a setting, KEY=VALUE (repeatable), as for `raybench run`."
+        ),
+    ] = None,
+    sweeps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="Values of a solver's knob, SOLVER.KNOB=V1,V2,... (repeatable); defaults: "
+            "imaml.cg_steps=1,2,5,10,20 neumann.terms=0,1,2,3,5,10 penalty.lam=0,0.01,0.1,1.",
+        ),
+    ] = None,
+    tasks: Annotated[
+        int, typer.Option("--tasks", min=1, help="Fixed validation tasks, one batch.")
+    ] = 16,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed of the init point (default 0).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu or cuda (device).")
+    ] = None,
+    out: OutOption = Path("outputs"),
+    data_dir: DataDirOption = None,
+) -> None:
+    """Cosine and relative error of every solver's meta-gradient against exact MAML's, on
+    the same fixed tasks, at the initialisation and at stored checkpoints."""
+    from raybench.cli.commands import fidelity
+
+    fidelity(
+        experiment=experiment,
+        source=source,
+        checkpoints=checkpoints or [],
+        init=init,
+        solvers=solvers,
+        preset=preset,
+        settings=settings or [],
+        sweeps=sweeps or [],
+        tasks=tasks,
+        seed=seed,
+        device=device,
+        out=out,
+        data_dir=data_dir,
+        console=stdout(),
+    )
+
+
+@app.command("scaling")
+def scaling_command(
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment", "-e", help="Where to store the table: a name under --out or a folder."
+        ),
+    ] = None,
+    solvers: Annotated[
+        str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
+    ] = "all",
+    inner_steps: Annotated[
+        str, typer.Option("--inner-steps", help="Comma-separated inner-step counts.")
+    ] = "1,2,5,10,20",
+    preset: Annotated[
+        str, typer.Option("--preset", help="The other settings: paper (Table 1) or smoke.")
+    ] = "paper",
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a setting, KEY=VALUE (repeatable), as for `raybench run`."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Timed meta-steps per measurement (CPU 2, GPU 5)."),
+    ] = None,
+    warmup: Annotated[
+        int, typer.Option("--warmup", min=0, help="Untimed meta-steps before them.")
+    ] = 1,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu or cuda (device).")
+    ] = None,
+    out: OutOption = Path("outputs"),
+    data_dir: DataDirOption = None,
+) -> None:
+    """Peak memory and time of one meta-step per solver as the inner steps grow, with a
+    verdict on the expected shape (MAML and penalty grow, first-order and implicit flat)."""
+    from raybench.cli.commands import scaling
+
+    scaling(
+        experiment=experiment,
+        solvers=solvers,
+        inner_steps=inner_steps,
+        preset=preset,
+        settings=settings or [],
+        steps=steps,
+        warmup=warmup,
+        threads=threads,
+        device=device,
+        out=out,
+        data_dir=data_dir,
+        console=stdout(),
+    )
+
+
 def _add_subcommands() -> None:
     from raybench.cli import data
 
@@ -146,9 +436,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: Typer/Click errors and RaybenchError as one line, exit 2."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        app(args=argv, prog_name="raybench", standalone_mode=False)
+        # Without standalone mode Typer returns an Exit's code (130 for Ctrl-C) instead of
+        # exiting, and lets usage errors propagate, so each can be reported in one line.
+        code = app(args=argv, prog_name="raybench", standalone_mode=False)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except UsageProblem as exc:  # usage errors, bad option values
         message = exc.format_message()
         if message:  # empty when bare `raybench` printed the help
@@ -158,5 +450,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"raybench: error: {exc}", markup=False)
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
-        err.print("raybench: interrupted; finished runs are stored, unfinished ones are not")
-        sys.exit(130)
+        code = 130
+    if code == 130:
+        err.print("raybench: interrupted; finished results are stored, --resume continues")
+    sys.exit(code if isinstance(code, int) else 0)

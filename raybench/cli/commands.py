@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +14,11 @@ from rich.table import Table
 
 from raybench.config import PRESETS, RUN_BOUNDS, RunConfig, did_you_mean, parse_assignments
 from raybench.errors import RaybenchError
+
+if TYPE_CHECKING:
+    from raybench.execution import ExecutionOptions
+    from raybench.results import ExperimentStore
+    from raybench.search.sweep import SweepOptions
 
 
 def resolve_solvers(spec: str) -> list[str]:
@@ -49,6 +56,7 @@ def run(
     solvers: str,
     preset: str,
     settings: list[str],
+    config_files: list[Path],
     seeds: int,
     first_seed: int,
     steps: int | None,
@@ -56,39 +64,178 @@ def run(
     experiment: str | None,
     out: Path,
     data_dir: Path | None,
-    rerun: bool,
+    execution: ExecutionOptions,
+    resume: str | None,
     show_report: bool,
     console: Console,
 ) -> None:
-    from raybench.data import load_omniglot
-    from raybench.execution.inline import run_inline
+    from raybench.configfile import config_from_dict
+    from raybench.execution import execute
     from raybench.results import ExperimentStore
 
-    overrides = parse_assignments(settings)
-    if steps is not None:
-        overrides["meta_steps"] = str(steps)
-    if device is not None:
-        overrides["device"] = device
-    if preset not in PRESETS:
-        raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
-    names = resolve_solvers(solvers)
-    configs = build_configs(names, preset, overrides, range(first_seed, first_seed + seeds))
-    name = experiment or preset
-    if not name or "/" in name or name.startswith("."):
-        raise RaybenchError(f"invalid experiment name {name!r}: use a plain folder name")
-    store = ExperimentStore(out / name)
-    data = load_omniglot(data_dir)
+    if resume is not None:
+        store = resume_store(resume, out)
+        plan = store.read_manifest("run")
+        configs = [config_from_dict(c) for c in plan["configs"]]
+        source = plan.get("source", "preset")
+    else:
+        overrides = parse_assignments(settings)
+        if steps is not None:
+            overrides["meta_steps"] = str(steps)
+        if device is not None:
+            overrides["device"] = device
+        seed_range = range(first_seed, first_seed + seeds)
+        if config_files:
+            configs = configs_from_files(config_files, overrides, seed_range)
+            source, default_name = "config", "configs"
+        else:
+            if preset not in PRESETS:
+                raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+            configs = build_configs(resolve_solvers(solvers), preset, overrides, seed_range)
+            source, default_name = "preset", preset
+        store = ExperimentStore(out / experiment_name(experiment or default_name))
+        store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
+    names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
-        f"[bold]raybench[/] {len(configs)} run(s): {', '.join(names)} x {seeds} seed(s), "
-        f"preset {preset}, experiment {store.root}"
+        f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
+        f"({execution.backend} back end), experiment {store.root}"
     )
-    summaries = run_inline(configs, data, store, console, rerun=rerun)
+    summaries = execute(configs, store, console, replace(execution, source=source), data_dir)
     if show_report:
         report(str(store.root), out, console)
     failed = [s for s in summaries if s.status == "failed"]
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; their rows say why[/]")
         raise typer.Exit(1)
+
+
+def experiment_name(name: str) -> str:
+    if not name or "/" in name or name.startswith("."):
+        raise RaybenchError(f"invalid experiment name {name!r}: use a plain folder name")
+    return name
+
+
+def resume_store(name: str, out: Path) -> ExperimentStore:
+    """An existing experiment folder, by name under ``out`` or by path."""
+    from raybench.results import ExperimentStore
+
+    for path in (out / name, Path(name)):
+        if path.is_dir():
+            return ExperimentStore(path)
+    raise RaybenchError(f"nothing to resume: no experiment {name!r} under {out}")
+
+
+def configs_from_files(
+    files: Sequence[Path], overrides: dict[str, str], seeds: Sequence[int]
+) -> list[RunConfig]:
+    from raybench.configfile import read_config_file
+    from raybench.solvers import make_config
+
+    configs = []
+    for path in files:
+        solver, preset, settings = read_config_file(path)
+        for seed in seeds:
+            configs.append(make_config(solver, preset, {**settings, **overrides, "seed": seed}))
+    return configs
+
+
+def sweep(
+    *,
+    solvers: str,
+    preset: str,
+    settings: list[str],
+    options: SweepOptions,
+    seeds: int,
+    final: bool,
+    final_steps: int | None,
+    spaces: Path | None,
+    experiment: str | None,
+    out: Path,
+    data_dir: Path | None,
+    address: str | None,
+    dashboard: bool,
+    resume: str | None,
+    show_report: bool,
+    console: Console,
+) -> None:
+    from raybench.configfile import read_config_file
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.execution.ray_backend import ray_session
+    from raybench.results import ExperimentStore
+    from raybench.search.sweep import SweepOptions, check_spaces, run_sweep
+    from raybench.solvers import make_config
+
+    if resume is not None:
+        store = resume_store(resume, out)
+        plan = store.read_manifest("sweep")
+        names, preset, overrides = plan["solvers"], plan["preset"], plan["overrides"]
+        options = replace(SweepOptions(**plan["options"]), resume=True)
+        seeds, final, final_steps = plan["seeds"], plan["final"], plan["final_steps"]
+        spaces = Path(plan["spaces"]) if plan.get("spaces") else None
+    else:
+        if preset not in PRESETS:
+            raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+        names = resolve_solvers(solvers)
+        overrides = parse_assignments(settings)
+        for name in names:  # every setting checked before anything starts
+            make_config(name, preset, overrides)
+        spaces = spaces if spaces is not None else default_spaces()
+        check_spaces(names, spaces)
+        store = ExperimentStore(out / experiment_name(experiment or "sweep"))
+        store.write_manifest(
+            "sweep",
+            {
+                "solvers": names,
+                "preset": preset,
+                "overrides": overrides,
+                "options": asdict(options),
+                "seeds": seeds,
+                "final": final,
+                "final_steps": final_steps,
+                "spaces": str(spaces.resolve()) if spaces else None,
+            },
+        )
+    console.print(
+        f"[bold]raybench sweep[/] {', '.join(names)}: {options.trials} trials each of "
+        f"{options.steps or 'preset'} meta-steps; experiment {store.root}"
+    )
+    with ray_session(address, dashboard):
+        run_sweep(
+            names, preset, overrides, store, options, console, spaces_dir=spaces, data_dir=data_dir
+        )
+        if final:
+            configs = []
+            for name in names:
+                best = store.root / "best" / f"{name}.yaml"
+                if not best.is_file():
+                    console.print(f"[red]{name}: no completed trial, no final runs[/]")
+                    continue
+                solver, best_preset, best_settings = read_config_file(best)
+                if final_steps is not None:
+                    best_settings["meta_steps"] = final_steps
+                configs += [
+                    make_config(solver, best_preset, {**best_settings, "seed": seed})
+                    for seed in range(seeds)
+                ]
+            execution = ExecutionOptions(
+                backend="ray",
+                max_concurrent=options.max_concurrent,
+                max_retries=options.max_retries,
+                gpus_per_run=options.gpus_per_trial,
+                cpus_per_run=options.cpus_per_trial,
+                source="tuned",
+            )
+            execute(configs, store, console, execution, data_dir)
+    if show_report and store.files("runs"):
+        report(str(store.root), out, console)
+
+
+def default_spaces() -> Path:
+    """``./search_spaces`` when run from a checkout, else the one beside the package."""
+    from raybench.search.spaces import DEFAULT_DIR
+
+    local = Path("search_spaces")
+    return local if local.is_dir() else DEFAULT_DIR
 
 
 def report(experiment: str | None, out: Path, console: Console) -> None:
@@ -102,9 +249,13 @@ def report(experiment: str | None, out: Path, console: Console) -> None:
         experiment = str(max(found, key=lambda p: (p / "runs").stat().st_mtime))
     store = open_experiment(experiment, out)
     runs = store.read("runs")
-    if runs.num_rows == 0:
+    studies = study_renderables(store)
+    if runs.num_rows == 0 and not studies:
         raise RaybenchError(f"experiment {store.root} has no finished runs yet")
-    console.print(runs_table(runs, title=f"raybench: {store.name} ({store.root})"))
+    if runs.num_rows:
+        console.print(runs_table(runs, title=f"raybench: {store.name} ({store.root})"))
+    for renderable in studies:
+        console.print(renderable)
 
 
 def list_solvers(console: Console) -> None:
@@ -136,3 +287,190 @@ def list_settings(preset: str, console: Console) -> None:
         table.add_row(key, str(values[key]), bound.describe(), bound.help)
     console.print(table)
     console.print("Presets: " + ", ".join(PRESETS))
+
+
+# -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
+
+
+def study_renderables(store: ExperimentStore) -> list:
+    """The fidelity and scaling tables of an experiment, where it has them."""
+    from raybench.report.studies import fidelity_tables, scaling_renderables
+
+    out: list = []
+    fidelity_rows = store.read("fidelity")
+    if fidelity_rows.num_rows:
+        out += fidelity_tables(fidelity_rows)
+    scaling_rows = store.read("scaling")
+    if scaling_rows.num_rows:
+        out += scaling_renderables(scaling_rows)
+    return out
+
+
+def study_store(experiment: str, out: Path) -> ExperimentStore:
+    """A study's experiment: a plain name under ``out``, or a folder path."""
+    from raybench.results import ExperimentStore
+
+    if "/" in experiment or experiment.startswith("."):
+        return ExperimentStore(Path(experiment))
+    return ExperimentStore(out / experiment_name(experiment))
+
+
+def _study_overrides(preset: str, settings: list[str], device: str | None) -> dict[str, str]:
+    if preset not in PRESETS:
+        raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+    overrides = parse_assignments(settings)
+    if device is not None:
+        overrides["device"] = device
+    return overrides
+
+
+def fidelity(
+    *,
+    experiment: str | None,
+    source: str | None,
+    checkpoints: list[Path],
+    init: bool,
+    solvers: str,
+    preset: str,
+    settings: list[str],
+    sweeps: list[str],
+    tasks: int,
+    seed: int | None,
+    device: str | None,
+    out: Path,
+    data_dir: Path | None,
+    console: Console,
+) -> None:
+    import pyarrow as pa
+
+    from raybench.data import load_omniglot
+    from raybench.report.studies import fidelity_tables
+    from raybench.results import open_experiment
+    from raybench.results.store import write_table
+    from raybench.studies.fidelity import (
+        FidelityStudy,
+        checkpoint_point,
+        init_point,
+        meta_solvers,
+        parse_sweep,
+        run_points,
+    )
+
+    overrides = _study_overrides(preset, settings, device)
+    if seed is not None:
+        overrides["seed"] = str(seed)
+    kept, skipped = meta_solvers(resolve_solvers(solvers))
+    if not kept:
+        raise RaybenchError(
+            f"no meta-solver in --solvers {solvers}: baselines have no meta-gradient"
+        )
+    sweep_map = dict(parse_sweep(spec) for spec in sweeps)
+    points, notes = [], []
+    if source is not None:
+        found, notes = run_points(open_experiment(source, out))
+        if not found:
+            raise RaybenchError(
+                f"experiment {source!r} has no run to compare at: " + "; ".join(notes[:3])
+            )
+        points += found
+    points += [checkpoint_point(path) for path in checkpoints]
+    if not init and not points:
+        raise RaybenchError("nothing to compare at: give --from, --checkpoint, or keep --init")
+    store = study_store(experiment or "fidelity", out)
+    data = load_omniglot(data_dir)
+    study = FidelityStudy(
+        data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
+    )
+    if init:
+        points.insert(0, init_point(study.reference))
+    for point in points:  # every point checked before the first long computation
+        study.params_at(point)
+    ref = study.reference
+    console.print(
+        f"[bold]raybench fidelity[/] {len(points)} point(s) x {len(study.cases)} meta-gradients "
+        f"against exact MAML ({ref.inner_steps} inner steps, inner lr {ref.inner_lr:g}) on "
+        f"{tasks} fixed validation tasks; experiment {store.root}"
+    )
+    if skipped:
+        console.print(
+            f"skipped solvers {', '.join(skipped)}: baselines pre-train a classifier and have "
+            "no meta-gradient"
+        )
+    for note in notes:
+        console.print(f"skipped point {note}")
+    tables = []
+    for point in points:
+        console.print(f"  {point.name}: {len(study.cases) + 1} meta-gradients")
+        table = study.run(point, experiment=store.name)
+        write_table(store.path("fidelity", table.column("study_id")[0].as_py()), table)
+        tables.append(table)
+    for rendered in fidelity_tables(pa.concat_tables(tables)):
+        console.print(rendered)
+    console.print(f"stored in {store.root / 'fidelity'}")
+
+
+def parse_counts(spec: str) -> list[int]:
+    """``1,2,5`` -> ``[1, 2, 5]``, with a one-line error for anything else."""
+    try:
+        counts = [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 0:
+        raise RaybenchError(f"--inner-steps expects comma-separated counts >= 0, got {spec!r}")
+    return counts
+
+
+def scaling(
+    *,
+    experiment: str | None,
+    solvers: str,
+    inner_steps: str,
+    preset: str,
+    settings: list[str],
+    steps: int | None,
+    warmup: int,
+    threads: int | None,
+    device: str | None,
+    out: Path,
+    data_dir: Path | None,
+    console: Console,
+) -> None:
+    from raybench.data import load_omniglot
+    from raybench.report.studies import scaling_renderables
+    from raybench.results.store import write_table
+    from raybench.runtime import resolve_device
+    from raybench.solvers import make_config
+    from raybench.studies.scaling import scaling_table
+
+    overrides = _study_overrides(preset, settings, device)
+    counts = parse_counts(inner_steps)
+    names = resolve_solvers(solvers)
+    for name in names:  # settings checked before anything runs
+        make_config(name, preset, overrides)
+    on = resolve_device(make_config(names[0], preset, overrides).device)
+    steps = steps or (5 if on.type == "cuda" else 2)
+    store = study_store(experiment or "scaling", out)
+    data = load_omniglot(data_dir)  # found (and cached) once, before any measuring process
+    console.print(
+        f"[bold]raybench scaling[/] {', '.join(names)} at inner steps "
+        f"{', '.join(map(str, counts))}, preset {preset}, {steps} timed step(s) after {warmup} "
+        f"warm-up; {'a fresh process per measurement' if on.type == 'cpu' else on}; "
+        f"experiment {store.root}"
+    )
+    table = scaling_table(
+        preset=preset,
+        overrides=overrides,
+        solvers=names,
+        inner_steps=counts,
+        steps=steps,
+        warmup=warmup,
+        threads=threads,
+        data=data,
+        data_dir=data_dir,
+        experiment=store.name,
+        progress=lambda message: console.print(f"  {message}"),
+    )
+    write_table(store.path("scaling", table.column("study_id")[0].as_py()), table)
+    for rendered in scaling_renderables(table):
+        console.print(rendered)
+    console.print(f"stored in {store.root / 'scaling'}")

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+import torch
 from rich.console import Console
 
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
+from raybench.execution import RunSummary
 from raybench.execution.progress import RunProgress
 from raybench.results import ExperimentStore
 from raybench.train import train
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    status: str  # completed | diverged | failed | skipped
-    error: str | None = None
 
 
 def run_inline(
@@ -27,20 +21,38 @@ def run_inline(
     store: ExperimentStore,
     console: Console,
     *,
-    rerun: bool = False,
+    source: str = "preset",
+    threads: int = 1,
 ) -> list[RunSummary]:
-    """Train, test and store each config. A run already in the store is skipped unless
-    ``rerun``; a failing run is stored as ``failed`` and the others go on."""
+    """Train, test and store each config; a failing run is stored as ``failed``.
+
+    Runs use ``threads`` CPU threads, as a Ray actor given that many CPUs does: float
+    reductions depend on the thread count, so this is what makes both back ends give
+    identical results for the same seed."""
     summaries: list[RunSummary] = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _run_all(configs, data, store, console, source, summaries)
+    finally:
+        torch.set_num_threads(previous)
+    return summaries
+
+
+def _run_all(
+    configs: Sequence[RunConfig],
+    data: OmniglotImages,
+    store: ExperimentStore,
+    console: Console,
+    source: str,
+    summaries: list[RunSummary],
+) -> None:
     with RunProgress(console, len(configs)) as progress:
         for config in configs:
-            if store.has_run(config.run_id) and not rerun:
-                progress.skip(config, "already stored, skipped (--rerun trains it again)")
-                summaries.append(RunSummary(config.run_id, "skipped"))
-                continue
             result = train(config, data, progress=progress.hook(config))
-            store.write_run(result)
+            result.resources = f"inline, {torch.get_num_threads()} threads"
+            store.write_run(result, source=source)
+            progress.finish(config.run_id, result.status, result.steps_done)
             summaries.append(RunSummary(config.run_id, result.status, result.error))
             if result.error:
-                console.print(f"[red]{config.solver} seed {config.seed}: {result.error}[/]")
-    return summaries
+                console.print(f"[red]{progress.label(config)}: {result.error}[/]")

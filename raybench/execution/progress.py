@@ -1,4 +1,6 @@
-"""Live Rich progress: one line per run (step, validation accuracy, ETA) and the total."""
+"""Live Rich progress: one line per run (solver, seed, node, step, validation accuracy, ETA)
+and the overall count. Updates are host-side only: no device syncs, no per-step messages
+between processes."""
 
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from raybench.train import ProgressHook
 
 
 class RunProgress:
-    """A progress bar per run; updates are host-side only (no device syncs)."""
+    """A progress bar per run. In a terminal the bars redraw in place; in a log (CI, a
+    cluster job) each evaluation and each finished run prints one plain line instead."""
 
     def __init__(self, console: Console, total_runs: int) -> None:
         self.bars = Progress(
             TextColumn("{task.description}"),
+            TextColumn("[dim]{task.fields[node]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
@@ -34,7 +38,11 @@ class RunProgress:
             TimeRemainingColumn(),
             console=console,
         )
-        self.overall = self.bars.add_task("all runs", total=total_runs, status="")
+        self.overall = self.bars.add_task("all runs", total=total_runs, status="", node="")
+        self.tasks: dict[str, TaskID] = {}
+        self.configs: dict[str, RunConfig] = {}
+        self.last_logged: dict[str, tuple[int, str]] = {}
+        self.log = not console.is_terminal
 
     def __enter__(self) -> RunProgress:
         self.bars.start()
@@ -45,32 +53,52 @@ class RunProgress:
     ) -> None:
         self.bars.stop()
 
-    def _label(self, config: RunConfig) -> str:
+    @staticmethod
+    def label(config: RunConfig) -> str:
         return f"{config.solver} seed {config.seed}"
 
     def skip(self, config: RunConfig, why: str) -> None:
-        self.bars.console.print(f"[dim]{self._label(config)}: {why}[/]")
+        self.bars.console.print(f"[dim]{self.label(config)}: {why}[/]")
         self.bars.advance(self.overall)
 
-    def hook(self, config: RunConfig) -> ProgressHook:
-        task: TaskID = self.bars.add_task(
-            self._label(config), total=config.meta_steps, status="starting"
+    def add(self, config: RunConfig) -> None:
+        self.configs[config.run_id] = config
+        self.tasks[config.run_id] = self.bars.add_task(
+            self.label(config), total=config.meta_steps, status="waiting", node=""
         )
 
-        log = not self.bars.console.is_terminal  # logs get a line per evaluation instead
-        label = self._label(config)
+    def update(self, event: RunProgressEvent, node: str = "") -> None:
+        task = self.tasks[event.run_id]
+        config = self.configs[event.run_id]
+        val = "" if event.val_acc is None else f"val {100 * event.val_acc:.1f}%"
+        status = {"train": val, "test": f"{val} testing", "done": val}[event.phase]
+        self.bars.update(task, completed=event.step, status=status, node=node)
+        at_eval = event.step % config.eval_every == 0 or event.step == event.total
+        key = (event.step, event.phase)
+        if (
+            self.log
+            and (event.phase != "train" or at_eval)
+            and self.last_logged.get(event.run_id) != key
+        ):
+            self.last_logged[event.run_id] = key
+            elapsed = self.bars.tasks[task].elapsed or 0.0
+            where = f" on {node}" if node else ""
+            self.bars.console.print(
+                f"{self.label(config)}{where}: step {event.step}/{event.total} {status} "
+                f"({elapsed:.0f}s)"
+            )
 
-        def update(event: RunProgressEvent) -> None:
-            val = "" if event.val_acc is None else f"val {100 * event.val_acc:.1f}%"
-            status = {"train": val, "test": f"{val} testing", "done": f"{val} done"}[event.phase]
-            self.bars.update(task, completed=event.step, status=status)
-            if event.phase == "done":
-                self.bars.advance(self.overall)
-            at_eval = event.step % config.eval_every == 0 or event.step == event.total
-            if log and (event.phase != "train" or at_eval):
-                elapsed = self.bars.tasks[task].elapsed or 0.0
-                self.bars.console.print(
-                    f"{label}: step {event.step}/{event.total} {status} ({elapsed:.0f}s)"
-                )
+    def finish(self, run_id: str, status: str, steps_done: int) -> None:
+        """The run's result is stored: its line says how it ended, the total advances."""
+        task = self.tasks[run_id]
+        color = "green" if status == "completed" else "red"
+        val = str(self.bars.tasks[task].fields.get("status", "")).removesuffix(" testing")
+        self.bars.update(task, completed=steps_done, status=f"{val} [{color}]{status}[/]".strip())
+        self.bars.advance(self.overall)
+        if self.log:
+            self.bars.console.print(f"{self.label(self.configs[run_id])}: {status}")
 
-        return update
+    def hook(self, config: RunConfig) -> ProgressHook:
+        """For runs in this process: a bar, updated from the training loop's events."""
+        self.add(config)
+        return self.update

@@ -87,6 +87,7 @@ def runs_table(table: pa.Table, title: str = "raybench") -> Table:
     out.add_column("ms/step", justify="right")
     out.add_column("Peak mem.", justify="right")
     out.add_column("Steps", justify="right")
+    out.add_column("Config")
     out.add_column("Status")
 
     best = {
@@ -122,6 +123,7 @@ def runs_table(table: pa.Table, title: str = "raybench") -> Table:
             cell(row, "ms_per_step", "—" if ms is None else f"{ms:.1f}"),
             cell(row, "peak_memory_mb", format_memory(_num(row.get("peak_memory_mb")))),
             f"{steps}/{total}" if total else str(steps),
+            str(row.get("source") or "—"),
             status_text,
         )
     out.caption = _caption(rows)

@@ -9,6 +9,7 @@ Parquet: pandas, polars and DuckDB read ``runs/*.parquet`` as they are.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from raybench.models import Params
 from raybench.results.schema import curve_rows, run_row
 from raybench.train import RunResult
 
-TABLES = ("runs", "curves")
+TABLES = ("runs", "curves", "trials", "fidelity", "scaling")
+# Tables whose folder alone makes a folder an experiment (the studies need no runs).
+EXPERIMENT_TABLES = ("runs", "fidelity", "scaling")
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -66,6 +69,15 @@ class ExperimentStore:
     def has_run(self, run_id: str) -> bool:
         return self.path("runs", run_id).exists()
 
+    def is_finished(self, run_id: str) -> bool:
+        """Stored as completed or diverged: a result to keep. A ``failed`` run (its worker
+        died, say) is stored for the record but trained again on resume."""
+        path = self.path("runs", run_id)
+        if not path.exists():
+            return False
+        status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+        return bool(status) and status[0] in ("completed", "diverged")
+
     def write_run(self, result: RunResult, *, source: str = "preset") -> Path:
         """Curves, checkpoint, then the run row (the commit point)."""
         run_id = result.config.run_id
@@ -79,6 +91,18 @@ class ExperimentStore:
         path = self.path("runs", run_id)
         write_table(path, row)
         return path
+
+    def write_manifest(self, kind: str, plan: dict) -> None:
+        """What a command was asked to do, so ``--resume`` can do the rest of it."""
+        text = json.dumps(plan, indent=2, sort_keys=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic(self.root / f"{kind}.json", lambda tmp: tmp.write_text(text))
+
+    def read_manifest(self, kind: str) -> dict:
+        path = self.root / f"{kind}.json"
+        if not path.is_file():
+            raise RaybenchError(f"nothing to resume: {path} does not exist")
+        return json.loads(path.read_text())
 
     def files(self, table: str) -> list[Path]:
         folder = self.root / table
@@ -102,10 +126,12 @@ def open_experiment(name_or_path: str, out: Path) -> ExperimentStore:
     """An experiment by name under ``out`` or by folder path; a clear error otherwise."""
     candidates = [Path(name_or_path), out / name_or_path]
     for path in candidates:
-        if (path / "runs").is_dir():
+        if any((path / table).is_dir() for table in EXPERIMENT_TABLES):
             return ExperimentStore(path)
     existing = (
-        sorted(p.name for p in out.glob("*") if (p / "runs").is_dir()) if out.is_dir() else []
+        sorted(p.name for p in out.glob("*") if any((p / t).is_dir() for t in EXPERIMENT_TABLES))
+        if out.is_dir()
+        else []
     )
     hint = f"; experiments in {out}: {', '.join(existing)}" if existing else f"; {out} has none"
     raise RaybenchError(f"no experiment {name_or_path!r} (no runs/ folder there){hint}")

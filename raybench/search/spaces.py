@@ -1,0 +1,172 @@
+"""Search spaces: ``search_spaces/<solver>.yaml``, checked before anything starts.
+
+A space maps setting keys (the same keys as ``--set``; a solver's own knobs as
+``solver.knob``) to a distribution::
+
+    inner_lr: {distribution: loguniform, low: 0.001, high: 0.5}
+    inner_steps: {distribution: int, low: 1, high: 10}
+    imaml.cg_steps: {distribution: categorical, values: [2, 5, 10]}
+
+Every bound and value is checked against the setting's own allowed range, so a space can
+never propose a configuration that ``raybench run`` would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raybench.config import RUN_BOUNDS, Bound, did_you_mean
+from raybench.errors import RaybenchError
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+FIXED = ("seed", "solver", "device", "dtype", "preset")  # never searched
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched setting."""
+
+    key: str
+    distribution: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    values: tuple[Any, ...] = ()
+
+    def to_tune(self) -> Any:
+        """The Ray Tune domain; OptunaSearch turns it into the Optuna distribution."""
+        from ray import tune
+
+        if self.distribution == "loguniform":
+            return tune.loguniform(self.low, self.high)
+        if self.distribution == "uniform":
+            return tune.uniform(self.low, self.high)
+        if self.distribution == "int":
+            upper = int(self.high) + 1  # Tune's integer upper bound is exclusive
+            return (
+                tune.lograndint(int(self.low), upper)
+                if self.log
+                else tune.randint(int(self.low), upper)
+            )
+        return tune.choice(list(self.values))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    solver: str
+    path: Path
+    dimensions: tuple[Dimension, ...]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(d.key for d in self.dimensions)
+
+    def to_tune(self) -> dict[str, Any]:
+        """Tune's ``param_space``. Keys are encoded (``.`` -> ``__``) because Tune treats
+        dots and slashes in names as nesting."""
+        return {encode(d.key): d.to_tune() for d in self.dimensions}
+
+
+def encode(key: str) -> str:
+    return key.replace(".", "__")
+
+
+def decode(params: dict[str, Any]) -> dict[str, Any]:
+    """Tune's sampled parameters back to ``--set`` keys, as plain Python values."""
+    out = {}
+    for key, value in params.items():
+        out[key.replace("__", ".")] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def _bound_for(solver: str, key: str, where: str) -> Bound:
+    from raybench.solvers.base import option_bounds
+
+    if key in FIXED:
+        raise RaybenchError(f"{where}: {key!r} cannot be searched")
+    prefix, dot, knob = key.partition(".")
+    if dot:
+        bounds = option_bounds()
+        if prefix != solver:
+            raise RaybenchError(f"{where}: {key!r} is an option of {prefix!r}, not of {solver!r}")
+        if knob not in bounds.get(solver, {}):
+            known = ", ".join(sorted(bounds.get(solver, {}))) or "none"
+            raise RaybenchError(f"{where}: unknown option {key!r} (options of {solver}: {known})")
+        return bounds[solver][knob]
+    if key not in RUN_BOUNDS:
+        raise RaybenchError(f"{where}: unknown parameter {key!r}{did_you_mean(key, RUN_BOUNDS)}")
+    return RUN_BOUNDS[key]
+
+
+def parse_dimension(solver: str, key: str, spec: Any, path: Path) -> Dimension:
+    try:
+        return _parse_dimension(solver, key, spec, path)
+    except RaybenchError as exc:
+        text = str(exc)
+        raise RaybenchError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+
+
+def _parse_dimension(solver: str, key: str, spec: Any, path: Path) -> Dimension:
+    where = f"{path}: {key}"
+    bound = _bound_for(solver, str(key), str(path))
+    if not isinstance(spec, dict):
+        raise RaybenchError(
+            f"{where}: expected a mapping like {{distribution: loguniform, low: .., high: ..}}"
+        )
+    kind = spec.get("distribution")
+    if kind not in DISTRIBUTIONS:
+        raise RaybenchError(
+            f"{where}: unknown distribution {kind!r} (one of {', '.join(DISTRIBUTIONS)})"
+        )
+    allowed = (
+        {"distribution", "values"}
+        if kind == "categorical"
+        else {"distribution", "low", "high", "log"}
+    )
+    extra = set(spec) - allowed
+    if extra:
+        raise RaybenchError(f"{where}: unexpected field {sorted(extra)[0]!r} for {kind}")
+    if kind == "categorical":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise RaybenchError(f"{where}: categorical needs a non-empty list 'values'")
+        return Dimension(key, kind, values=tuple(bound.parse(key, v) for v in values))
+    if "low" not in spec or "high" not in spec:
+        raise RaybenchError(f"{where}: {kind} needs 'low' and 'high'")
+    if kind == "int" and bound.kind is not int:
+        raise RaybenchError(
+            f"{where}: 'int' only fits integer settings ({key} is {bound.describe()})"
+        )
+    if kind != "int" and bound.kind is not float:
+        raise RaybenchError(
+            f"{where}: {kind} only fits real-valued settings ({key} is {bound.describe()})"
+        )
+    low, high = bound.parse(key, spec["low"]), bound.parse(key, spec["high"])
+    if low is None or high is None or not low < high:
+        raise RaybenchError(f"{where}: needs low < high, got {spec['low']!r} and {spec['high']!r}")
+    if kind == "loguniform" and low <= 0:
+        raise RaybenchError(f"{where}: loguniform needs low > 0")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise RaybenchError(f"{where}: 'log' must be true or false")
+    return Dimension(key, kind, float(low), float(high), log=log)
+
+
+def load_space(solver: str, directory: Path | None = None) -> SearchSpace:
+    """``<directory>/<solver>.yaml``, fully validated; one-line errors naming file and key."""
+    path = Path(directory or DEFAULT_DIR) / f"{solver}.yaml"
+    if not path.is_file():
+        raise RaybenchError(f"no search space for {solver!r}: {path} does not exist")
+    try:
+        body = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RaybenchError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(body, dict) or not body:
+        raise RaybenchError(f"{path}: expected a mapping of parameter: distribution")
+    dims = tuple(parse_dimension(solver, str(k), v, path) for k, v in body.items())
+    return SearchSpace(solver, path, dims)

@@ -1,0 +1,389 @@
+"""Hyperparameter sweeps: Ray Tune drives the trials, Optuna (TPE) proposes them, ASHA
+stops the poor ones early on validation accuracy.
+
+Per solver: one ``ray.tune.Tuner`` over ``search_spaces/<solver>.yaml`` with
+``OptunaSearch`` (seeded TPE, its study persisted in SQLite under the experiment so Optuna's
+own tools can open it), ``ASHAScheduler`` on the validation accuracy each trial reports at
+every evaluation, capped concurrency, ``FailureConfig`` retries. Tune keeps its experiment
+state under ``<experiment>/tune/<solver>``, which is what ``--resume`` restores: finished
+trials are kept, unfinished ones start again. When a solver's search ends, the driver writes
+its ``trials`` table and ``best/<solver>.yaml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from ray.tune import Callback
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from raybench.config import RunConfig
+from raybench.configfile import write_config_file
+from raybench.errors import RaybenchError
+from raybench.results import ExperimentStore
+from raybench.results.schema import SCHEMA_VERSION
+from raybench.results.store import write_table
+from raybench.search.spaces import SearchSpace, decode
+from raybench.solvers import make_config
+
+METRIC = "val_acc"
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    trials: int = 32
+    steps: int | None = 500  # meta-steps of each trial (None: the preset's)
+    max_concurrent: int | None = None
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float = 1.0
+    seed: int = 0
+    max_retries: int = 2
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class SolverSweep:
+    solver: str
+    trials: pa.Table
+    best: RunConfig | None
+    best_val_acc: float | None
+
+
+def trial_config(solver: str, preset: str, overrides: dict[str, Any], params: dict) -> RunConfig:
+    return make_config(solver, preset, {**overrides, **decode(params)})
+
+
+def sweep_trial(
+    params: dict, *, solver: str, preset: str, overrides: dict[str, Any], data_dir: str | None
+) -> None:
+    """One trial, run by Tune in a worker: train on the sampled settings and report the
+    validation accuracy at every evaluation (ASHA's rungs). No test-set evaluation."""
+    import ray
+    import torch
+    from ray import tune
+
+    from raybench.data import load_omniglot
+    from raybench.train import Progress as RunEvent
+    from raybench.train import train
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    config = trial_config(solver, preset, overrides, params)
+    data = load_omniglot(data_dir)
+
+    def report(event: RunEvent) -> None:
+        at_eval = event.step % config.eval_every == 0 or event.step == event.total
+        if event.phase == "train" and at_eval and event.val_acc is not None:
+            tune.report({METRIC: event.val_acc, "step": event.step, "status": "running"})
+
+    result = train(config, data, progress=report, test=False)
+    if result.status == "failed":
+        raise RuntimeError(result.error)  # Tune retries it, then records it as errored
+    if result.status == "diverged":
+        tune.report({METRIC: 0.0, "step": result.steps_done, "status": "diverged"})
+
+
+class LiveSweep(Callback):
+    """Keeps one Rich progress line per solver: trials done, best validation accuracy.
+    Tune pickles its callbacks with the experiment state; the display is left behind."""
+
+    def __init__(self, console: Console, solver: str, total: int) -> None:
+        self.best = -math.inf
+        self.bars: Progress | None = Progress(
+            TextColumn(f"sweep {solver}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[best]}"),
+            console=console,
+        )
+        self.task = self.bars.add_task(solver, total=total, best="")
+
+    def __getstate__(self) -> dict:
+        return {"best": self.best}
+
+    def __setstate__(self, state: dict) -> None:
+        self.best, self.bars, self.task = state["best"], None, None
+
+    def setup(self, **info: Any) -> None:
+        if self.bars is not None:
+            self.bars.start()
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        value = result.get(METRIC)
+        if value is not None and value > self.best and self.bars is not None:
+            self.best = value
+            self.bars.update(self.task, best=f"best val {100 * value:.1f}%")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.bars is not None:
+            self.bars.advance(self.task)
+
+    on_trial_error = on_trial_complete
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+
+class _InterruptionLog(logging.Handler):
+    """Notices Tune's own SIGINT handling, which logs and returns instead of raising."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Stop signal received" in message or "has been interrupted" in message:
+            self.seen = True
+
+
+@contextlib.contextmanager
+def interruption_watch() -> Iterator[_InterruptionLog]:
+    handler = _InterruptionLog()
+    logger = logging.getLogger("ray.tune")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def trials_table(
+    solver: str, experiment: str, results: Any, base: RunConfig
+) -> tuple[pa.Table, dict | None, float | None]:
+    """Every trial as a row (config, history, final metrics, status, time), and the best
+    completed trial's parameters."""
+    rows: list[dict[str, Any]] = []
+    best_params, best_value = None, None
+    for result in results:
+        metrics = result.metrics or {}
+        params = decode(result.config or {})
+        history = []
+        if result.metrics_dataframe is not None and METRIC in result.metrics_dataframe:
+            frame = result.metrics_dataframe
+            history = [
+                {"step": int(s), METRIC: float(v)} for s, v in zip(frame["step"], frame[METRIC])
+            ]
+        steps = int(metrics.get("step") or 0)
+        target = trial_steps(base, params)
+        if result.error is not None:
+            status = "errored"
+        elif metrics.get("status") == "diverged":
+            status = "diverged"
+        elif steps >= target:
+            status = "completed"
+        else:
+            status = "stopped"
+        value = metrics.get(METRIC)
+        rows.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "experiment": experiment,
+                "solver": solver,
+                "trial_id": str(metrics.get("trial_id") or Path(result.path).name),
+                "status": status,
+                "val_acc": None if value is None else float(value),
+                "best_val_acc": max((h[METRIC] for h in history), default=None),
+                "steps": steps,
+                "evaluations": int(metrics.get("training_iteration") or 0),
+                "time_s": float(metrics.get("time_total_s") or 0.0),
+                "error": None
+                if result.error is None
+                else " ".join(str(result.error).split())[:500],
+                "params_json": json.dumps(params, sort_keys=True),
+                "history_json": json.dumps(history),
+                **{f"param_{k.replace('.', '_')}": float(v) for k, v in params.items()},
+            }
+        )
+        if (
+            status == "completed"
+            and value is not None
+            and (best_value is None or value > best_value)
+        ):
+            best_params, best_value = params, float(value)
+    return pa.Table.from_pylist(rows), best_params, best_value
+
+
+def trial_steps(base: RunConfig, params: dict[str, Any]) -> int:
+    return int(params.get("meta_steps", base.meta_steps))
+
+
+def sweep_solver(
+    space: SearchSpace,
+    preset: str,
+    overrides: dict[str, Any],
+    store: ExperimentStore,
+    options: SweepOptions,
+    console: Console,
+    data_dir: Path | None = None,
+) -> SolverSweep:
+    """Search one solver's space with Tune + Optuna + ASHA; write its trials and best."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    solver = space.solver
+    trial_overrides = dict(overrides)
+    if options.steps is not None:
+        trial_overrides["meta_steps"] = options.steps
+    base = make_config(solver, preset, trial_overrides)  # validates the fixed settings now
+    evaluations = max(1, math.ceil(base.meta_steps / base.eval_every))
+    store.root.mkdir(parents=True, exist_ok=True)
+    storage_root = (store.root / "tune").resolve()
+    name = solver
+    study_db = (store.root / "optuna.db").resolve()
+    searcher = OptunaSearch(
+        metric=METRIC,
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=options.seed),
+        storage=optuna.storages.RDBStorage(f"sqlite:///{study_db}"),
+        study_name=f"{store.name}-{solver}",
+    )
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=evaluations,
+        grace_period=max(1, evaluations // 4),
+        reduction_factor=3,
+    )
+    total_gpus = ray.cluster_resources().get("GPU", 0.0)
+    concurrent = options.max_concurrent or max(
+        1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_trial)
+    )
+    concurrent = min(concurrent, options.trials)
+    gpus = options.gpus_per_trial
+    if gpus is None:
+        gpus = min(1.0, int(100 * total_gpus / concurrent) / 100) if total_gpus else 0.0
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            sweep_trial,
+            solver=solver,
+            preset=preset,
+            overrides=trial_overrides,
+            data_dir=None if data_dir is None else str(Path(data_dir).resolve()),
+        ),
+        {"cpu": options.cpus_per_trial, "gpu": gpus},
+    )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off: ours are live
+    live = LiveSweep(console, solver, options.trials)
+    path = storage_root / name
+    if options.resume and tune.Tuner.can_restore(str(path)):
+        console.print(f"[dim]{solver}: resuming the sweep in {path}[/]")
+        tuner = tune.Tuner.restore(
+            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.to_tune(),
+            tune_config=tune.TuneConfig(
+                metric=METRIC,
+                mode="max",
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=options.trials,
+                max_concurrent_trials=concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(storage_root),
+                failure_config=tune.FailureConfig(max_failures=options.max_retries),
+                callbacks=[live],
+                verbose=0,
+            ),
+        )
+    with interruption_watch() as interrupted:
+        results = tuner.fit()
+    if interrupted.seen:
+        # Tune saved its state and returned the partial results; writing them would mark
+        # the sweep finished. Stop here: `--resume` continues from the saved state.
+        raise KeyboardInterrupt
+    table, best_params, best_value = trials_table(solver, store.name, results, base)
+    write_table(store.root / "trials" / f"{solver}.parquet", table)
+    best = None
+    if best_params is not None:
+        best = trial_config(solver, preset, overrides, best_params)
+        note = (
+            f"best of {table.num_rows} trials of sweep {store.name!r} for {solver} "
+            f"(validation accuracy {100 * best_value:.2f}% after {base.meta_steps} meta-steps); "
+            f"run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
+        )
+        write_config_file(store.root / "best" / f"{solver}.yaml", best, note)
+    return SolverSweep(solver, table, best, best_value)
+
+
+def sweep_done(store: ExperimentStore, solver: str) -> bool:
+    return (store.root / "trials" / f"{solver}.parquet").exists()
+
+
+def check_spaces(solvers: Sequence[str], directory: Path | None) -> list[SearchSpace]:
+    """Load and validate every space before anything starts."""
+    from raybench.search.spaces import load_space
+
+    spaces = [load_space(s, directory) for s in solvers]
+    if not spaces:
+        raise RaybenchError("no solvers to sweep")
+    return spaces
+
+
+def run_sweep(
+    solvers: Sequence[str],
+    preset: str,
+    overrides: dict[str, Any],
+    store: ExperimentStore,
+    options: SweepOptions,
+    console: Console,
+    *,
+    spaces_dir: Path | None = None,
+    address: str | None = None,
+    dashboard: bool = False,
+    data_dir: Path | None = None,
+) -> dict[str, SolverSweep | None]:
+    """Sweep each solver in turn on one Ray session. A solver whose sweep already finished
+    in this experiment is not searched again (its best config stays)."""
+    import optuna
+
+    from raybench.data import load_omniglot
+    from raybench.execution.ray_backend import ray_session
+
+    spaces = check_spaces(solvers, spaces_dir)  # every file checked before anything starts
+    load_omniglot(data_dir)  # fail early; builds the cache local workers read
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    outcomes: dict[str, SolverSweep | None] = {}
+    with ray_session(address, dashboard):
+        for space in spaces:
+            if sweep_done(store, space.solver) and options.resume:
+                console.print(f"[dim]{space.solver}: sweep already finished, kept[/]")
+                outcomes[space.solver] = None
+                continue
+            outcome = sweep_solver(space, preset, overrides, store, options, console, data_dir)
+            counts = {
+                s: outcome.trials.column("status").to_pylist().count(s)
+                for s in ("completed", "stopped", "errored", "diverged")
+            }
+            best = (
+                "none completed"
+                if outcome.best is None
+                else f"best val {100 * outcome.best_val_acc:.2f}%"
+            )
+            console.print(
+                f"{space.solver}: {outcome.trials.num_rows} trials "
+                + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                + f"; {best}"
+            )
+            outcomes[space.solver] = outcome
+    return outcomes

@@ -1,0 +1,9 @@
+"""Studies that look at the solvers themselves rather than at trained accuracies.
+
+``fidelity``: how close each solver's meta-gradient is to the exact unrolled MAML one.
+``scaling``: memory and time of one meta-step as the number of inner steps grows.
+
+Each returns a pyarrow table (stored by ``raybench.results``, shown by
+``raybench.report.studies``); the CLI wires them up. Nothing is imported here, so that
+``python -m raybench.studies.scaling`` (a fresh process per CPU measurement) stays light.
+"""

@@ -1,0 +1,366 @@
+"""Meta-gradient fidelity: every solver's meta-gradient against the exact unrolled MAML one.
+
+At a given meta-parameter point (the initialisation, or a stored run's final checkpoint) and
+on one fixed batch of validation tasks, the reference is explicit second-order MAML's
+meta-gradient with the comparison's inner learning rate and inner steps; each meta-solver is
+computed on the very same tasks, once per value of its knob (CG iterations, Neumann terms,
+penalty weight), and compared by cosine similarity, relative error and norm ratio. This shows
+what a cheaper solver gives up, and how fast its knob buys the exact gradient back.
+
+Reptile's pseudo-gradient theta - phi is compared too, although it is not a gradient of the
+MAML objective (its scale follows inner_lr x steps): only its direction says something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from raybench.config import RunConfig
+from raybench.data import OmniglotImages
+from raybench.errors import RaybenchError
+from raybench.models import Params, build_model
+from raybench.results.store import ExperimentStore, load_checkpoint
+from raybench.runtime import device_name, git_commit, resolve_device
+from raybench.solvers import SOLVERS, make_config, make_solver, solver_class
+from raybench.solvers.base import option_bounds
+from raybench.tasks import TaskBatch, TaskSampler, make_split
+
+SCHEMA_VERSION = 1
+REFERENCE = "maml"
+FIDELITY_TASKS_SEED = 3  # not the validation set's seed: its own constant, pinned
+DEFAULT_TASKS = 16
+PSEUDO_GRADIENTS = frozenset({"reptile"})  # not the gradient of any objective we compare to
+
+Sweep = tuple[str, tuple[Any, ...]]  # (knob, values)
+
+# Each solver's knob and the values the study turns it through; the other knobs keep their
+# defaults (or --set values). Solvers not listed get one row with their options as they are.
+DEFAULT_SWEEPS: dict[str, Sweep] = {
+    "imaml": ("cg_steps", (1, 2, 5, 10, 20)),
+    "neumann": ("terms", (0, 1, 2, 3, 5, 10)),
+    "penalty": ("lam", (0.0, 0.01, 0.1, 1.0)),
+}
+
+FIDELITY_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int32()),
+        pa.field("study_id", pa.string()),
+        pa.field("experiment", pa.string()),
+        pa.field("point", pa.string()),
+        pa.field("point_kind", pa.string()),  # init | run | checkpoint
+        pa.field("point_source", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("solver", pa.string()),
+        pa.field("family", pa.string()),
+        pa.field("knob", pa.string()),
+        pa.field("knob_value", pa.float64()),
+        pa.field("options_json", pa.string()),
+        pa.field("pseudo_gradient", pa.bool_()),
+        pa.field("cosine", pa.float64()),
+        pa.field("rel_error", pa.float64()),
+        pa.field("norm_ratio", pa.float64()),
+        pa.field("grad_norm", pa.float64()),
+        pa.field("maml_grad_norm", pa.float64()),
+        pa.field("time_ms", pa.float64()),
+        pa.field("tasks", pa.int64()),
+        pa.field("tasks_seed", pa.int64()),
+        pa.field("tasks_part", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("ways", pa.int64()),
+        pa.field("shots", pa.int64()),
+        pa.field("query", pa.int64()),
+        pa.field("rotations", pa.bool_()),
+        pa.field("inner_lr", pa.float64()),
+        pa.field("inner_steps", pa.int64()),
+        pa.field("hidden", pa.int64()),
+        pa.field("dtype", pa.string()),
+        pa.field("preset", pa.string()),
+        pa.field("config_fingerprint", pa.string()),
+        pa.field("config_json", pa.string()),
+        pa.field("device", pa.string()),
+        pa.field("torch_version", pa.string()),
+        pa.field("git_commit", pa.string()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    """Meta-parameters to compare the solvers at, and where they came from."""
+
+    name: str  # init-s0, a run id, or ckpt-<file stem>: also the start of the file name
+    kind: str  # init | run | checkpoint
+    source: str
+    params: Params = field(repr=False)
+    seed: int | None = None
+
+
+def parse_sweep(spec: str) -> tuple[str, Sweep]:
+    """``imaml.cg_steps=1,2,5`` -> ``("imaml", ("cg_steps", (1, 2, 5)))``; every value is
+    checked against the knob's allowed range, so a typo fails before any computation."""
+    key, sep, raw = spec.partition("=")
+    solver, dot, knob = key.strip().partition(".")
+    if not sep or not dot or not knob:
+        raise RaybenchError(f"--sweep expects SOLVER.KNOB=V1,V2,..., got {spec!r}")
+    solver_class(solver)
+    bounds = option_bounds()[solver]
+    if knob not in bounds:
+        allowed = ", ".join(sorted(bounds)) or "none"
+        raise RaybenchError(f"unknown option {key!r} for solver {solver!r} (options: {allowed})")
+    values = tuple(bounds[knob].parse(key.strip(), v.strip()) for v in raw.split(",") if v.strip())
+    if not values:
+        raise RaybenchError(f"--sweep {key.strip()} has no values")
+    return solver, (knob, tuple(dict.fromkeys(values)))
+
+
+def meta_solvers(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(solvers that have a meta-gradient, baselines left out: they pre-train a classifier)."""
+    kept = [n for n in names if solver_class(n).family != "baseline"]
+    return kept, [n for n in names if n not in kept]
+
+
+def init_point(config: RunConfig) -> Point:
+    """The model's initialisation for the config's seed, as a run with that seed starts."""
+    model = build_model(config.ways, config.hidden)
+    params = model.init_params(config.seed, torch.device("cpu"), torch.float32)
+    return Point(f"init-s{config.seed}", "init", f"seed {config.seed}", params, config.seed)
+
+
+def checkpoint_point(path: Path, *, name: str | None = None) -> Point:
+    """A stored checkpoint (a plain tensor dict), loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise RaybenchError(f"checkpoint {str(path)!r} not found")
+    try:
+        params = load_checkpoint(path)
+    except Exception as exc:  # pickle errors, truncated files, weights_only refusals
+        message = f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]
+        raise RaybenchError(message) from None
+    if not isinstance(params, dict) or not all(isinstance(v, Tensor) for v in params.values()):
+        raise RaybenchError(f"checkpoint {str(path)!r} is not a dict of tensors")
+    return Point(name or f"ckpt-{_safe(path.stem)}", "checkpoint", str(path), params)
+
+
+def run_points(store: ExperimentStore) -> tuple[list[Point], list[str]]:
+    """The final checkpoint of every stored meta-learning run, and why others were skipped
+    (baselines' checkpoints carry a pre-training head of another shape; diverged or failed
+    runs have nothing meaningful to compare at)."""
+    runs = store.read("runs")
+    if runs.num_rows == 0:
+        raise RaybenchError(f"experiment {store.root} has no finished runs to take points from")
+    points: list[Point] = []
+    notes: list[str] = []
+    for row in sorted(runs.to_pylist(), key=lambda r: str(r.get("run_id"))):
+        run_id = str(row.get("run_id"))
+        checkpoint = row.get("checkpoint")
+        if row.get("family") == "baseline":
+            notes.append(f"{run_id}: skipped, a baseline (pre-training head, no meta-gradient)")
+        elif row.get("status") != "completed":
+            notes.append(f"{run_id}: skipped, status {row.get('status')}")
+        elif not checkpoint or not (store.root / checkpoint).is_file():
+            notes.append(f"{run_id}: skipped, no checkpoint file")
+        else:
+            point = checkpoint_point(store.root / checkpoint, name=_safe(run_id))
+            points.append(
+                Point(point.name, "run", f"{store.name}/{run_id}", point.params, row.get("seed"))
+            )
+    return points, notes
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe version of a point name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "point"
+
+
+def fixed_tasks(
+    config: RunConfig, data: OmniglotImages, n_tasks: int, seed: int = FIDELITY_TASKS_SEED
+) -> TaskBatch:
+    """The same validation tasks for every solver, point and device (drawn on the CPU)."""
+    device = resolve_device(config.device)
+    split = make_split(config.split, data.characters, data.background)
+    sampler = TaskSampler(
+        data.images,
+        split.val,
+        ways=config.ways,
+        shots=config.shots,
+        query=config.query,
+        rotations=config.rotations,
+        device=device,
+        dtype=getattr(torch, config.dtype),
+    )
+    return sampler.gather(sampler.fixed_index(n_tasks, seed))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row to compute: a solver with one value of its knob (or none)."""
+
+    solver: str
+    knob: str | None
+    value: Any
+    config: RunConfig
+
+
+class FidelityStudy:
+    """The comparison's settings, tasks and rows to compute; :meth:`run` does one point.
+
+    ``preset`` and ``overrides`` are those of ``raybench run``: inner_lr, inner_steps, ways,
+    hidden, dtype, device... apply to the reference and to every solver alike.
+    """
+
+    def __init__(
+        self,
+        data: OmniglotImages,
+        *,
+        preset: str = "paper",
+        overrides: Mapping[str, Any] | None = None,
+        solvers: Sequence[str] | None = None,
+        sweeps: Mapping[str, Sweep] | None = None,
+        n_tasks: int = DEFAULT_TASKS,
+        tasks_seed: int = FIDELITY_TASKS_SEED,
+    ) -> None:
+        if n_tasks < 1:
+            raise RaybenchError(f"--tasks must be at least 1, got {n_tasks}")
+        overrides = dict(overrides or {})
+        self.reference = make_config(REFERENCE, preset, overrides)
+        self.solvers, self.skipped = meta_solvers(list(solvers or SOLVERS))
+        self.sweeps = {**DEFAULT_SWEEPS, **(sweeps or {})}
+        self.cases: list[Case] = []  # every config validated before anything is computed
+        for solver in self.solvers:
+            knob, values = self.sweeps.get(solver, (None, (None,)))
+            for value in values:
+                extra = {} if knob is None else {f"{solver}.{knob}": value}
+                config = make_config(solver, preset, {**overrides, **extra})
+                self.cases.append(Case(solver, knob, value, config))
+        self.n_tasks, self.tasks_seed = n_tasks, tasks_seed
+        self.device = resolve_device(self.reference.device)
+        self.dtype = getattr(torch, self.reference.dtype)
+        self.model = build_model(self.reference.ways, self.reference.hidden)
+        self.batch = fixed_tasks(self.reference, data, n_tasks, tasks_seed)
+
+    def study_id(self, point: Point) -> str:
+        """File name of a point's table: the point and a hash of everything compared."""
+        key = json.dumps(
+            {
+                "reference": self.reference.to_json(),
+                "point": [point.name, point.kind, point.source],
+                "tasks": [self.n_tasks, self.tasks_seed],
+                "cases": [c.config.to_json() for c in self.cases],
+            },
+            sort_keys=True,
+        )
+        return f"{_safe(point.name)}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+    def params_at(self, point: Point) -> Params:
+        """The point's tensors on the study's device and dtype, checked against the model."""
+        expected = self.model.init_params(0, torch.device("cpu"), torch.float32)
+        got = point.params
+        wrong = sorted(set(expected) ^ set(got)) or [
+            k for k in expected if tuple(got[k].shape) != tuple(expected[k].shape)
+        ]
+        if wrong:
+            hint = ""
+            head = got.get("head.weight")
+            if head is not None and head.dim() == 2:
+                hint = f" (it looks like ways={head.shape[0]}, hidden={head.shape[1]})"
+            raise RaybenchError(
+                f"point {point.name} does not fit the model of the comparison "
+                f"(ways={self.reference.ways}, hidden={self.reference.hidden}): parameter "
+                f"{wrong[0]!r} differs{hint}; choose --preset/--set to match the run"
+            )
+        return {k: got[k].to(device=self.device, dtype=self.dtype) for k in expected}
+
+    def run(
+        self,
+        point: Point,
+        *,
+        experiment: str = "",
+        progress: Callable[[str], None] | None = None,
+    ) -> pa.Table:
+        """Every case at ``point``: one row each, in the order of :attr:`cases`."""
+        params = self.params_at(point)
+        notify = progress or (lambda _msg: None)
+        keys = list(params)
+
+        def flat(grads: Params) -> Tensor:
+            return torch.cat([grads[k].detach().reshape(-1) for k in keys]).double()
+
+        def compute(config: RunConfig) -> tuple[Tensor, float]:
+            solver = make_solver(config, self.model)
+            _sync(self.device)
+            start = time.perf_counter()
+            grads, _ = solver.meta_grad(params, self.batch)
+            _sync(self.device)
+            return flat(grads), 1000 * (time.perf_counter() - start)
+
+        notify(f"{point.name}: reference (maml, {self.reference.inner_steps} inner steps)")
+        reference, _ = compute(self.reference)
+        ref_norm = reference.norm().item()
+        now = datetime.now(timezone.utc)
+        common = {
+            "schema_version": SCHEMA_VERSION,
+            "study_id": self.study_id(point),
+            "experiment": experiment,
+            "point": point.name,
+            "point_kind": point.kind,
+            "point_source": point.source,
+            "seed": point.seed,
+            "maml_grad_norm": ref_norm,
+            "tasks": self.n_tasks,
+            "tasks_seed": self.tasks_seed,
+            "tasks_part": "val",
+            **{
+                k: getattr(self.reference, k)
+                for k in ("split", "ways", "shots", "query", "rotations", "inner_lr")
+            },
+            **{k: getattr(self.reference, k) for k in ("inner_steps", "hidden", "dtype", "preset")},
+            "config_fingerprint": self.reference.fingerprint(),
+            "config_json": self.reference.to_json(),
+            "device": device_name(self.device),
+            "torch_version": torch.__version__,
+            "git_commit": git_commit(),
+            "created_at": now,
+        }
+        rows = []
+        for i, case in enumerate(self.cases, 1):
+            label = case.solver if case.knob is None else f"{case.solver} {case.knob}={case.value}"
+            notify(f"{point.name}: {label} ({i}/{len(self.cases)})")
+            g, ms = compute(case.config)
+            norm = g.norm().item()
+            dot = torch.dot(g, reference).item()
+            cosine = dot / (norm * ref_norm) if norm > 0 and ref_norm > 0 else float("nan")
+            diff = (g - reference).norm().item()
+            rows.append(
+                {
+                    **common,
+                    "solver": case.solver,
+                    "family": solver_class(case.solver).family,
+                    "knob": case.knob,
+                    "knob_value": None if case.value is None else float(case.value),
+                    "options_json": json.dumps(dict(case.config.solver_options), sort_keys=True),
+                    "pseudo_gradient": case.solver in PSEUDO_GRADIENTS,
+                    "cosine": cosine,
+                    "rel_error": diff / ref_norm if ref_norm > 0 else float("nan"),
+                    "norm_ratio": norm / ref_norm if ref_norm > 0 else float("nan"),
+                    "grad_norm": norm,
+                    "time_ms": ms,
+                }
+            )
+        return pa.Table.from_pylist(rows, schema=FIDELITY_SCHEMA)

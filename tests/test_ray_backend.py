@@ -1,0 +1,151 @@
+"""Runs on a real local Ray: GPU slices, agreement with inline, retries, failures, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from rich.console import Console
+
+from raybench.data import OmniglotImages
+from raybench.execution import ExecutionOptions, execute
+from raybench.execution.ray_backend import HUB_PREFIX
+from raybench.results import ExperimentStore
+from raybench.solvers import make_config
+
+pytestmark = pytest.mark.slow
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray(omniglot: OmniglotImages):
+    """2 CPUs and 2 logical GPUs (no real one): placement is Ray's, training runs on CPU."""
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def smoke(solver: str, seed: int = 0, **overrides: object):
+    return make_config(solver, "smoke", {"seed": seed, **overrides})
+
+
+def rows(store: ExperimentStore) -> list[dict]:
+    return store.read("runs").to_pylist()
+
+
+def test_runs_share_logical_gpus_and_store_once(local_ray, tmp_path: Path) -> None:
+    configs = [smoke("fomaml", 0), smoke("fomaml", 1), smoke("reptile", 0)]
+    store = ExperimentStore(tmp_path / "exp")
+    summaries = execute(configs, store, QUIET, ExecutionOptions(backend="ray"))
+    assert [s.status for s in summaries] == ["completed"] * 3
+    stored = rows(store)
+    assert sorted(r["run_id"] for r in stored) == sorted(c.run_id for c in configs)
+    for row in stored:
+        assert row["resources"] == "1 CPU, 0.66 GPU"  # 2 GPUs shared by 3 concurrent runs
+        assert row["node"] and row["status"] == "completed"
+    assert len(store.files("runs")) == 3 and len(store.files("curves")) == 3
+
+
+def test_ray_and_inline_give_identical_results(local_ray, tmp_path: Path) -> None:
+    configs = [smoke("maml"), smoke("fomaml")]
+    inline = ExperimentStore(tmp_path / "inline")
+    remote = ExperimentStore(tmp_path / "ray")
+    execute(configs, inline, QUIET, ExecutionOptions(backend="inline"))
+    execute(configs, remote, QUIET, ExecutionOptions(backend="ray", gpus_per_run=0))
+
+    def key(store: ExperimentStore) -> list:
+        curves = (
+            store.read("curves")
+            .drop_columns(["experiment", "train_time_s", "ms_per_step"])
+            .to_pylist()
+        )
+        tests = sorted((r["run_id"], r["test_acc_mean"]) for r in rows(store))
+        return [sorted(curves, key=lambda r: (r["run_id"], r["step"])), tests]
+
+    assert key(inline) == key(remote)
+
+
+def kill_when_running(run_id: str, killed: list[int], stop: threading.Event) -> None:
+    """Find the run's worker through the progress hub and SIGKILL it once, mid-run."""
+    while not stop.is_set() and not killed:
+        names = [n for n in ray.util.list_named_actors() if n.startswith(HUB_PREFIX)]
+        for name in names:
+            state = ray.get(ray.get_actor(name).snapshot.remote()).get(run_id, {})
+            if state.get("pid") and 2 <= state.get("step", 0) < state.get("total", 0):
+                os.kill(state["pid"], signal.SIGKILL)
+                killed.append(state["pid"])
+                return
+        time.sleep(0.1)
+
+
+def run_with_a_kill(store: ExperimentStore, configs: list, retries: int) -> tuple[list, list[int]]:
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_when_running, args=(configs[0].run_id, killed, stop))
+    killer.start()
+    try:
+        options = ExecutionOptions(backend="ray", gpus_per_run=0, max_retries=retries)
+        summaries = execute(configs, store, QUIET, options)
+    finally:
+        stop.set()
+        killer.join()
+    return summaries, killed
+
+
+def test_a_killed_worker_is_retried_and_completes(local_ray, tmp_path: Path) -> None:
+    config = smoke("fomaml", meta_steps=60, eval_every=2)
+    store = ExperimentStore(tmp_path / "exp")
+    summaries, killed = run_with_a_kill(store, [config], retries=1)
+    assert killed, "the worker was never seen running"
+    assert summaries[0].status == "completed"
+    (row,) = rows(store)
+    assert row["status"] == "completed" and row["steps_done"] == 60
+
+
+def test_a_run_that_keeps_dying_is_failed_and_the_rest_go_on(local_ray, tmp_path: Path) -> None:
+    doomed = smoke("fomaml", meta_steps=60, eval_every=2)
+    other = smoke("reptile")
+    store = ExperimentStore(tmp_path / "exp")
+    summaries, killed = run_with_a_kill(store, [doomed, other], retries=0)
+    assert killed
+    status = {s.run_id: s.status for s in summaries}
+    assert status == {doomed.run_id: "failed", other.run_id: "completed"}
+    failed = next(r for r in rows(store) if r["run_id"] == doomed.run_id)
+    assert "died" in failed["error"].lower() and failed["steps_done"] >= 2
+    # resume trains the failed run again and keeps the finished one
+    again = execute([doomed, other], store, QUIET, ExecutionOptions(backend="ray", gpus_per_run=0))
+    assert {s.run_id: s.status for s in again} == {
+        doomed.run_id: "completed",
+        other.run_id: "skipped",
+    }
+    assert len(store.files("runs")) == 2
+
+
+def test_two_node_cluster_spreads_runs_and_stores_each_once(
+    omniglot: OmniglotImages, tmp_path: Path
+) -> None:
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        configs = [smoke("fomaml", seed) for seed in range(4)]
+        store = ExperimentStore(tmp_path / "exp")
+        options = ExecutionOptions(backend="ray", address=cluster.address, gpus_per_run=0)
+        summaries = execute(configs, store, QUIET, options)
+        assert [s.status for s in summaries] == ["completed"] * 4
+        stored = rows(store)
+        assert sorted(r["run_id"] for r in stored) == sorted(c.run_id for c in configs)
+        assert len({r["node"] for r in stored}) == 2  # both nodes trained runs
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()

@@ -1,0 +1,160 @@
+"""Memory and time scaling with inner steps: the table, the verdicts, the expected shape."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+import torch
+
+from raybench.cli import main
+from raybench.data import OmniglotImages
+from raybench.studies.scaling import SCALING_SCHEMA, scaling_table, setting_groups, verdicts
+
+RAYBENCH = Path(sys.executable).parent / "raybench"
+TINY = {"hidden": 8, "meta_batch": 2}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Speed only: on a shared two-core machine two torch threads can be far slower."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_table_rows_and_columns_in_process(omniglot: OmniglotImages) -> None:
+    table = scaling_table(
+        preset="smoke",
+        overrides=TINY,
+        solvers=["fomaml", "finetune-head"],
+        inner_steps=[2, 1],
+        steps=1,
+        warmup=1,
+        isolate=False,
+        data=omniglot,
+        experiment="t",
+    )
+    assert table.schema == SCALING_SCHEMA
+    rows = table.to_pylist()
+    assert [(r["solver"], r["inner_steps"], r["inner_steps_matter"]) for r in rows] == [
+        ("fomaml", 1, True),
+        ("fomaml", 2, True),
+        ("finetune-head", 1, False),  # a pre-training step: measured once
+    ]
+    for row in rows:
+        assert row["error"] is None and row["ms_per_step"] > 0 and row["ms_min"] > 0
+        assert row["peak_memory_mb"] is not None
+        assert row["memory_kind"] == "cpu_peak_rss_delta_in_process" and not row["isolated"]
+        assert (row["meta_batch"], row["ways"], row["shots"], row["query"]) == (2, 5, 1, 5)
+        assert row["device"].startswith("cpu") and row["threads"] == 1
+        assert row["experiment"] == "t" and row["schema_version"] == 1
+    ((_, group),) = setting_groups(table)
+    found = {v.solver: v for v in verdicts(group)}
+    assert found["finetune-head"].expected is None
+    assert "measured once" in found["finetune-head"].text
+    assert "from 1 to 2 inner steps" in found["fomaml"].text
+
+
+def synthetic(memory: dict[str, list[float]], families: dict[str, str]) -> pa.Table:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = [
+        {
+            "solver": solver,
+            "family": families[solver],
+            "inner_steps": k,
+            "inner_steps_matter": True,
+            "ms_per_step": 10.0 * k,
+            "peak_memory_mb": mb,
+            "device": "cpu: test",
+            "created_at": now,
+        }
+        for solver, values in memory.items()
+        for k, mb in zip((1, 5, 20), values)
+    ]
+    return pa.Table.from_pylist(rows, schema=SCALING_SCHEMA)
+
+
+def test_verdicts_judge_memory_against_the_expected_shape() -> None:
+    table = synthetic(
+        {"maml": [100, 300, 1050], "fomaml": [80, 81, 80.5], "neumann": [90, 200, 600]},
+        {"maml": "second-order", "fomaml": "first-order", "neumann": "implicit"},
+    )
+    ((_, rows),) = setting_groups(table)
+    found = {v.solver: v for v in verdicts(rows)}
+    assert [v.solver for v in verdicts(rows)] == ["fomaml", "neumann", "maml"]  # family order
+    assert found["maml"].observed == "grows" and found["maml"].as_expected
+    assert found["maml"].memory_ratio == pytest.approx(10.5)
+    assert found["maml"].mb_per_inner_step == pytest.approx(50, rel=0.05)
+    assert "10.5x from 1 to 20 inner steps" in found["maml"].text
+    assert found["fomaml"].observed == "flat" and found["fomaml"].as_expected
+    assert found["neumann"].as_expected is False
+    assert "NOT as expected (flat)" in found["neumann"].text
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(RAYBENCH), *args],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_expected_shape_through_the_cli(omniglot: OmniglotImages, tmp_path: Path) -> None:
+    """Each measurement in a fresh process: MAML's step memory grows with the inner steps,
+    FOMAML's does not, even on a tiny model."""
+    proc = cli(
+        "scaling", "--preset", "smoke", "--set", "hidden=8", "--set", "meta_batch=2",
+        "--solvers", "maml,fomaml", "--inner-steps", "1,4", "--steps", "2",
+        "--threads", "1", "-e", "sc", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = ds.dataset(tmp_path / "outputs" / "sc" / "scaling").to_table().to_pylist()
+    assert len(rows) == 2 + 2
+    assert all(r["error"] is None and r["isolated"] for r in rows), rows
+    assert {r["memory_kind"] for r in rows} == {"cpu_peak_rss_delta"}
+    mb = {(r["solver"], r["inner_steps"]): r["peak_memory_mb"] for r in rows}
+    maml_growth = mb["maml", 4] - mb["maml", 1]
+    fomaml_growth = mb["fomaml", 4] - mb["fomaml", 1]
+    assert maml_growth > 3.0, mb  # three more unrolled steps of activations and graph
+    assert abs(fomaml_growth) < 1.5, mb
+    assert "maml: memory grows" in proc.stdout and "fomaml: memory flat" in proc.stdout
+    assert "NOT as expected" not in proc.stdout
+    assert "Memory of a meta-step" in proc.stdout and "Time per meta-step" in proc.stdout
+
+    report = cli("report", "sc", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "Memory of a meta-step" in report.stdout and "maml: memory grows" in report.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--inner-steps", "1,two"], ["--inner-steps"]),
+        (["--solvers", "mamll"], ["unknown solver 'mamll'"]),
+        (["--set", "meta_batch=0"], ["meta_batch"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]
+) -> None:
+    """Through the console script's own entry point, in this process (no torch start-up)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scaling", "--out", str(tmp_path / "outputs"), *args])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("raybench: error: ")
+    assert all(word in lines[0] for word in words), lines
+    assert not (tmp_path / "outputs").exists()

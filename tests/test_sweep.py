@@ -1,0 +1,125 @@
+"""Sweeps with Ray Tune + Optuna through the real CLI, on a local Ray: the trials table, the
+best configs (accepted back by `raybench run --config`), the Optuna study, the final tuned
+runs, and an interrupted sweep resumed without redoing finished trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.dataset as ds
+import pytest
+
+from raybench.configfile import read_config_file
+from raybench.results import ExperimentStore
+from raybench.solvers import make_config
+
+pytestmark = pytest.mark.slow
+
+RAYBENCH = Path(sys.executable).parent / "raybench"
+TRIAL_COLUMNS = {
+    "experiment", "solver", "trial_id", "status", "val_acc", "best_val_acc", "steps",
+    "evaluations", "time_s", "error", "params_json", "history_json", "param_inner_lr",
+    "param_outer_lr", "param_inner_steps",
+}  # fmt: skip
+
+
+def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, timeout=900, **kwargs
+    )
+
+
+def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
+    proc = cli(
+        "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--trials", "3",
+        "--steps", "4", "--seeds", "2", "-e", "sw", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = tmp_path / "outputs" / "sw"
+    trials = ExperimentStore(exp).read("trials")  # one file per solver, columns unified
+    assert set(trials.column_names) >= TRIAL_COLUMNS
+    assert {"param_imaml_lam", "param_imaml_cg_steps"} <= set(trials.column_names)
+    for solver in ("fomaml", "imaml"):
+        rows = [r for r in trials.to_pylist() if r["solver"] == solver]
+        assert len(rows) == 3
+        assert {r["status"] for r in rows} <= {"completed", "stopped", "errored", "diverged"}
+        assert any(r["status"] == "completed" for r in rows)
+        # the best config is the best completed trial, and `run --config` accepts it
+        best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["val_acc"])
+        name, preset, settings = read_config_file(exp / "best" / f"{solver}.yaml")
+        config = make_config(name, preset, settings)
+        params = json.loads(best["params_json"])
+        assert config.inner_lr == pytest.approx(params["inner_lr"])
+        assert config.meta_steps == make_config(solver, "smoke").meta_steps
+        # the Optuna study is there for Optuna's own tools
+        study = optuna.load_study(
+            study_name=f"sw-{solver}", storage=f"sqlite:///{exp / 'optuna.db'}"
+        )
+        assert len(study.trials) == 3
+    runs = ds.dataset(exp / "runs").to_table().to_pylist()
+    assert sorted((r["solver"], r["seed"]) for r in runs) == [
+        ("fomaml", 0), ("fomaml", 1), ("imaml", 0), ("imaml", 1),
+    ]  # fmt: skip
+    assert {r["source"] for r in runs} == {"tuned"}
+    assert "tuned" in proc.stdout
+    fomaml_best = make_config(*read_config_file(exp / "best" / "fomaml.yaml"))
+    rerun = cli(
+        "run", "--config", str(exp / "best" / "fomaml.yaml"), "--backend", "inline",
+        "-e", "again", cwd=tmp_path,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    (row,) = ds.dataset(tmp_path / "outputs" / "again" / "runs").to_table().to_pylist()
+    assert row["source"] == "config"
+    assert row["inner_lr"] == pytest.approx(fomaml_best.inner_lr)
+    assert row["meta_steps"] == fomaml_best.meta_steps
+
+
+def completed_trials(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[
+                0
+            ]
+    except sqlite3.Error:
+        return 0
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path: Path) -> None:
+    args = [
+        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "5", "--steps", "30",
+        "--set", "eval_every=10", "--max-concurrent", "1", "--no-final", "-e", "cut",
+    ]  # fmt: skip
+    exp = tmp_path / "outputs" / "cut"
+    proc = subprocess.Popen(
+        [str(RAYBENCH), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while completed_trials(exp / "optuna.db") < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert not (exp / "trials").exists()  # an interrupted sweep is not written up as finished
+    done_before = completed_trials(exp / "optuna.db")
+    assert 2 <= done_before < 5
+    first = sorted(p.name for p in (exp / "tune" / "fomaml").glob("sweep_trial_*"))
+    resumed = cli("sweep", "--resume", "cut", cwd=tmp_path, env={**os.environ})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = ExperimentStore(exp).read("trials").to_pylist()
+    assert len(trials) == 5
+    # the finished trials were kept, not run again: still one trial folder each, same names
+    after = sorted(p.name for p in (exp / "tune" / "fomaml").glob("sweep_trial_*"))
+    assert set(first) <= set(after) and len(after) == 5
+    assert completed_trials(exp / "optuna.db") == 5
