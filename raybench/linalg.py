@@ -39,14 +39,22 @@ def _safe_div(num: Tensor, den: Tensor) -> Tensor:
 
 def conjugate_gradient(matvec: MatVec, b: Params, iterations: int) -> Params:
     """Approximately solve ``A x = b`` for symmetric positive definite ``A`` with a fixed
-    number of CG iterations from ``x = 0``; only products ``A p`` are used."""
+    number of CG iterations from ``x = 0``; only products ``A p`` are used.
+
+    If a search direction has non-positive curvature (``p^T A p <= 0``: ``A`` is not
+    positive definite there, as for a support Hessian far from a minimum) the iteration
+    stops and keeps the last iterate, as truncated CG does, instead of stepping along a
+    direction of negative curvature and diverging."""
     x = {k: torch.zeros_like(v) for k, v in b.items()}
     r = dict(b)
     p = dict(b)
     rs = tree_dot(r, r)
+    active = torch.ones_like(rs, dtype=torch.bool)
     for _ in range(iterations):
         ap = matvec(p)
-        alpha = _safe_div(rs, tree_dot(p, ap))
+        curvature = tree_dot(p, ap)
+        active = active & (curvature > 0)
+        alpha = torch.where(active, _safe_div(rs, curvature), torch.zeros_like(rs))
         x = tree_axpy(alpha, p, x)
         r = tree_axpy(-alpha, ap, r)
         rs_new = tree_dot(r, r)

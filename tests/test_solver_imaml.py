@@ -111,3 +111,14 @@ def test_no_graph_through_the_inner_loop() -> None:
     grads, _ = solver.meta_grad(params, TaskBatch(*tiny_batch(2)))
     assert all(g.grad_fn is None for g in grads.values())
     assert WAYS == 3
+
+
+def test_cg_stops_at_negative_curvature_instead_of_diverging() -> None:
+    """On an indefinite system CG keeps the last iterate from positive-curvature
+    directions (truncated CG) rather than stepping along a negative-curvature one."""
+    a = torch.diag(torch.tensor([2.0, 1.0, -1.0], dtype=torch.float64))
+    b = {"x": torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)}
+    x = conjugate_gradient(lambda v: {"x": a @ v["x"]}, b, iterations=10)["x"]
+    assert torch.isfinite(x).all()
+    # p0 = b has curvature b^T A b = 2 > 0: one step along b, then the iteration stops
+    assert torch.allclose(x, b["x"] * (3.0 / 2.0))
