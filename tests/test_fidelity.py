@@ -30,7 +30,9 @@ from raybench.studies.fidelity import (
 from raybench.train import RunResult
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
-TINY = {"hidden": 8, "dtype": "float64"}
+# damping keeps iMAML's system positive definite at this tiny model's init, so CG runs all
+# its iterations (on an indefinite one it stops at the first negative curvature)
+TINY = {"hidden": 8, "dtype": "float64", "imaml.damping": 50.0}
 SWEEPS = {
     "imaml": ("cg_steps", (1, 3, 10)),
     "neumann": ("terms", (0, 2)),
