@@ -180,7 +180,35 @@ PRESETS: dict[str, dict[str, Any]] = {
         "query": 5,
         "hidden": 16,
     },
-}
+    # The report's settings at the other standard Omniglot task sizes (the matrix).
+    "5w5s": {"shots": 5},
+    "20w1s": {"ways": 20},
+    "20w5s": {"ways": 20, "shots": 5},
+    # The MAML paper's Omniglot protocol (Finn et al., 2017, section 5.1 and appendix A.1),
+    # so its published accuracies can be reproduced: 5-way trained with one inner step of
+    # 0.4 and evaluated with three, meta-batch 32; 20-way trained and evaluated with five
+    # steps of 0.1, meta-batch 16; K query images per class, as in the paper's code; Adam
+    # 0.001; 60,000 meta-steps; 600 test tasks.
+    "literature-5w1s": {
+        "ways": 5, "shots": 1, "query": 1, "inner_lr": 0.4, "inner_steps": 1,
+        "eval_inner_steps": 3, "meta_batch": 32, "meta_steps": 60000, "eval_every": 1000,
+    },
+    "literature-5w5s": {
+        "ways": 5, "shots": 5, "query": 5, "inner_lr": 0.4, "inner_steps": 1,
+        "eval_inner_steps": 3, "meta_batch": 32, "meta_steps": 60000, "eval_every": 1000,
+    },
+    "literature-20w1s": {
+        "ways": 20, "shots": 1, "query": 1, "inner_lr": 0.1, "inner_steps": 5,
+        "eval_inner_steps": 5, "meta_batch": 16, "meta_steps": 60000, "eval_every": 1000,
+    },
+    "literature-20w5s": {
+        "ways": 20, "shots": 5, "query": 5, "inner_lr": 0.1, "inner_steps": 5,
+        "eval_inner_steps": 5, "meta_batch": 16, "meta_steps": 60000, "eval_every": 1000,
+    },
+}  # fmt: skip
+
+# `raybench run --matrix`: solvers x these settings.
+MATRIX_PRESETS = ("paper", "5w5s", "20w1s", "20w5s")
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:

@@ -81,6 +81,15 @@ def test_report_reads_the_store(smoke_run) -> None:
     assert proc.returncode == 0, proc.stderr
     for word in ("maml", "fomaml", "second-order", "first-order", "completed", "±"):
         assert word in proc.stdout
+    assert "5-way 1-shot, smoke" in proc.stdout  # grouped by setting
+    assert (cwd / "outputs" / "smoke" / "summary.parquet").is_file()
+    as_json = cli("report", "smoke", "--format", "json", cwd=cwd)
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)
+    assert sorted(r["solver"] for r in rows) == sorted(SOLVERS)
+    assert all(r["completed"] == 1 and r["ci_over"] == "test tasks" for r in rows)
+    per_run = cli("report", "smoke", "--runs", cwd=cwd)
+    assert per_run.returncode == 0 and "per run" in per_run.stdout
     newest = cli("report", cwd=cwd)  # no argument: the newest experiment
     assert newest.returncode == 0 and "fomaml" in newest.stdout
     by_path = cli("report", str(cwd / "outputs" / "smoke"), cwd=Path("/"))

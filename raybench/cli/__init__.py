@@ -6,6 +6,7 @@ Every user-fixable problem ends as one line on stderr and exit code 2, never a t
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -52,7 +53,12 @@ SolversOption = Annotated[
     str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
 ]
 PresetOption = Annotated[
-    str, typer.Option("--preset", help="Starting configuration: paper (Table 1) or smoke.")
+    str,
+    typer.Option(
+        "--preset",
+        help="Starting configuration: paper (Table 1), smoke, 5w5s, 20w1s, 20w5s, "
+        "literature-5w1s, ... (`raybench settings` lists them).",
+    ),
 ]
 SettingsOption = Annotated[
     list[str] | None,
@@ -90,7 +96,22 @@ DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or
 @app.command("run")
 def run_command(
     solvers: SolversOption = "all",
-    preset: PresetOption = "paper",
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="Starting configuration, or several comma-separated (solvers x presets): "
+            "paper (Table 1), smoke, 5w5s, 20w1s, 20w5s, literature-5w1s, ...",
+        ),
+    ] = "paper",
+    matrix: Annotated[
+        bool,
+        typer.Option(
+            "--matrix",
+            help="Every solver at every standard setting: --preset paper,5w5s,20w1s,20w5s "
+            "(experiment 'matrix').",
+        ),
+    ] = False,
     settings: SettingsOption = None,
     configs: Annotated[
         list[Path] | None,
@@ -157,6 +178,7 @@ def run_command(
     run(
         solvers=solvers,
         preset=preset,
+        matrix=matrix,
         settings=settings or [],
         config_files=configs or [],
         seeds=seeds,
@@ -259,6 +281,119 @@ def sweep_command(
     )
 
 
+@app.command("study")
+def study_command(
+    solver: Annotated[str, typer.Option("--solver", help="The solver to study.")],
+    param: Annotated[
+        str,
+        typer.Option(
+            "--param", help="The setting to vary: any `raybench settings` key or a solver option."
+        ),
+    ],
+    values: Annotated[
+        str, typer.Option("--values", help="Comma-separated values, e.g. 0.001,0.01,0.1.")
+    ],
+    seeds: SeedsOption = 3,
+    preset: PresetOption = "paper",
+    settings: SettingsOption = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Meta-steps (meta_steps).")] = None,
+    experiment: ExperimentOption = None,
+    out: OutOption = Path("outputs"),
+    data_dir: DataDirOption = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="ray (default) or inline, as for `raybench run`.")
+    ] = "ray",
+    address: AddressOption = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option("--gpus-per-run", min=0, help="GPU share of each run.")
+    ] = None,
+    cpus_per_run: CpusOption = 1.0,
+    max_concurrent: ConcurrencyOption = None,
+    max_retries: RetriesOption = 2,
+    dashboard: DashboardOption = False,
+) -> None:
+    """Train one solver over a list of values of one setting (several seeds each) and
+    report final accuracy, divergence and the validation curve per value: the report's
+    Reptile learning-rate study for any solver and setting."""
+    from raybench.cli.commands import study
+    from raybench.execution import ExecutionOptions
+
+    execution = ExecutionOptions(
+        backend=backend,
+        address=address,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run,
+        max_concurrent=max_concurrent,
+        max_retries=max_retries,
+        dashboard=dashboard,
+    )
+    study(
+        solver=solver,
+        param=param,
+        values=values,
+        seeds=seeds,
+        preset=preset,
+        settings=settings or [],
+        steps=steps,
+        experiment=experiment,
+        out=out,
+        data_dir=data_dir,
+        execution=execution,
+        console=stdout(),
+    )
+
+
+@app.command("bench")
+def bench_command(
+    solvers: SolversOption = "all",
+    preset: PresetOption = "paper",
+    settings: SettingsOption = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Timed meta-steps (default: 20 on a GPU, 2 on a CPU)."),
+    ] = None,
+    warmup: Annotated[
+        int | None,
+        typer.Option("--warmup", min=0, help="Untimed meta-steps first (default: 5 GPU, 1 CPU)."),
+    ] = None,
+    reference: Annotated[
+        bool, typer.Option(help="Also time the per-task MAML and FOMAML loops (the reference).")
+    ] = True,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch CPU threads (CPU only).")
+    ] = None,
+    device: DeviceOption = None,
+    experiment: ExperimentOption = None,
+    out: OutOption = Path("outputs"),
+    data_dir: DataDirOption = None,
+) -> None:
+    """Median ms per meta-step, peak memory and the implied run time of every solver, with
+    the report-style per-task loop timed in the same run and each solver's speed-up."""
+    from raybench.cli.commands import bench
+
+    bench(
+        solvers=solvers,
+        preset=preset,
+        settings=settings or [],
+        steps=steps,
+        warmup=warmup,
+        reference=reference,
+        threads=threads,
+        device=device,
+        experiment=experiment,
+        out=out,
+        data_dir=data_dir,
+        console=stdout(),
+    )
+
+
+class ReportFormat(str, Enum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
 @app.command("report")
 def report_command(
     experiment: Annotated[
@@ -266,11 +401,62 @@ def report_command(
         typer.Argument(help="Experiment name under --out, or a folder (default: the newest)."),
     ] = None,
     out: OutOption = Path("outputs"),
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help="rich: tables on the terminal; markdown, csv, json: the same aggregated "
+            "table as plain values (for papers and dashboards).",
+            case_sensitive=False,
+        ),
+    ] = ReportFormat.rich,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+    ] = None,
+    runs: Annotated[
+        bool,
+        typer.Option(
+            "--runs",
+            help="Also show one row per run (with markdown/csv/json: the per-run rows "
+            "instead of the aggregated table).",
+        ),
+    ] = False,
 ) -> None:
-    """Print an experiment's results table from its Parquet store alone."""
+    """Print an experiment's results from its Parquet store alone: one row per setting,
+    solver and configuration over its seeds, with stability measures and published
+    references; stored as <experiment>/summary.parquet each time."""
     from raybench.cli.commands import report
 
-    report(experiment, out, stdout())
+    report(experiment, out, stdout(), fmt=fmt.value, output=output, show_runs=runs)
+
+
+@app.command("plot")
+def plot_command(
+    experiment: Annotated[
+        str | None,
+        typer.Argument(help="Experiment name under --out, or a folder (default: the newest)."),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            "-d",
+            help="Folder for the PNG files (default: the experiment's plots/ folder, e.g. "
+            "outputs/<experiment>/plots).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Root folder of the results store (where to find it)."),
+    ] = Path("outputs"),
+) -> None:
+    """Draw an experiment's figures as PNG files: curves per solver, validation accuracy,
+    accuracy against wall time, and the scaling, fidelity and sweep studies it has."""
+    from raybench.cli.commands import plot
+
+    plot(experiment, directory, out, stdout())
 
 
 @app.command("solvers")

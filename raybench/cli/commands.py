@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,7 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raybench.config import PRESETS, RUN_BOUNDS, RunConfig, did_you_mean, parse_assignments
+from raybench.config import (
+    MATRIX_PRESETS,
+    PRESETS,
+    RUN_BOUNDS,
+    RunConfig,
+    did_you_mean,
+    parse_assignments,
+)
 from raybench.errors import RaybenchError
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ def run(
     *,
     solvers: str,
     preset: str,
+    matrix: bool,
     settings: list[str],
     config_files: list[Path],
     seeds: int,
@@ -89,10 +98,11 @@ def run(
             configs = configs_from_files(config_files, overrides, seed_range)
             source, default_name = "config", "configs"
         else:
-            if preset not in PRESETS:
-                raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
-            configs = build_configs(resolve_solvers(solvers), preset, overrides, seed_range)
-            source, default_name = "preset", preset
+            presets = list(MATRIX_PRESETS) if matrix else resolve_presets(preset)
+            names = resolve_solvers(solvers)
+            configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
+            source = "preset"
+            default_name = "matrix" if matrix else "+".join(presets)
         store = ExperimentStore(out / experiment_name(experiment or default_name))
         store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
     names = list(dict.fromkeys(c.solver for c in configs))
@@ -107,6 +117,116 @@ def run(
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; their rows say why[/]")
         raise typer.Exit(1)
+
+
+def resolve_presets(spec: str) -> list[str]:
+    """One preset or a comma-separated list, each checked."""
+    presets = [p.strip() for p in spec.split(",") if p.strip()]
+    if not presets:
+        raise RaybenchError("--preset is empty")
+    for preset in presets:
+        if preset not in PRESETS:
+            raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+    return list(dict.fromkeys(presets))
+
+
+def study(
+    *,
+    solver: str,
+    param: str,
+    values: str,
+    seeds: int,
+    preset: str,
+    settings: list[str],
+    steps: int | None,
+    experiment: str | None,
+    out: Path,
+    data_dir: Path | None,
+    execution: ExecutionOptions,
+    console: Console,
+) -> None:
+    from raybench.execution import execute
+    from raybench.results import ExperimentStore
+    from raybench.results.store import write_table
+    from raybench.solvers import solver_class
+    from raybench.studies.sensitivity import (
+        sensitivity_rich,
+        sensitivity_table,
+        setting_key,
+        study_configs,
+    )
+
+    solver_class(solver)
+    presets = resolve_presets(preset)
+    if len(presets) != 1:
+        raise RaybenchError("raybench study takes one --preset")
+    preset = presets[0]
+    key = setting_key(solver, param)
+    overrides = parse_assignments(settings)
+    if steps is not None:
+        overrides["meta_steps"] = str(steps)
+    value_list = [v.strip() for v in values.split(",") if v.strip()]
+    configs = study_configs(solver, preset, overrides, key, value_list, range(seeds))
+    store = ExperimentStore(out / experiment_name(experiment or f"study-{solver}-{param}"))
+    store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": "study"})
+    console.print(
+        f"[bold]raybench study[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
+        f"seed(s), experiment {store.root}"
+    )
+    summaries = execute(configs, store, console, replace(execution, source="study"), data_dir)
+    table = sensitivity_table(store.read("runs"), store.read("curves"), key, configs)
+    write_table(store.root / "study.parquet", table)
+    console.print(sensitivity_rich(table, solver, preset))
+    if any(s.status == "failed" for s in summaries):
+        raise typer.Exit(1)
+
+
+def bench(
+    *,
+    solvers: str,
+    preset: str,
+    settings: list[str],
+    steps: int | None,
+    warmup: int | None,
+    reference: bool,
+    threads: int | None,
+    device: str | None,
+    experiment: str | None,
+    out: Path,
+    data_dir: Path | None,
+    console: Console,
+) -> None:
+    import hashlib
+
+    from raybench.data import load_omniglot
+    from raybench.results import ExperimentStore
+    from raybench.results.store import write_table
+    from raybench.runtime import resolve_device
+    from raybench.studies.bench import bench_rich, bench_table, default_steps
+
+    presets = resolve_presets(preset)
+    if len(presets) != 1:
+        raise RaybenchError("raybench bench takes one --preset")
+    overrides = parse_assignments(settings)
+    if device is not None:
+        overrides["device"] = device
+    configs = build_configs(resolve_solvers(solvers), presets[0], overrides, [0])
+    data = load_omniglot(data_dir)
+    timed, warm = default_steps(resolve_device(configs[0].device))
+    store = ExperimentStore(out / experiment_name(experiment or "bench"))
+    console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
+    table = bench_table(
+        configs,
+        data,
+        steps=steps or timed,
+        warmup=warm if warmup is None else warmup,
+        with_reference=reference,
+        threads=threads,
+        experiment=store.name,
+    )
+    stamp = hashlib.sha1(str(table.column("created_at")[0]).encode()).hexdigest()[:8]
+    write_table(store.root / "bench" / f"{presets[0]}-{stamp}.parquet", table)
+    console.print(bench_rich(table))
 
 
 def experiment_name(name: str) -> str:
@@ -238,24 +358,101 @@ def default_spaces() -> Path:
     return local if local.is_dir() else DEFAULT_DIR
 
 
-def report(experiment: str | None, out: Path, console: Console) -> None:
-    from raybench.report.tables import runs_table
+def report(
+    experiment: str | None,
+    out: Path,
+    console: Console,
+    fmt: str = "rich",
+    output: Path | None = None,
+    show_runs: bool = False,
+) -> None:
+    """The aggregated table (stored as ``summary.parquet`` each time), as Rich tables with
+    the studies, or as Markdown/CSV/JSON to stdout or ``output``; ``show_runs`` adds the
+    per-run table (Rich) or writes the per-run rows instead (flat formats)."""
+    from raybench.report import tables
     from raybench.results import open_experiment
+    from raybench.results.store import write_table
 
-    if experiment is None:
-        found = [p for p in out.glob("*") if (p / "runs").is_dir()] if out.is_dir() else []
-        if not found:
-            raise RaybenchError(f"no experiments under {out}: run `raybench run` first")
-        experiment = str(max(found, key=lambda p: (p / "runs").stat().st_mtime))
-    store = open_experiment(experiment, out)
+    if fmt not in tables.FORMATS:
+        raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(tables.FORMATS)}")
+    store = open_experiment(experiment or newest_experiment(out), out)
     runs = store.read("runs")
-    studies = study_renderables(store)
+    studies = study_renderables(store) if fmt == "rich" else []
     if runs.num_rows == 0 and not studies:
         raise RaybenchError(f"experiment {store.root} has no finished runs yet")
-    if runs.num_rows:
-        console.print(runs_table(runs, title=f"raybench: {store.name} ({store.root})"))
-    for renderable in studies:
-        console.print(renderable)
+    records: list[dict] = []
+    curves = store.read("curves") if runs.num_rows else None
+    if runs.num_rows:  # derived from the store every time, never edited by hand
+        records = tables.summary_records(runs, curves)
+        try:
+            write_table(store.root / "summary.parquet", tables.summary_arrow(records))
+        except OSError as exc:  # a read-only store still reports
+            print(f"raybench: summary.parquet not stored: {exc}", file=sys.stderr)
+    if fmt != "rich":
+        if show_runs:
+            rows, names = tables.run_records(runs, curves), tables.RUNS_SCHEMA.names
+        else:
+            rows, names = records, tables.SUMMARY_SCHEMA.names
+        captions = tables.caption_lines(runs)
+        text = tables.render_flat(rows, fmt, names, captions)
+        if output is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            output.write_text(text, encoding="utf-8")
+        return
+    target = console
+    if output is not None:
+        handle = output.open("w", encoding="utf-8")
+        target = Console(file=handle, width=200, color_system=None, highlight=False)
+    try:
+        title = f"raybench: {store.name} ({store.root})"
+        for table in tables.summary_tables(records, runs, title=title):
+            target.print(table)
+        if show_runs and runs.num_rows:
+            target.print(tables.runs_table(runs, title=f"{title}, per run", curves=curves))
+        for renderable in studies:
+            target.print(renderable)
+    finally:
+        if output is not None:
+            handle.close()
+
+
+def newest_experiment(out: Path) -> str:
+    """The experiment under ``out`` whose runs or study tables changed last."""
+    from raybench.results.store import EXPERIMENT_TABLES
+
+    found = [
+        (t.stat().st_mtime, str(p))
+        for p in (out.glob("*") if out.is_dir() else [])
+        for t in (p / name for name in EXPERIMENT_TABLES)
+        if t.is_dir()
+    ]
+    if not found:
+        raise RaybenchError(f"no experiments under {out}: run `raybench run` first")
+    return max(found)[1]
+
+
+def plot(experiment: str | None, directory: Path | None, out: Path, console: Console) -> None:
+    from raybench.report.plots import PIXELS, plot_experiment
+    from raybench.results import open_experiment
+
+    store = open_experiment(experiment or newest_experiment(out), out)
+    target = directory if directory is not None else store.root / "plots"
+    skipped: list[str] = []
+    written = plot_experiment(store, target, on_skip=skipped.append)
+    if not written:
+        raise RaybenchError(
+            f"nothing to plot in {store.root}: " + "; ".join(skipped or ["no data"])
+        )
+    console.print(
+        f"[bold]raybench plot[/] {store.name}: {len(written)} figure(s), "
+        f"{PIXELS[0]}x{PIXELS[1]} px, in {target}"
+    )
+    for path in written:
+        console.print(f"  {path.name}")
+    for reason in skipped:
+        console.print(f"  [dim]skipped {reason}[/]")
 
 
 def list_solvers(console: Console) -> None:

@@ -6,6 +6,8 @@ between the two is evidence, not tautology.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -40,3 +42,32 @@ def loop_meta_grad(
         for acc, g in zip(total, grads):
             acc += g.detach()
     return {n: g / len(batch) for n, g in zip(names, total)}
+
+
+class LoopReference:
+    """The reference loop behind the solver interface, so benchmarks time it exactly as
+    they time the vectorised solver it stands beside (MAML or FOMAML)."""
+
+    def __init__(self, solver: Any) -> None:
+        if solver.name not in ("maml", "fomaml"):
+            raise ValueError(f"no reference loop for {solver.name!r}")
+        self.solver = solver
+        self.name = f"{solver.name}-loop"
+        self.family = solver.family
+
+    def init_params(self, *args: Any) -> Params:
+        return self.solver.init_params(*args)
+
+    def train_batch(self, *args: Any) -> Any:
+        return self.solver.train_batch(*args)
+
+    def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, dict]:
+        grads = loop_meta_grad(
+            self.solver.model,
+            params,
+            batch,
+            inner_lr=self.solver.inner_lr,
+            inner_steps=self.solver.inner_steps,
+            first_order=self.solver.name == "fomaml",
+        )
+        return grads, {}

@@ -27,7 +27,7 @@ from raybench.train import RunResult
 
 TABLES = ("runs", "curves", "trials", "fidelity", "scaling")
 # Tables whose folder alone makes a folder an experiment (the studies need no runs).
-EXPERIMENT_TABLES = ("runs", "fidelity", "scaling")
+EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling")
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -134,4 +134,5 @@ def open_experiment(name_or_path: str, out: Path) -> ExperimentStore:
         else []
     )
     hint = f"; experiments in {out}: {', '.join(existing)}" if existing else f"; {out} has none"
-    raise RaybenchError(f"no experiment {name_or_path!r} (no runs/ folder there){hint}")
+    tables = "/".join(EXPERIMENT_TABLES)
+    raise RaybenchError(f"no experiment {name_or_path!r} (no {tables} folder there){hint}")

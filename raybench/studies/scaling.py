@@ -138,7 +138,13 @@ def return_freed_memory() -> bool:
 
 
 def measure(
-    config: RunConfig, data: Any, *, steps: int = 3, warmup: int = 1, isolated: bool = False
+    config: RunConfig,
+    data: Any,
+    *,
+    steps: int = 3,
+    warmup: int = 1,
+    isolated: bool = False,
+    reference: bool = False,
 ) -> Measurement:
     """Time and memory of ``steps`` meta-steps after ``warmup`` untimed ones, in this
     process. The warm-up matters: the first step pays one-time costs (lazy imports and
@@ -166,6 +172,10 @@ def measure(
     solver = make_solver(config, model)
     # Warm-up with at most one inner step: the same kernels and shapes, a fraction of the time.
     warm = make_solver(replace(config, inner_steps=min(config.inner_steps, 1)), model)
+    if reference:  # the per-task loop of raybench.reference in the solver's place
+        from raybench.reference import LoopReference
+
+        solver, warm = LoopReference(solver), LoopReference(warm)
     params = solver.init_params(config.seed, device, dtype, train)
     optimiser = torch.optim.Adam(list(params.values()), lr=config.outer_lr)
     batch = solver.train_batch(
@@ -221,6 +231,7 @@ def measure_isolated(
     threads: int | None = None,
     data_dir: Path | None = None,
     timeout_s: float | None = None,
+    reference: bool = False,
 ) -> Measurement:
     """:func:`measure` in a fresh ``python -m raybench.studies.scaling`` process."""
     command = [
@@ -236,6 +247,8 @@ def measure_isolated(
     ]
     if threads:
         command += ["--threads", str(threads)]
+    if reference:
+        command += ["--reference"]
     if data_dir is not None:
         command += ["--data-dir", str(data_dir)]
     try:
@@ -491,6 +504,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--reference", action="store_true", help="time the per-task loop")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -498,7 +512,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
 
     config = RunConfig(**json.loads(args.config))
     data = load_omniglot(args.data_dir, download=False)
-    m = measure(config, data, steps=args.steps, warmup=args.warmup, isolated=True)
+    m = measure(
+        config, data, steps=args.steps, warmup=args.warmup, isolated=True, reference=args.reference
+    )
     print(json.dumps(asdict(m)), flush=True)
 
 
