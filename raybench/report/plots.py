@@ -36,8 +36,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from raybench.report.tables import FAMILY_ORDER
 from raybench.results.store import ExperimentStore
+from raybench.solvers.base import family_rank
 
 if "matplotlib.pyplot" not in sys.modules:  # never switch an interactive session's backend
     matplotlib.use("Agg")
@@ -95,10 +95,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def _family_rank(family: Any) -> int:
-    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
 
 
 def _config(row: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +187,7 @@ def run_groups(runs: pa.Table, curves: pa.Table | None = None) -> list[RunGroup]
         group = by_run.get(row.get("run_id"))
         if group is not None and row.get("step") is not None:
             group.curves.setdefault(str(row["run_id"]), []).append(row)
-    out = sorted(groups.values(), key=lambda g: (_family_rank(g.family), g.solver, g.key))
+    out = sorted(groups.values(), key=lambda g: (family_rank(g.family), g.solver, g.key))
     for group in out:
         group.runs.sort(key=lambda r: (r.get("seed") or 0, str(r.get("run_id"))))
         for rows in group.curves.values():
@@ -633,7 +629,7 @@ def plot_scaling(table: pa.Table, out_dir: Path, *, experiment: str = "") -> Pat
         {r["solver"] for _, rows in shown for r in rows},
         key=lambda s: (
             min(
-                _family_rank(r.get("family")) for _, rows in shown for r in rows if r["solver"] == s
+                family_rank(r.get("family")) for _, rows in shown for r in rows if r["solver"] == s
             ),
             s,
         ),
@@ -742,7 +738,7 @@ def plot_fidelity(table: pa.Table, out_dir: Path, *, experiment: str = "") -> Pa
 
     def rank(solver: str) -> tuple:
         family = next((r.get("family") for r in rows if r["solver"] == solver), None)
-        return (_family_rank(family), solver)
+        return (family_rank(family), solver)
 
     knobbed = sorted({r["solver"] for r in rows if r.get("knob")}, key=rank)
     plain = sorted({r["solver"] for r in rows if not r.get("knob")}, key=rank)

@@ -11,7 +11,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from raybench.report.tables import FAMILY_ORDER, format_memory
+from raybench.report.tables import format_memory
+from raybench.solvers.base import family_rank
 from raybench.studies.scaling import setting_groups, verdicts
 
 PSEUDO_NOTE = (
@@ -24,10 +25,6 @@ def _num(value: Any) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return float(value)
-
-
-def _rank(family: str | None) -> int:
-    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -88,7 +85,7 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
         rows = sorted(
             rows,
             key=lambda r: (
-                _rank(r.get("family")),
+                family_rank(r.get("family")),
                 str(r.get("solver")),
                 _num(r.get("knob_value")) or 0.0,
             ),
@@ -138,7 +135,7 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
         for row in rows:
             by_solver.setdefault(str(row["solver"]), {})[row["inner_steps"]] = row
             families[str(row["solver"])] = str(row.get("family") or "")
-        order = sorted(by_solver, key=lambda s: (_rank(families[s]), s))
+        order = sorted(by_solver, key=lambda s: (family_rank(families[s]), s))
         kinds = sorted({str(r.get("memory_kind")) for r in rows if r.get("memory_kind")})
         where = (
             f"{settings['device']}, preset {settings['preset']}, meta-batch "

@@ -33,9 +33,9 @@ from raybench.report.stability import (
     seed_interval,
     std_or_none,
 )
+from raybench.solvers.base import family_rank
 
 # Table 2's order: baselines, then first-order up to exact second-order.
-FAMILY_ORDER = ("baseline", "first-order", "implicit", "penalty", "second-order")
 
 BEST = "bold green"
 FORMATS = ("rich", "markdown", "csv", "json")
@@ -180,10 +180,6 @@ def _setting_order(key: tuple[Any, Any, Any]) -> tuple:
     )
 
 
-def _family_rank(family: Any) -> int:
-    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
-
-
 def _config_key(row: Mapping[str, Any]) -> str:
     """The configuration fingerprint; for stores that predate it, a hash of the stored
     config without its seed, else the solver (all its runs in one row)."""
@@ -237,7 +233,7 @@ def _views(runs: pa.Table, curves: pa.Table | None) -> list[tuple[dict, dict]]:
         out,
         key=lambda rv: (
             _setting_order(rv[1]["setting_key"]),
-            _family_rank(rv[1]["family"]),
+            family_rank(rv[1]["family"]),
             str(rv[1]["solver"]),
             str(rv[1]["source"]),
             rv[1]["config"],

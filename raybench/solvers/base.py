@@ -23,7 +23,14 @@ from raybench.errors import RaybenchError
 from raybench.models import FunctionalModel, Params
 from raybench.tasks import TaskBatch, TaskSampler
 
-FAMILIES = ("first-order", "second-order", "implicit", "penalty", "baseline")
+# In the order of the report's Table 2: baselines, then first-order up to exact second-order.
+FAMILIES = ("baseline", "first-order", "implicit", "penalty", "second-order")
+
+
+def family_rank(family: str | None) -> int:
+    """Position in Table 2's order, for sorting reports (unknown families last)."""
+    return FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+
 
 METRICS = (
     "support_loss_pre",

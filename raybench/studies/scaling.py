@@ -45,6 +45,7 @@ import torch
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
+from raybench.solvers.base import family_rank
 
 SCHEMA_VERSION = 1
 DEFAULT_INNER_STEPS = (1, 2, 5, 10, 20)
@@ -54,7 +55,6 @@ EXPECTED = {"second-order": "grows", "penalty": "grows", "first-order": "flat", 
 GROWTH_FRACTION = 0.2  # "grows": more than this fraction of the first value...
 NOISE_MB = 2.0  # ...and more than this many MiB (the jitter of CPU RSS readings)
 
-FAMILY_ORDER = ("baseline", "first-order", "implicit", "penalty", "second-order")
 
 SCALING_SCHEMA = pa.schema(
     [
@@ -489,7 +489,7 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> list[Verdict]:
 
     def order(item: tuple[str, list[dict[str, Any]]]) -> tuple[int, str]:
         family = _family_of(item[0], item[1])
-        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+        rank = family_rank(family)
         return rank, item[0]
 
     return [verdict(solver, rows) for solver, rows in sorted(by_solver.items(), key=order)]

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The prepared measurement for the lent GPU machine (one `run` call of the device tool):
+#
+#   bash ../shared/gpu/make-bundle.sh                       # here, once: fills .gpu/
+#   device run, carry [".gpu"], timeout_s 600:
+#     source .gpu/setup.sh && STAGE=bench bash benchmarks/gpu-check.sh
+#
+# STAGE picks what to run so each call fits the 10-minute limit:
+#   bench    raybench bench at the paper preset (all solvers + the reference loops)
+#   paper    raybench run --solvers all --preset paper on one GPU through Ray (timed),
+#            then report (markdown), plots, fidelity from its checkpoints and scaling
+#   serial   the same runs one after another (--max-concurrent 1), for the comparison
+#   sweep    a small sweep of every solver sharing the GPU
+# Everything lands in $OUT (at most 8 files come back): logs, the report, and the store
+# as one tarball. Record every figure with the card in benchmarks/RESULTS.md.
+set -uo pipefail
+OUT=${OUT:-/tmp/raybench-out}
+STORE=/tmp/raybench-store
+mkdir -p "$OUT" "$STORE"
+export PYTHONUNBUFFERED=1
+rb() { python3 -m raybench "$@"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+case "${STAGE:-bench}" in
+  bench)
+    rb bench --preset paper --out "$STORE" 2>&1 | tee "$OUT/bench.log"
+    ;;
+  paper)
+    start=$(date +%s)
+    rb run --solvers all --preset paper --out "$STORE" -e paper 2>&1 | tail -n 60 | tee "$OUT/paper.log"
+    echo "wall time of run --solvers all --preset paper: $(( $(date +%s) - start )) s" | tee -a "$OUT/paper.log"
+    rb report paper --out "$STORE" --format markdown > "$OUT/report.md"
+    rb plot paper --out "$STORE" 2>&1 | tail -n 20 | tee "$OUT/plots.log"
+    rb fidelity --from paper --out "$STORE" -e paper 2>&1 | tail -n 80 | tee "$OUT/fidelity.log"
+    rb scaling --out "$STORE" -e paper 2>&1 | tail -n 40 | tee "$OUT/scaling.log"
+    ;;
+  serial)
+    start=$(date +%s)
+    rb run --solvers all --preset paper --max-concurrent 1 --out "$STORE" -e serial 2>&1 | tail -n 30 | tee "$OUT/serial.log"
+    echo "wall time one after another: $(( $(date +%s) - start )) s" | tee -a "$OUT/serial.log"
+    ;;
+  sweep)
+    start=$(date +%s)
+    rb sweep --solvers all --preset paper --trials 4 --steps 200 --seeds 1 --final-steps 500 --out "$STORE" -e sweep 2>&1 | tail -n 60 | tee "$OUT/sweep.log"
+    echo "wall time of the sweep: $(( $(date +%s) - start )) s" | tee -a "$OUT/sweep.log"
+    ;;
+esac
+tar czf "$OUT/store.tgz" -C /tmp raybench-store 2>/dev/null || true
