@@ -61,7 +61,12 @@ def bench_table(
             m = measure(config, data, steps=steps, warmup=warmup, reference=is_loop)
         else:
             m = measure_isolated(
-                config, steps=steps, warmup=warmup, threads=threads, reference=is_loop
+                config,
+                steps=steps,
+                warmup=warmup,
+                threads=threads,
+                reference=is_loop,
+                for_timing=True,
             )
         rows.append(_row(config, m, is_loop, solver_class(config.solver).family, experiment))
     loops = {r["solver"]: r["ms_per_step"] for r in rows if r["implementation"] == "reference loop"}

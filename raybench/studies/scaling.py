@@ -118,6 +118,14 @@ def _current_mb(device: torch.device) -> float:
     return math.nan
 
 
+def _process_peak_mb() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -145,6 +153,7 @@ def measure(
     warmup: int = 1,
     isolated: bool = False,
     reference: bool = False,
+    process_peak: bool = False,
 ) -> Measurement:
     """Time and memory of ``steps`` meta-steps after ``warmup`` untimed ones, in this
     process. The warm-up matters: the first step pays one-time costs (lazy imports and
@@ -212,6 +221,12 @@ def measure(
     kind = memory.kind + "_delta"
     if device.type == "cpu" and not isolated:
         kind += "_in_process"  # polluted by earlier measurements: see the module docstring
+    if process_peak and device.type == "cpu":
+        # Timing runs keep glibc's allocator as it is (returning memory at once costs page
+        # faults that would dominate the times), so the step's own growth is not visible:
+        # report the fresh process's peak resident set instead, comparable across solvers.
+        peaks = [_process_peak_mb()]
+        kind = "cpu_process_peak_rss"
     return Measurement(
         ms_per_step=statistics.median(times),
         ms_min=min(times),
@@ -232,8 +247,10 @@ def measure_isolated(
     data_dir: Path | None = None,
     timeout_s: float | None = None,
     reference: bool = False,
+    for_timing: bool = False,
 ) -> Measurement:
-    """:func:`measure` in a fresh ``python -m raybench.studies.scaling`` process."""
+    """:func:`measure` in a fresh ``python -m raybench.studies.scaling`` process.
+    ``for_timing`` keeps the allocator's defaults (see :func:`measure`'s ``process_peak``)."""
     command = [
         sys.executable,
         "-m",
@@ -249,6 +266,8 @@ def measure_isolated(
         command += ["--threads", str(threads)]
     if reference:
         command += ["--reference"]
+    if for_timing:
+        command += ["--for-timing"]
     if data_dir is not None:
         command += ["--data-dir", str(data_dir)]
     try:
@@ -497,7 +516,6 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> list[Verdict]:
 
 def _main(argv: Sequence[str] | None = None) -> None:
     """Child process: measure one config, print the measurement as one JSON line."""
-    return_freed_memory()  # before anything big is allocated
     parser = argparse.ArgumentParser(prog="python -m raybench.studies.scaling")
     parser.add_argument("--config", required=True, help="RunConfig as JSON")
     parser.add_argument("--steps", type=int, default=3)
@@ -505,7 +523,10 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--reference", action="store_true", help="time the per-task loop")
+    parser.add_argument("--for-timing", action="store_true", help="keep the allocator as is")
     args = parser.parse_args(argv)
+    if not args.for_timing:
+        return_freed_memory()  # before anything big is allocated
     if args.threads:
         torch.set_num_threads(args.threads)
     from raybench.data import load_omniglot
@@ -513,7 +534,13 @@ def _main(argv: Sequence[str] | None = None) -> None:
     config = RunConfig(**json.loads(args.config))
     data = load_omniglot(args.data_dir, download=False)
     m = measure(
-        config, data, steps=args.steps, warmup=args.warmup, isolated=True, reference=args.reference
+        config,
+        data,
+        steps=args.steps,
+        warmup=args.warmup,
+        isolated=True,
+        reference=args.reference,
+        process_peak=args.for_timing,
     )
     print(json.dumps(asdict(m)), flush=True)
 
