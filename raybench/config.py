@@ -137,6 +137,9 @@ class RunConfig:
     bn: str = setting("batch", Bound(str, choices=("batch",), help="batch-norm statistics"))
     device: str = setting("auto", Bound(str, choices=DEVICES, help="where to train"))
     dtype: str = setting("float32", Bound(str, choices=DTYPES, help="parameter precision"))
+    cuda_graph: bool = setting(
+        False, Bound(bool, help="replay each meta-step from a CUDA graph (CUDA only)")
+    )
     preset: str = "paper"
     solver_options: Mapping[str, Any] = field(default_factory=dict)
 

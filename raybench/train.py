@@ -23,6 +23,7 @@ from raybench.data import OmniglotImages
 from raybench.models import Params, build_model
 from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
 from raybench.solvers import METRICS, Solver, make_solver
+from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
 
 STATUSES = ("completed", "diverged", "failed")
@@ -164,7 +165,9 @@ def _train(
     result.family = solver.family
     params = solver.init_params(config.seed, device, dtype, train_tasks)
     result.n_params = sum(p.numel() for p in params.values())
-    optimiser = torch.optim.Adam(list(params.values()), lr=config.outer_lr)
+    optimiser = outer_optimiser(params, config.outer_lr, device)
+    configure_device(device)
+    step_fn: MetaStep | None = None
 
     eval_steps = config.adapt_steps_eval
     finite = torch.ones((), dtype=torch.bool, device=device)
@@ -178,7 +181,9 @@ def _train(
     present = torch.ones(len(METRICS) + 1, dtype=torch.bool, device=device)
     for step in range(1, config.meta_steps + 1):
         batch = solver.train_batch(train_tasks, config.meta_batch, generator)
-        grads, metrics = solver.meta_grad(params, batch)
+        if step_fn is None:  # built on the first batch: a CUDA graph needs its shapes
+            step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
+        grads, metrics = step_fn(batch)
         if step == 1:  # which metrics this solver reports in training; the rest stay NaN
             present[: len(METRICS)] = torch.tensor([m in metrics for m in METRICS])
         for name, p in params.items():

@@ -83,7 +83,7 @@ def _as_solver(config: RunConfig, solver: str) -> RunConfig:
     from raybench.configfile import config_from_dict
 
     data = config.to_dict()
-    data.update(solver=solver, solver_options={})
+    data.update(solver=solver, solver_options={}, cuda_graph=False)  # the loop stays eager
     return config_from_dict(data)
 
 

@@ -162,6 +162,7 @@ def measure(
     from raybench.models import build_model
     from raybench.runtime import PeakMemory, device_name, resolve_device
     from raybench.solvers import make_solver
+    from raybench.speed import configure_device, meta_step, outer_optimiser
     from raybench.tasks import TaskSampler, make_split
 
     device = resolve_device(config.device)
@@ -186,13 +187,20 @@ def measure(
 
         solver, warm = LoopReference(solver), LoopReference(warm)
     params = solver.init_params(config.seed, device, dtype, train)
-    optimiser = torch.optim.Adam(list(params.values()), lr=config.outer_lr)
+    optimiser = outer_optimiser(params, config.outer_lr, device)
+    configure_device(device)
     batch = solver.train_batch(
         train, config.meta_batch, torch.Generator(device=device).manual_seed(config.seed)
     )
+    if config.cuda_graph:  # the capture warms up on its own, with the real inner steps
+        graphed = meta_step(solver, params, batch, cuda_graph=True, device=device)
+        warmup = 0
 
     def step(solver: Any = solver) -> None:
-        grads, _ = solver.meta_grad(params, batch)
+        if config.cuda_graph:
+            grads, _ = graphed(batch)
+        else:
+            grads, _ = solver.meta_grad(params, batch)
         for name, p in params.items():
             p.grad = grads[name]
         optimiser.step()
