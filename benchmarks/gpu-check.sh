@@ -6,7 +6,9 @@
 #     source .gpu/setup.sh && STAGE=bench bash benchmarks/gpu-check.sh
 #
 # STAGE picks what to run so each call fits the 10-minute limit:
-#   bench    raybench bench at the paper preset (all solvers + the reference loops)
+#   bench    fast paths vs the reference loop and graph vs eager (gpu_equivalence.py), then
+#            raybench bench at the paper preset (all solvers + the reference loops), eager
+#            and with cuda_graph=true
 #   paper    raybench run --solvers all --preset paper on one GPU through Ray (timed),
 #            then report (markdown), plots, fidelity from its checkpoints and scaling
 #   serial   the same runs one after another (--max-concurrent 1), for the comparison
@@ -23,7 +25,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
 case "${STAGE:-bench}" in
   bench)
+    python3 benchmarks/gpu_equivalence.py 2>&1 | tee "$OUT/equivalence.log"
     rb bench --preset paper --out "$STORE" 2>&1 | tee "$OUT/bench.log"
+    rb bench --preset paper --set cuda_graph=true --no-reference --out "$STORE" 2>&1 | tee "$OUT/bench-graph.log"
     ;;
   paper)
     start=$(date +%s)
