@@ -13,7 +13,8 @@
 #            then report (markdown), plots, fidelity from its checkpoints and scaling
 #   serial   the same runs one after another (--max-concurrent 1), for the comparison
 #   sweep    a small sweep of every solver sharing the GPU
-# Everything lands in $OUT (at most 8 files come back): logs, the report, and the store
+# EXTRA adds options to the runs, e.g. EXTRA="--set cuda_graph=true" once bench has shown
+# the graphed step is equal and faster. Everything lands in $OUT (at most 8 files come back): logs, the report, and the store
 # as one tarball. Record every figure with the card in benchmarks/RESULTS.md.
 set -uo pipefail
 OUT=${OUT:-/tmp/raybench-out}
@@ -31,7 +32,7 @@ case "${STAGE:-bench}" in
     ;;
   paper)
     start=$(date +%s)
-    rb run --solvers all --preset paper --out "$STORE" -e paper 2>&1 | tail -n 60 | tee "$OUT/paper.log"
+    rb run --solvers all --preset paper ${EXTRA:-} --out "$STORE" -e paper 2>&1 | tail -n 60 | tee "$OUT/paper.log"
     echo "wall time of run --solvers all --preset paper: $(( $(date +%s) - start )) s" | tee -a "$OUT/paper.log"
     rb report paper --out "$STORE" --format markdown > "$OUT/report.md"
     rb plot paper --out "$STORE" 2>&1 | tail -n 20 | tee "$OUT/plots.log"
@@ -40,7 +41,7 @@ case "${STAGE:-bench}" in
     ;;
   serial)
     start=$(date +%s)
-    rb run --solvers all --preset paper --max-concurrent 1 --out "$STORE" -e serial 2>&1 | tail -n 30 | tee "$OUT/serial.log"
+    rb run --solvers all --preset paper ${EXTRA:-} --max-concurrent 1 --out "$STORE" -e serial 2>&1 | tail -n 30 | tee "$OUT/serial.log"
     echo "wall time one after another: $(( $(date +%s) - start )) s" | tee -a "$OUT/serial.log"
     ;;
   sweep)
