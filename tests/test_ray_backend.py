@@ -47,7 +47,7 @@ def test_runs_share_logical_gpus_and_store_once(local_ray, tmp_path: Path) -> No
     stored = rows(store)
     assert sorted(r["run_id"] for r in stored) == sorted(c.run_id for c in configs)
     for row in stored:
-        assert row["resources"] == "1 CPU, 0.66 GPU"  # 2 GPUs shared by 3 concurrent runs
+        assert row["resources"] == "1 CPU, 0.666 GPU"  # 2 GPUs shared by 3 concurrent runs
         assert row["node"] and row["status"] == "completed"
     assert len(store.files("runs")) == 3 and len(store.files("curves")) == 3
 
@@ -149,3 +149,12 @@ def test_two_node_cluster_spreads_runs_and_stores_each_once(
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
+
+
+def test_gpu_share_fills_but_never_overcrowds_a_card() -> None:
+    from raybench.execution.ray_backend import gpu_share
+
+    assert gpu_share(1, 3) == 0.333  # three solvers side by side on one GPU
+    assert gpu_share(1, 24) == 0.125  # 24 runs: 8 at a time on the card, the rest queue
+    assert gpu_share(2, 1) == 1.0
+    assert gpu_share(0, 4) == 0.0

@@ -121,14 +121,24 @@ class RunWorker:
         return result
 
 
+MAX_RUNS_PER_GPU = 8  # Ray shares compute, not memory: beyond this, runs wait their turn
+
+
+def gpu_share(total_gpus: float, n_concurrent: int) -> float:
+    """The visible GPUs divided among the concurrent runs, but never less than
+    1/MAX_RUNS_PER_GPU of a card: a paper-preset MAML run holds a few GiB, and two dozen
+    of them on one card would run it out of memory; Ray queues the rest."""
+    if total_gpus <= 0:
+        return 0.0
+    share = max(1 / MAX_RUNS_PER_GPU, total_gpus / max(1, n_concurrent))
+    return min(1.0, int(1000 * share) / 1000)
+
+
 def gpus_per_run(options: ExecutionOptions, n_concurrent: int) -> float:
-    """The explicit share, or the visible GPUs divided among the concurrent runs."""
+    """The explicit share, or :func:`gpu_share` of the cluster's GPUs."""
     if options.gpus_per_run is not None:
         return options.gpus_per_run
-    total = ray.cluster_resources().get("GPU", 0.0)
-    if total <= 0:
-        return 0.0
-    return min(1.0, int(100 * total / n_concurrent) / 100) or 0.01
+    return gpu_share(ray.cluster_resources().get("GPU", 0.0), n_concurrent)
 
 
 def failed_result(config: RunConfig, error: BaseException, last: dict[str, Any]) -> RunResult:

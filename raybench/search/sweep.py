@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from raybench.config import RunConfig
 from raybench.configfile import write_config_file
 from raybench.errors import RaybenchError
+from raybench.execution.ray_backend import gpu_share
 from raybench.results import ExperimentStore
 from raybench.results.schema import SCHEMA_VERSION
 from raybench.results.store import write_table
@@ -267,7 +268,7 @@ def sweep_solver(
     concurrent = min(concurrent, options.trials)
     gpus = options.gpus_per_trial
     if gpus is None:
-        gpus = min(1.0, int(100 * total_gpus / concurrent) / 100) if total_gpus else 0.0
+        gpus = gpu_share(total_gpus, concurrent)
     trainable = tune.with_resources(
         tune.with_parameters(
             sweep_trial,
