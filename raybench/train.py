@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from torch import Tensor
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.models import Params, build_model
+from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
 from raybench.solvers import METRICS, Solver, make_solver
 from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
@@ -70,6 +72,7 @@ class RunResult:
     ended_at: datetime | None = None
     error: str | None = None
     params: Params | None = None
+    resumed_from_step: int = 0  # > 0: continued from a saved state after an interruption
 
 
 def evaluate(
@@ -102,10 +105,14 @@ def train(
     progress: ProgressHook | None = None,
     *,
     test: bool = True,
+    resume: Path | None = None,
 ) -> RunResult:
     """Meta-train one solver with one seed, then test it (unless ``test`` is off: a search
     trial is judged on validation tasks only). Never raises for a failing run: the result
-    says ``failed`` (with the error) or ``diverged``, with the curves so far."""
+    says ``failed`` (with the error) or ``diverged``, with the curves so far.
+
+    With ``resume``, the training state is saved there at every evaluation point, and a
+    state already there for this config is continued from (see ``raybench.resume``)."""
     started = time.perf_counter()
     result = RunResult(
         config=config,
@@ -116,11 +123,11 @@ def train(
     )
     notify = progress or (lambda _p: None)
     try:
-        _train(config, data, result, notify, test)
+        _train(config, data, result, notify, test, resume, started)
     except Exception as exc:  # a run must never take the benchmark down with it
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-    result.wall_time_s = time.perf_counter() - started
+    result.wall_time_s += time.perf_counter() - started  # after earlier segments, if resumed
     result.ended_at = datetime.now(timezone.utc)
     notify(
         Progress(config.run_id, result.steps_done, config.meta_steps, result.final_val_acc, "done")
@@ -129,7 +136,13 @@ def train(
 
 
 def _train(
-    config: RunConfig, data: OmniglotImages, result: RunResult, notify: ProgressHook, test: bool
+    config: RunConfig,
+    data: OmniglotImages,
+    result: RunResult,
+    notify: ProgressHook,
+    test: bool,
+    resume: Path | None,
+    started: float,
 ) -> None:
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
@@ -173,18 +186,36 @@ def _train(
     finite = torch.ones((), dtype=torch.bool, device=device)
     train_sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=device)
     interval_ms: list[float] = []
-    interval_start, interval_steps = time.perf_counter(), 0
     train_time = 0.0
     val_acc: float | None = None
+    earlier_peak_mb = 0.0
+    first_step = 1
+    state = load_state(resume, config) if resume is not None else None
+    if state is not None:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(state.params[name])
+        optimiser.load_state_dict(state.optimiser)
+        generator.set_state(state.generator)
+        result.curves = list(state.curves)
+        result.final_val_acc = val_acc = state.val_acc
+        result.steps_done = result.resumed_from_step = state.step
+        result.wall_time_s = state.wall_time_s
+        result.started_at = datetime.fromisoformat(state.started_at)
+        train_time, interval_ms = state.train_time_s, list(state.interval_ms)
+        earlier_peak_mb = state.peak_memory_mb or 0.0
+        first_step = state.step + 1
+        notify(Progress(config.run_id, state.step, config.meta_steps, val_acc))
+    interval_start, interval_steps = time.perf_counter(), 0
 
     nan = torch.tensor(math.nan, dtype=dtype, device=device)
     present = torch.ones(len(METRICS) + 1, dtype=torch.bool, device=device)
-    for step in range(1, config.meta_steps + 1):
+    for step in range(first_step, config.meta_steps + 1):
         batch = solver.train_batch(train_tasks, config.meta_batch, generator)
         if step_fn is None:  # built on the first batch: a CUDA graph needs its shapes
             step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
         grads, metrics = step_fn(batch)
-        if step == 1:  # which metrics this solver reports in training; the rest stay NaN
+        if step == first_step:  # which metrics this solver reports in training; the rest stay NaN
             present[: len(METRICS)] = torch.tensor([m in metrics for m in METRICS])
         for name, p in params.items():
             p.grad = grads[name]
@@ -220,6 +251,24 @@ def _train(
             result.curves.append(row)
             val_acc = val_means["query_acc_post"]
             result.final_val_acc = val_acc
+            if resume is not None:
+                save_state(
+                    resume,
+                    config,
+                    TrainingState(
+                        step=step,
+                        params=params,
+                        optimiser=optimiser.state_dict(),
+                        generator=generator.get_state(),
+                        curves=result.curves,
+                        train_time_s=train_time,
+                        interval_ms=interval_ms,
+                        val_acc=val_acc,
+                        wall_time_s=result.wall_time_s + time.perf_counter() - started,
+                        peak_memory_mb=max(earlier_peak_mb, memory.read_mb()),
+                        started_at=result.started_at.isoformat() if result.started_at else "",
+                    ),
+                )
             train_sums.zero_()
             interval_steps = 0
             interval_start = time.perf_counter()
@@ -234,4 +283,4 @@ def _train(
         accs = tested["query_acc_post"]
         result.test_acc_mean, result.test_acc_ci95 = mean_ci95(accs)
         result.test_tasks_n = accs.numel()
-    result.peak_memory_mb = memory.read_mb()
+    result.peak_memory_mb = max(earlier_peak_mb, memory.read_mb())

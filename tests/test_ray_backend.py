@@ -106,6 +106,9 @@ def test_a_killed_worker_is_retried_and_completes(local_ray, tmp_path: Path) -> 
     assert summaries[0].status == "completed"
     (row,) = rows(store)
     assert row["status"] == "completed" and row["steps_done"] == 60
+    # the retry went on from the last evaluation point before the kill, then cleaned up
+    assert row["resumed_from_step"] >= 2 and row["resumed_from_step"] % 2 == 0
+    assert not store.progress_path(config.run_id).exists()
 
 
 def test_a_run_that_keeps_dying_is_failed_and_the_rest_go_on(local_ray, tmp_path: Path) -> None:

@@ -118,3 +118,60 @@ def test_confidence_interval() -> None:
     mean, ci = mean_ci95(values)
     assert mean == 0.5
     assert ci == pytest.approx(1.96 * values.double().std().item() / 10)
+
+
+class Interrupted(BaseException):
+    """Stands for a kill: not an ``Exception``, so ``train`` does not record it."""
+
+
+def interrupt_at(step: int):
+    def hook(event) -> None:
+        if event.phase == "train" and event.step == step:
+            raise Interrupted
+
+    return hook
+
+
+def curve_values(result) -> list:
+    """The curves without timings, NaN (metrics a solver does not train with) as None."""
+    return [
+        {
+            k: None if v != v else v
+            for k, v in row.items()
+            if k not in ("train_time_s", "ms_per_step")
+        }
+        for row in result.curves
+    ]
+
+
+@pytest.mark.parametrize("solver", ["maml", "finetune-head"])
+def test_a_resumed_run_equals_one_never_stopped(
+    omniglot: OmniglotImages, tmp_path, solver: str
+) -> None:
+    config = tiny(solver, meta_steps=6)
+    whole = train(config, omniglot)
+    state = tmp_path / "progress" / f"{config.run_id}.pt"
+    with pytest.raises(Interrupted):
+        train(config, omniglot, interrupt_at(5), resume=state)
+    assert state.is_file()  # saved at the evaluation of step 4
+    resumed = train(config, omniglot, resume=state)
+    assert resumed.status == "completed", resumed.error
+    assert resumed.resumed_from_step == 4 and resumed.steps_done == 6
+    assert curve_values(resumed) == curve_values(whole)
+    assert resumed.test_acc_mean == whole.test_acc_mean
+    for name, p in whole.params.items():
+        assert torch.equal(resumed.params[name], p), name
+    assert resumed.train_time_s >= resumed.curves[1]["train_time_s"] > 0
+
+
+def test_a_saved_state_of_another_config_is_not_continued(
+    omniglot: OmniglotImages, tmp_path
+) -> None:
+    state = tmp_path / "state.pt"
+    with pytest.raises(Interrupted):
+        train(tiny(meta_steps=6), omniglot, interrupt_at(5), resume=state)
+    other = train(tiny(meta_steps=6, outer_lr=0.002), omniglot, resume=state)
+    assert other.resumed_from_step == 0 and other.steps_done == 6
+    state.write_bytes(b"not a checkpoint")  # a torn or foreign file: start over, never fail
+    again = train(tiny(meta_steps=6), omniglot, resume=state)
+    assert again.status == "completed" and again.resumed_from_step == 0

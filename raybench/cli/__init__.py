@@ -152,12 +152,13 @@ def run_command(
         str | None,
         typer.Option(
             "--resume",
-            help="Continue an interrupted experiment: its runs not yet stored are trained, "
-            "finished ones kept.",
+            help="Continue an interrupted experiment: finished runs are kept, unfinished "
+            "ones go on from their last evaluation point.",
         ),
     ] = None,
     rerun: Annotated[
-        bool, typer.Option("--rerun", help="Train runs again even if already stored.")
+        bool,
+        typer.Option("--rerun", help="Train runs again from step 0, even if already stored."),
     ] = False,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
 ) -> None:

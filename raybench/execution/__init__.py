@@ -72,6 +72,9 @@ def execute(
         console.print(
             f"[dim]{len(skipped)} run(s) already stored, skipped (--rerun trains them again)[/]"
         )
+    if options.rerun:  # trained again from step 0, not continued
+        for config in todo:
+            store.progress_path(config.run_id).unlink(missing_ok=True)
     if not todo:
         return skipped
     if options.backend == "inline":

@@ -49,7 +49,8 @@ def _run_all(
 ) -> None:
     with RunProgress(console, len(configs)) as progress:
         for config in configs:
-            result = train(config, data, progress=progress.hook(config))
+            resume = store.progress_path(config.run_id)
+            result = train(config, data, progress=progress.hook(config), resume=resume)
             result.resources = f"inline, {torch.get_num_threads()} threads"
             store.write_run(result, source=source)
             progress.finish(config.run_id, result.status, result.steps_done)

@@ -91,7 +91,9 @@ class RunWorker:
         context = ray.get_runtime_context()
         self.node = f"{socket.gethostname()}:{context.get_node_id()[:8]}"
 
-    def train(self, config_json: str, data_dir: str | None, resources: str) -> RunResult:
+    def train(
+        self, config_json: str, data_dir: str | None, resources: str, resume: str | None = None
+    ) -> RunResult:
         from raybench.configfile import config_from_json
         from raybench.data import load_omniglot
         from raybench.train import train
@@ -116,7 +118,8 @@ class RunWorker:
                 }
                 self.hub.update.remote(event.run_id, fields)  # not awaited: no round trip
 
-        result = train(config, data, progress=notify)
+        # a retry after this actor died calls this again and continues from the saved state
+        result = train(config, data, progress=notify, resume=Path(resume) if resume else None)
         result.node, result.resources = self.node, resources
         return result
 
@@ -192,7 +195,8 @@ def run_on_ray(
                 while queue and len(pending) < concurrent:
                     config = queue.pop(0)
                     actor = worker.remote(hub_name, max(1, int(cpus)))
-                    ref = actor.train.remote(config.to_json(), _str(data_dir), resources)
+                    resume = str(store.progress_path(config.run_id).resolve())
+                    ref = actor.train.remote(config.to_json(), _str(data_dir), resources, resume)
                     pending[ref] = (config, actor)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 state = ray.get(hub.snapshot.remote())

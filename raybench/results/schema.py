@@ -47,6 +47,7 @@ RUNS_SCHEMA = pa.schema(
         pa.field("config_fingerprint", pa.string()),
         pa.field("config_json", pa.string()),
         pa.field("steps_done", pa.int64()),
+        pa.field("resumed_from_step", pa.int64()),  # 0, or where an interrupted run went on
         pa.field("final_val_acc", pa.float64()),
         pa.field("test_acc_mean", pa.float64()),
         pa.field("test_acc_ci95", pa.float64()),
@@ -125,6 +126,7 @@ def run_row(
         "config_fingerprint": cfg.fingerprint(),
         "config_json": cfg.to_json(),
         "steps_done": result.steps_done,
+        "resumed_from_step": result.resumed_from_step,
         "final_val_acc": result.final_val_acc,
         "test_acc_mean": result.test_acc_mean,
         "test_acc_ci95": result.test_acc_ci95,

@@ -66,6 +66,10 @@ class ExperimentStore:
     def path(self, table: str, run_id: str) -> Path:
         return self.root / table / f"{run_id}.parquet"
 
+    def progress_path(self, run_id: str) -> Path:
+        """Where a run in progress keeps its training state (``raybench.resume``)."""
+        return self.root / "progress" / f"{run_id}.pt"
+
     def has_run(self, run_id: str) -> bool:
         return self.path("runs", run_id).exists()
 
@@ -79,7 +83,8 @@ class ExperimentStore:
         return bool(status) and status[0] in ("completed", "diverged")
 
     def write_run(self, result: RunResult, *, source: str = "preset") -> Path:
-        """Curves, checkpoint, then the run row (the commit point)."""
+        """Curves, checkpoint, then the run row (the commit point). The training state of a
+        finished run goes then; a failed run keeps it, for its retry to continue from."""
         run_id = result.config.run_id
         checkpoint = None
         if result.params is not None:
@@ -90,6 +95,8 @@ class ExperimentStore:
         row = run_row(result, self.name, source=source, checkpoint=checkpoint)
         path = self.path("runs", run_id)
         write_table(path, row)
+        if result.status in ("completed", "diverged"):
+            self.progress_path(run_id).unlink(missing_ok=True)
         return path
 
     def write_manifest(self, kind: str, plan: dict) -> None:

@@ -1,0 +1,77 @@
+"""A run's training state at its last evaluation point, so a killed run continues there.
+
+A paper-preset run is hours on a CPU and minutes on a GPU; a worker that dies (killed, out
+of memory, machine restarted) should lose at most one evaluation interval, not the run.
+The state is everything the rest of the run depends on: meta-parameters, the outer
+optimiser, the task generator, and the curves and timers so far. Resuming from it gives
+the same result as never stopping (a test checks it bit for bit on the CPU).
+
+The file sits beside the run's results (``<experiment>/progress/<run_id>.pt``), is written
+atomically by the run itself, and is removed by the store once the run's row is written.
+On a cluster it helps only when ``--out`` is storage every node sees; otherwise a retried
+run on another node starts from step 0, as it would without it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raybench.config import RunConfig
+from raybench.models import Params
+
+FORMAT = 1
+
+
+@dataclass
+class TrainingState:
+    """Where a run stood after evaluating at ``step``."""
+
+    step: int
+    params: Params
+    optimiser: dict[str, Any]
+    generator: torch.Tensor
+    curves: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    interval_ms: list[float] = field(default_factory=list)
+    val_acc: float | None = None
+    wall_time_s: float = 0.0  # of the earlier segments of the run, added to the next one
+    peak_memory_mb: float | None = None
+    started_at: str = ""  # ISO time of the run's first start
+
+
+def save_state(path: Path, config: RunConfig, state: TrainingState) -> None:
+    """Written under a temporary name and renamed: a kill mid-write leaves the old state."""
+    payload = {
+        "format": FORMAT,
+        "config": config.to_json(),
+        **{k: getattr(state, k) for k in TrainingState.__dataclass_fields__},
+        "params": {k: v.detach().cpu() for k, v in state.params.items()},
+        "generator": state.generator.cpu(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_state(path: Path, config: RunConfig) -> TrainingState | None:
+    """The saved state of exactly this config, or None (no file, another config or format,
+    or a file that does not load: then the run starts over rather than failing)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if payload.get("format") != FORMAT or payload.get("config") != config.to_json():
+        return None
+    return TrainingState(**{k: payload[k] for k in TrainingState.__dataclass_fields__})
