@@ -27,7 +27,7 @@ from raybench.studies.fidelity import (
     init_point,
     run_points,
 )
-from raybench.train import RunResult
+from raybench.train import RunResult, train
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 # damping keeps iMAML's system positive definite at this tiny model's init, so CG runs all
@@ -139,6 +139,17 @@ def test_checkpoint_points_and_their_shapes(omniglot: OmniglotImages, tmp_path: 
         small.run(checkpoint_point(tmp_path / "wide.pt"))
     with pytest.raises(RaybenchError, match="not found"):
         checkpoint_point(tmp_path / "missing.pt")
+
+
+def test_a_run_in_progress_is_a_checkpoint_point(omniglot: OmniglotImages, tmp_path: Path) -> None:
+    """The training state a run saves at each evaluation point: its meta-parameters."""
+    config = make_config("maml", "smoke", {**TINY, "meta_steps": 2, "eval_every": 2})
+    state = tmp_path / "progress" / f"{config.run_id}.pt"
+    result = train(config, omniglot, resume=state, test=False)
+    point = checkpoint_point(state)
+    assert "step 2 of a run in progress" in point.source
+    for name, p in result.params.items():
+        assert torch.equal(point.params[name], p)
 
 
 def write_source_experiment(root: Path) -> ExperimentStore:

@@ -139,7 +139,9 @@ def init_point(config: RunConfig) -> Point:
 
 
 def checkpoint_point(path: Path, *, name: str | None = None) -> Point:
-    """A stored checkpoint (a plain tensor dict), loaded with ``weights_only=True``."""
+    """A stored checkpoint (a plain tensor dict), or the training state a run in progress
+    saves (``<experiment>/progress/<run_id>.pt``: its meta-parameters at the last
+    evaluation point), loaded with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
         raise RaybenchError(f"checkpoint {str(path)!r} not found")
@@ -148,9 +150,13 @@ def checkpoint_point(path: Path, *, name: str | None = None) -> Point:
     except Exception as exc:  # pickle errors, truncated files, weights_only refusals
         message = f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]
         raise RaybenchError(message) from None
+    where = "checkpoint"
+    if isinstance(params, dict) and isinstance(params.get("params"), dict) and "step" in params:
+        where = f"step {params['step']} of a run in progress"
+        params = params["params"]
     if not isinstance(params, dict) or not all(isinstance(v, Tensor) for v in params.values()):
         raise RaybenchError(f"checkpoint {str(path)!r} is not a dict of tensors")
-    return Point(name or f"ckpt-{_safe(path.stem)}", "checkpoint", str(path), params)
+    return Point(name or f"ckpt-{_safe(path.stem)}", "checkpoint", f"{path} ({where})", params)
 
 
 def run_points(store: ExperimentStore) -> tuple[list[Point], list[str]]:
