@@ -14,14 +14,13 @@ run on another node starts from step 0, as it would without it.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from raybench.atomic import atomic_write
 from raybench.config import RunConfig
 from raybench.models import Params
 
@@ -54,13 +53,7 @@ def save_state(path: Path, config: RunConfig, state: TrainingState) -> None:
         "params": {k: v.detach().cpu() for k, v in state.params.items()},
         "generator": state.generator.cpu(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_state(path: Path, config: RunConfig) -> TrainingState | None:

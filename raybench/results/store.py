@@ -10,9 +10,6 @@ Parquet: pandas, polars and DuckDB read ``runs/*.parquet`` as they are.
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
+from raybench.atomic import atomic_write
 from raybench.errors import RaybenchError
 from raybench.models import Params
 from raybench.results.schema import curve_rows, run_row
@@ -30,23 +28,15 @@ TABLES = ("runs", "curves", "trials", "fidelity", "scaling")
 EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling")
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_table(path: Path, table: pa.Table) -> None:
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def save_checkpoint(path: Path, params: Params) -> None:
     """Meta-parameters as a plain tensor dict, readable with ``weights_only=True``."""
-    _atomic(path, lambda tmp: torch.save({k: v.detach().cpu() for k, v in params.items()}, tmp))
+    atomic_write(
+        path, lambda tmp: torch.save({k: v.detach().cpu() for k, v in params.items()}, tmp)
+    )
 
 
 def load_checkpoint(path: Path) -> Params:
@@ -103,7 +93,7 @@ class ExperimentStore:
         """What a command was asked to do, so ``--resume`` can do the rest of it."""
         text = json.dumps(plan, indent=2, sort_keys=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic(self.root / f"{kind}.json", lambda tmp: tmp.write_text(text))
+        atomic_write(self.root / f"{kind}.json", lambda tmp: tmp.write_text(text))
 
     def read_manifest(self, kind: str) -> dict:
         path = self.root / f"{kind}.json"
