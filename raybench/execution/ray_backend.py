@@ -22,6 +22,7 @@ from typing import Any
 
 import ray
 import torch
+from ray._private import ray_constants
 from rich.console import Console
 
 from raybench.config import RunConfig
@@ -31,7 +32,32 @@ from raybench.results import ExperimentStore
 from raybench.train import Progress, RunResult
 
 HUB_PREFIX = "raybench-progress-"
-LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": every Ray service binds to 127.0.0.1
+LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's services bind to loopback
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Make the Ray started inside bind its services to 127.0.0.1, not every interface.
+
+    Ray on Linux listens on all interfaces; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` its
+    node address is loopback and its servers bind there. Ray reads the variable once, at
+    import: the processes Ray spawns see it in their environment, and for this process,
+    which imported Ray already, the constant it was read into is set as well. Both are
+    restored on exit, so a later connection to a real cluster is unaffected."""
+    previous_env = os.environ.get(LOCAL_ONLY)
+    previous_flag = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[LOCAL_ONLY] = "0"
+    if previous_flag is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if previous_env is None:
+            os.environ.pop(LOCAL_ONLY, None)
+        else:
+            os.environ[LOCAL_ONLY] = previous_env
+        if previous_flag is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = previous_flag
 
 
 @contextlib.contextmanager
@@ -42,12 +68,7 @@ def ray_session(address: str | None, dashboard: bool = False) -> Iterator[bool]:
     if ray.is_initialized():
         yield False
         return
-    previous = os.environ.get(LOCAL_ONLY)
-    if address is None:
-        # Ray on Linux binds its services to the routable address; with this it binds to
-        # loopback, so the embedded instance is unreachable from other machines.
-        os.environ[LOCAL_ONLY] = "0"
-    try:
+    with loopback_only() if address is None else contextlib.nullcontext():
         ray.init(
             address=address,
             include_dashboard=dashboard if address is None else None,
@@ -58,12 +79,6 @@ def ray_session(address: str | None, dashboard: bool = False) -> Iterator[bool]:
             yield address is None
         finally:
             ray.shutdown()
-    finally:
-        if address is None:
-            if previous is None:
-                os.environ.pop(LOCAL_ONLY, None)
-            else:
-                os.environ[LOCAL_ONLY] = previous
 
 
 @ray.remote(num_cpus=0)
