@@ -156,9 +156,19 @@ class RunConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def fingerprint(self) -> str:
-        """Hash of everything but the seed: runs of one configuration share it."""
+        """Hash of everything but the seed: runs of one configuration share it. Settings
+        added after a store was written are left out at their neutral value (see
+        ``ADDED_SETTINGS``), so runs stored before keep their ids."""
         data = self.to_dict()
         data.pop("seed")
+        for name, neutral in ADDED_SETTINGS.items():
+            if name in data and data[name] == neutral:
+                del data[name]
+        options = data["solver_options"]
+        for name, neutral in ADDED_SETTINGS.items():
+            solver, _, knob = name.partition(".")
+            if solver == self.solver and knob in options and options[knob] == neutral:
+                del options[knob]
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -167,6 +177,13 @@ class RunConfig:
 
 
 RUN_BOUNDS = bounds_of(RunConfig)
+
+# Settings (``name``, or ``solver.knob``) introduced after stores existed, with the value that
+# behaves as before they existed. At that value they stay out of the fingerprint, so adding
+# a setting does not rename every stored run, make `run` train it again, or stop an
+# interrupted run from resuming. A setting whose default changes behaviour must not be
+# listed: a new fingerprint is then right.
+ADDED_SETTINGS: dict[str, Any] = {}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Table 1 of the report: the defaults above.

@@ -48,6 +48,7 @@ def save_state(path: Path, config: RunConfig, state: TrainingState) -> None:
     """Written under a temporary name and renamed: a kill mid-write leaves the old state."""
     payload = {
         "format": FORMAT,
+        "run_id": config.run_id,
         "config": config.to_json(),
         **{k: getattr(state, k) for k in TrainingState.__dataclass_fields__},
         "params": {k: v.detach().cpu() for k, v in state.params.items()},
@@ -57,14 +58,21 @@ def save_state(path: Path, config: RunConfig, state: TrainingState) -> None:
 
 
 def load_state(path: Path, config: RunConfig) -> TrainingState | None:
-    """The saved state of exactly this config, or None (no file, another config or format,
-    or a file that does not load: then the run starts over rather than failing)."""
+    """The saved state of this run, or None (no file, another run id, i.e. another
+    configuration or seed, another format, or a file that does not load: then the run
+    starts over rather than failing). Compared by run id, not the config's JSON, so a
+    setting added since (``raybench.config.ADDED_SETTINGS``) does not stop a resume."""
     if not path.is_file():
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None
-    if payload.get("format") != FORMAT or payload.get("config") != config.to_json():
+    if payload.get("format") != FORMAT:
+        return None
+    if "run_id" in payload:
+        if payload["run_id"] != config.run_id:
+            return None
+    elif payload.get("config") != config.to_json():  # states written before run ids were
         return None
     return TrainingState(**{k: payload[k] for k in TrainingState.__dataclass_fields__})

@@ -73,3 +73,23 @@ def test_run_id_names_solver_seed_and_configuration() -> None:
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert a.run_id != c.run_id
     assert RunConfig().to_json() == RunConfig().to_json()
+
+
+def test_stored_run_ids_stay_the_same_across_versions() -> None:
+    """Ids of stored runs: if this fails, a change renamed every run (list a new setting
+    in ADDED_SETTINGS with its neutral value, unless it really changes what runs do)."""
+    assert make_config("maml", "paper").run_id == "maml-s0-71f9dd43ed"
+    assert make_config("fomaml", "paper").run_id == "fomaml-s0-50f4992618"
+
+
+def test_an_added_setting_at_its_neutral_value_leaves_the_id_alone(monkeypatch) -> None:
+    import raybench.config as config
+
+    changed = {"cuda_graph": "true", "imaml.damping": "0.5"}
+    plain_before = make_config("imaml", "paper").fingerprint()
+    changed_before = make_config("imaml", "paper", changed).fingerprint()
+    monkeypatch.setattr(config, "ADDED_SETTINGS", {"cuda_graph": False, "imaml.damping": 0.0})
+    assert make_config("imaml", "paper").fingerprint() != plain_before  # both left out
+    assert make_config("imaml", "paper", changed).fingerprint() == changed_before  # counted
+    only_graph = make_config("imaml", "paper", {"cuda_graph": "true"}).fingerprint()
+    assert len({plain_before, changed_before, only_graph}) == 3
