@@ -162,13 +162,12 @@ class RunConfig:
         data = self.to_dict()
         data.pop("seed")
         for name, neutral in ADDED_SETTINGS.items():
-            if name in data and data[name] == neutral:
-                del data[name]
-        options = data["solver_options"]
-        for name, neutral in ADDED_SETTINGS.items():
-            solver, _, knob = name.partition(".")
-            if solver == self.solver and knob in options and options[knob] == neutral:
-                del options[knob]
+            solver, _, knob = name.rpartition(".")  # "setting" or "solver.knob"
+            if solver and solver != self.solver:
+                continue
+            where = data["solver_options"] if solver else data
+            if where.get(knob, neutral) == neutral:
+                where.pop(knob, None)
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     @property

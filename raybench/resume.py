@@ -68,11 +68,20 @@ def load_state(path: Path, config: RunConfig) -> TrainingState | None:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None
-    if payload.get("format") != FORMAT:
-        return None
     if "run_id" in payload:
-        if payload["run_id"] != config.run_id:
-            return None
-    elif payload.get("config") != config.to_json():  # states written before run ids were
+        same_run = payload["run_id"] == config.run_id
+    else:  # written before states recorded their run id (commit d8d162a)
+        same_run = payload.get("config") == config.to_json()
+    if payload.get("format") != FORMAT or not same_run:
         return None
     return TrainingState(**{k: payload[k] for k in TrainingState.__dataclass_fields__})
+
+
+def progress_params(payload: object) -> tuple[Params, int] | None:
+    """The meta-parameters and step of a loaded training-state file, or None if ``payload``
+    is something else (e.g. a plain checkpoint, which is the parameters themselves)."""
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        params, step = payload.get("params"), payload.get("step")
+        if isinstance(params, dict) and isinstance(step, int):
+            return params, step
+    return None

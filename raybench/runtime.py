@@ -82,6 +82,16 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def proc_status_mb(key: str) -> float | None:
+    """A memory line of ``/proc/self/status`` (``VmRSS``: resident now, ``VmHWM``: its peak)
+    in MiB, or None where there is no such file (not Linux)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 class PeakMemory:
     """Peak memory of the code between :meth:`reset` and :meth:`read`.
 
@@ -106,9 +116,8 @@ class PeakMemory:
     def read_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        peak_mb = proc_status_mb("VmHWM")
+        if peak_mb is not None:
+            return peak_mb
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024

@@ -83,13 +83,29 @@ def test_stored_run_ids_stay_the_same_across_versions() -> None:
 
 
 def test_an_added_setting_at_its_neutral_value_leaves_the_id_alone(monkeypatch) -> None:
+    """An older raybench, simulated by a to_dict without two settings, and this one with
+    them listed in ADDED_SETTINGS give the same ids; other values still count."""
     import raybench.config as config
 
+    full_dict = RunConfig.to_dict
+
+    def older_dict(self: RunConfig) -> dict:
+        data = full_dict(self)
+        del data["cuda_graph"]
+        data["solver_options"].pop("damping", None)
+        return data
+
     changed = {"cuda_graph": "true", "imaml.damping": "0.5"}
-    plain_before = make_config("imaml", "paper").fingerprint()
+    monkeypatch.setattr(RunConfig, "to_dict", older_dict)
+    older = make_config("imaml", "paper").fingerprint()
+    monkeypatch.setattr(RunConfig, "to_dict", full_dict)
+    without_list = make_config("imaml", "paper").fingerprint()
     changed_before = make_config("imaml", "paper", changed).fingerprint()
-    monkeypatch.setattr(config, "ADDED_SETTINGS", {"cuda_graph": False, "imaml.damping": 0.0})
-    assert make_config("imaml", "paper").fingerprint() != plain_before  # both left out
-    assert make_config("imaml", "paper", changed).fingerprint() == changed_before  # counted
-    only_graph = make_config("imaml", "paper", {"cuda_graph": "true"}).fingerprint()
-    assert len({plain_before, changed_before, only_graph}) == 3
+    assert without_list != older  # what happened before ADDED_SETTINGS: every id changed
+
+    # penalty.lam at imaml's lam default: another solver's knob, must not touch imaml
+    listed = {"cuda_graph": False, "imaml.damping": 0.0, "penalty.lam": 2.0}
+    monkeypatch.setattr(config, "ADDED_SETTINGS", listed)
+    assert make_config("imaml", "paper").fingerprint() == older
+    assert make_config("imaml", "paper", changed).fingerprint() == changed_before != older
+    assert make_config("imaml", "paper", {"cuda_graph": "true"}).fingerprint() != older

@@ -175,3 +175,32 @@ def test_a_saved_state_of_another_config_is_not_continued(
     state.write_bytes(b"not a checkpoint")  # a torn or foreign file: start over, never fail
     again = train(tiny(meta_steps=6), omniglot, resume=state)
     assert again.status == "completed" and again.resumed_from_step == 0
+
+
+def test_execute_continues_a_partial_run_and_rerun_starts_over(
+    omniglot: OmniglotImages, tmp_path
+) -> None:
+    from rich.console import Console
+
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.results import ExperimentStore
+
+    config = tiny(meta_steps=6)
+    store = ExperimentStore(tmp_path / "exp")
+    state = store.progress_path(config.run_id)
+    quiet = Console(quiet=True)
+
+    def stored_row(options: ExecutionOptions) -> dict:
+        with pytest.raises(Interrupted):
+            train(config, omniglot, interrupt_at(5), resume=state)
+        assert state.is_file()
+        (summary,) = execute([config], store, quiet, options)
+        assert summary.status == "completed"
+        assert not state.exists()  # gone once the row is written
+        (row,) = store.read("runs").to_pylist()
+        return row
+
+    row = stored_row(ExecutionOptions(backend="inline"))
+    assert row["resumed_from_step"] == 4 and row["steps_done"] == 6
+    row = stored_row(ExecutionOptions(backend="inline", rerun=True))
+    assert row["resumed_from_step"] == 0 and row["steps_done"] == 6

@@ -31,6 +31,7 @@ from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
 from raybench.models import Params, build_model
 from raybench.results.store import ExperimentStore, load_checkpoint
+from raybench.resume import progress_params
 from raybench.runtime import device_name, git_commit, resolve_device
 from raybench.solvers import SOLVERS, make_config, make_solver, solver_class
 from raybench.solvers.base import option_bounds
@@ -151,9 +152,10 @@ def checkpoint_point(path: Path, *, name: str | None = None) -> Point:
         message = f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]
         raise RaybenchError(message) from None
     where = "checkpoint"
-    if isinstance(params, dict) and isinstance(params.get("params"), dict) and "step" in params:
-        where = f"step {params['step']} of a run in progress"
-        params = params["params"]
+    in_progress = progress_params(params)
+    if in_progress is not None:
+        params, step = in_progress
+        where = f"step {step} of a run in progress"
     if not isinstance(params, dict) or not all(isinstance(v, Tensor) for v in params.values()):
         raise RaybenchError(f"checkpoint {str(path)!r} is not a dict of tensors")
     return Point(name or f"ckpt-{_safe(path.stem)}", "checkpoint", f"{path} ({where})", params)

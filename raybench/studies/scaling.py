@@ -23,7 +23,6 @@ evaluation, so they are measured once and marked ``inner_steps_matter = false``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -45,6 +44,7 @@ import torch
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
+from raybench.runtime import proc_status_mb
 from raybench.solvers.base import family_rank
 
 SCHEMA_VERSION = 1
@@ -111,19 +111,8 @@ def _current_mb(device: torch.device) -> float:
     """What is in use now: allocated CUDA memory, or the process's resident set."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError):  # no /proc: not Linux
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return math.nan
-
-
-def _process_peak_mb() -> float:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return math.nan
+    resident = proc_status_mb("VmRSS")
+    return math.nan if resident is None else resident
 
 
 def _sync(device: torch.device) -> None:
@@ -162,7 +151,7 @@ def measure(
     from raybench.models import build_model
     from raybench.runtime import PeakMemory, device_name, resolve_device
     from raybench.solvers import make_solver
-    from raybench.speed import configure_device, meta_step, outer_optimiser
+    from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
     from raybench.tasks import TaskSampler, make_split
 
     device = resolve_device(config.device)
@@ -192,15 +181,13 @@ def measure(
     batch = solver.train_batch(
         train, config.meta_batch, torch.Generator(device=device).manual_seed(config.seed)
     )
+    timed = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
+    warming = meta_step(warm, params, batch, cuda_graph=False, device=device)
     if config.cuda_graph:  # the capture warms up on its own, with the real inner steps
-        graphed = meta_step(solver, params, batch, cuda_graph=True, device=device)
         warmup = 0
 
-    def step(solver: Any = solver) -> None:
-        if config.cuda_graph:
-            grads, _ = graphed(batch)
-        else:
-            grads, _ = solver.meta_grad(params, batch)
+    def step(meta: MetaStep = timed) -> None:
+        grads, _ = meta(batch)
         for name, p in params.items():
             p.grad = grads[name]
         optimiser.step()
@@ -211,7 +198,7 @@ def measure(
     peaks: list[float] = []
     try:
         for _ in range(warmup):
-            step(warm)
+            step(warming)
         for _ in range(steps):
             memory.reset()  # syncs on CUDA; on the CPU the peak restarts from the current RSS
             before = _current_mb(device)
@@ -233,7 +220,7 @@ def measure(
         # Timing runs keep glibc's allocator as it is (returning memory at once costs page
         # faults that would dominate the times), so the step's own growth is not visible:
         # report the fresh process's peak resident set instead, comparable across solvers.
-        peaks = [_process_peak_mb()]
+        peaks = [memory.read_mb()]
         kind = "cpu_process_peak_rss"
     return Measurement(
         ms_per_step=statistics.median(times),
