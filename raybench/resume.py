@@ -24,7 +24,8 @@ from raybench.atomic import atomic_write
 from raybench.config import RunConfig
 from raybench.models import Params
 
-FORMAT = 1
+# 1: accuracies as fractions; 2: in percent, as the store has them since schema version 2.
+FORMAT = 2
 
 
 @dataclass
@@ -72,15 +73,21 @@ def load_state(path: Path, config: RunConfig) -> TrainingState | None:
         same_run = payload["run_id"] == config.run_id
     else:  # written before states recorded their run id (commit d8d162a)
         same_run = payload.get("config") == config.to_json()
-    if payload.get("format") != FORMAT or not same_run:
+    if payload.get("format") not in (1, FORMAT) or not same_run:
         return None
-    return TrainingState(**{k: payload[k] for k in TrainingState.__dataclass_fields__})
+    state = TrainingState(**{k: payload[k] for k in TrainingState.__dataclass_fields__})
+    if payload["format"] == 1:  # accuracies were fractions
+        state.curves = [
+            {k: 100 * v if "_acc_" in k else v for k, v in row.items()} for row in state.curves
+        ]
+        state.val_acc = None if state.val_acc is None else 100 * state.val_acc
+    return state
 
 
 def progress_params(payload: object) -> tuple[Params, int] | None:
     """The meta-parameters and step of a loaded training-state file, or None if ``payload``
     is something else (e.g. a plain checkpoint, which is the parameters themselves)."""
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+    if isinstance(payload, dict) and payload.get("format") in (1, FORMAT):
         params, step = payload.get("params"), payload.get("step")
         if isinstance(params, dict) and isinstance(step, int):
             return params, step

@@ -9,6 +9,7 @@ device sees exactly the same tasks.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -175,6 +176,20 @@ class TaskSampler:
         images = self.pool[classes, rotations, drawings]
         x = images.to(self.dtype).div_(255).unsqueeze(1)
         return x, classes * self.n_rotations + rotations
+
+    def task_keys(self, index: TaskIndex) -> list[str]:
+        """One short hash per task of what it is made of (the characters' places in the
+        image cache, rotations, drawings, labels): equal keys mean the same task, whichever
+        run, solver or device drew it."""
+        characters = torch.as_tensor(self.characters, dtype=torch.long)
+        parts = (
+            characters[index.classes.cpu()],
+            index.rotations.cpu(),
+            index.drawings.cpu().flatten(1),
+            index.labels.cpu(),
+        )
+        rows = torch.cat([p.to(torch.int64).reshape(len(index), -1) for p in parts], 1)
+        return [hashlib.sha1(row.numpy().tobytes()).hexdigest()[:16] for row in rows]
 
     def fixed_index(self, n_tasks: int, seed: int) -> TaskIndex:
         """The same tasks on every device and in every run: drawn on the CPU from ``seed``."""

@@ -25,10 +25,13 @@ from raybench.models import Params, build_model
 from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
 from raybench.solvers import METRICS, Solver, make_solver
+from raybench.solvers.base import PERCENT
 from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
 
 STATUSES = ("completed", "diverged", "failed")
+# The per-task test results stored in the ``tasks`` table (accuracies in %, losses in nats).
+TASK_METRICS = (*(m for m in METRICS if m.startswith("query_")), "support_acc_post")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Progress:
     run_id: str
     step: int
     total: int
-    val_acc: float | None = None
+    val_acc: float | None = None  # %, at the last evaluation
     phase: str = "train"  # train | test | done
 
 
@@ -47,7 +50,8 @@ ProgressHook = Callable[[Progress], None]
 
 @dataclass
 class RunResult:
-    """Everything a run produced; ``raybench.results`` turns it into Parquet rows."""
+    """Everything a run produced; ``raybench.results`` turns it into Parquet rows.
+    Accuracies are in percent (0-100), like every stored accuracy."""
 
     config: RunConfig
     family: str
@@ -73,6 +77,10 @@ class RunResult:
     error: str | None = None
     params: Params | None = None
     resumed_from_step: int = 0  # > 0: continued from a saved state after an interruption
+    # Per fixed test task, in task order: TASK_METRICS, and each task's identity
+    # (``TaskIndex.keys``) so that pairing across runs can be checked, not assumed.
+    tasks: dict[str, list[float]] | None = None
+    task_keys: list[str] | None = None
 
 
 def evaluate(
@@ -82,13 +90,15 @@ def evaluate(
     index: TaskIndex,
     steps: int,
     chunk: int,
+    adaptation: str = "plain",
 ) -> dict[str, Tensor]:
-    """Per-task metrics over a fixed task set, ``chunk`` tasks at a time (bounded memory)."""
+    """Per-task metrics over a fixed task set, ``chunk`` tasks at a time (bounded memory),
+    accuracies in percent."""
     parts: list[dict[str, Tensor]] = []
     for start in range(0, len(index), chunk):
         batch = sampler.gather(index.slice(start, start + chunk))
-        parts.append(solver.evaluate(params, batch, steps))
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        parts.append(solver.evaluate(params, batch, steps, adaptation=adaptation))
+    return {k: torch.cat([p[k] for p in parts]) * PERCENT.get(k, 1.0) for k in parts[0]}
 
 
 def mean_ci95(values: Tensor) -> tuple[float, float]:
@@ -183,6 +193,9 @@ def _train(
     step_fn: MetaStep | None = None
 
     eval_steps = config.adapt_steps_eval
+    scale = torch.tensor(
+        [PERCENT.get(m, 1.0) for m in METRICS] + [1.0], dtype=torch.float64, device=device
+    )
     finite = torch.ones((), dtype=torch.bool, device=device)
     train_sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=device)
     interval_ms: list[float] = []
@@ -235,7 +248,7 @@ def _train(
             train_time += elapsed
             interval_ms.append(1000 * elapsed / interval_steps)
             row: dict[str, float] = {"step": step, "train_time_s": train_time}
-            means = (train_sums / interval_steps).tolist()
+            means = (train_sums * scale / interval_steps).tolist()
             row.update({f"train_{m}": v for m, v in zip(METRICS, means)})
             row["grad_norm"] = means[-1]
             row["ms_per_step"] = interval_ms[-1]
@@ -245,7 +258,15 @@ def _train(
                 result.status = "diverged"
                 result.error = f"non-finite loss or meta-gradient by step {step}"
                 break
-            val = evaluate(solver, params, val_tasks, val_index, eval_steps, config.eval_batch)
+            val = evaluate(
+                solver,
+                params,
+                val_tasks,
+                val_index,
+                eval_steps,
+                config.eval_batch,
+                config.eval_adaptation,
+            )
             val_means = {m: v.mean().item() for m, v in val.items()}
             row.update({f"val_{m}": val_means[m] for m in METRICS})
             result.curves.append(row)
@@ -279,8 +300,18 @@ def _train(
     result.params = {k: v.detach().cpu() for k, v in params.items()}
     if result.status == "completed" and test:
         notify(Progress(config.run_id, result.steps_done, config.meta_steps, val_acc, "test"))
-        tested = evaluate(solver, params, test_tasks, test_index, eval_steps, config.eval_batch)
+        tested = evaluate(
+            solver,
+            params,
+            test_tasks,
+            test_index,
+            eval_steps,
+            config.eval_batch,
+            config.eval_adaptation,
+        )
         accs = tested["query_acc_post"]
         result.test_acc_mean, result.test_acc_ci95 = mean_ci95(accs)
         result.test_tasks_n = accs.numel()
+        result.tasks = {m: tested[m].double().tolist() for m in TASK_METRICS}
+        result.task_keys = test_tasks.task_keys(test_index)
     result.peak_memory_mb = max(earlier_peak_mb, memory.read_mb())

@@ -58,8 +58,8 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
         assert row["status"] == "completed", row["error"]
         assert row["experiment"] == "smoke" and row["preset"] == "smoke"
         assert row["steps_done"] == row["meta_steps"] == 4
-        assert row["test_tasks_n"] == 8 and 0 <= row["test_acc_mean"] <= 1
-        assert row["test_acc_ci95"] > 0 and 0 <= row["final_val_acc"] <= 1
+        assert row["test_tasks_n"] == 8 and 0 <= row["test_acc_mean"] <= 100  # percent
+        assert row["test_acc_ci95"] > 0 and 0 <= row["final_val_acc"] <= 100
         assert row["wall_time_s"] > 0 and row["ms_per_step"] > 0 and row["peak_memory_mb"] > 0
         assert row["device"].startswith("cpu") and row["bn"] == "batch"
         assert row["family"] == families[row["solver"]]
@@ -72,6 +72,9 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
     assert next(r for r in runs if r["solver"] == "neumann")["neumann_terms"] == 3
     assert set(CURVE_METRICS) <= set(curves.column_names)
     assert sorted(set(curves.column("step").to_pylist())) == [2, 4]
+    tasks = ds.dataset(cwd / "outputs" / "smoke" / "tasks").to_table()
+    assert tasks.num_rows == 8 * len(SOLVERS)  # every run's 8 test tasks
+    assert len(set(tasks.column("task_key").to_pylist())) == 8  # the same 8 for all
 
 
 @pytest.mark.slow

@@ -109,3 +109,25 @@ def test_an_added_setting_at_its_neutral_value_leaves_the_id_alone(monkeypatch) 
     assert make_config("imaml", "paper").fingerprint() == older
     assert make_config("imaml", "paper", changed).fingerprint() == changed_before != older
     assert make_config("imaml", "paper", {"cuda_graph": "true"}).fingerprint() != older
+
+
+def test_imaml_evaluated_its_own_way_before_keeps_its_old_id(monkeypatch) -> None:
+    """eval_adaptation came with a changed default for iMAML only: iMAML runs of the older
+    raybench (evaluated by their own loop) keep their ids and are told apart from the new
+    default; every other solver's ids are untouched (plain SGD was theirs already)."""
+    full_dict = RunConfig.to_dict
+
+    def older_dict(self: RunConfig) -> dict:
+        data = full_dict(self)
+        del data["eval_adaptation"]
+        return data
+
+    monkeypatch.setattr(RunConfig, "to_dict", older_dict)
+    old = {s: make_config(s, "paper").fingerprint() for s in ("imaml", "maml", "reptile")}
+    monkeypatch.setattr(RunConfig, "to_dict", full_dict)
+    own = make_config("imaml", "paper", {"eval_adaptation": "solver"})
+    assert own.fingerprint() == old["imaml"] != make_config("imaml", "paper").fingerprint()
+    for solver in ("maml", "reptile"):
+        assert make_config(solver, "paper").fingerprint() == old[solver]
+        changed = make_config(solver, "paper", {"eval_adaptation": "solver"}).fingerprint()
+        assert changed != old[solver]

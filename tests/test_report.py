@@ -26,17 +26,16 @@ from raybench.cli.commands import report
 from raybench.config import PRESETS
 from raybench.report import references as refs
 from raybench.report import stability as st
-from raybench.report.tables import (
+from raybench.report.flat import plain_cell, render_flat
+from raybench.report.records import (
     RUNS_SCHEMA,
     SUMMARY_SCHEMA,
     caption_lines,
-    plain_cell,
-    render_flat,
     run_records,
     summary_arrow,
     summary_records,
-    summary_tables,
 )
+from raybench.report.tables import summary_tables
 from raybench.results import ExperimentStore
 from raybench.solvers import METRICS, make_config
 from raybench.train import RunResult
@@ -51,24 +50,24 @@ FAMILIES = {
     "finetune-full": "baseline",
 }
 
-# Validation accuracy at steps 100..500 of each seed of the MAML runs at `paper`.
-# seed 0: smoothed 1.04/3, 1.64/3, 2.24/3 -> roughness 0.20; final 0.80: 90% = 0.72 ->
-#         step 300 (0.74), 95% = 0.76 -> step 500.
-# seed 1: a plateau -> roughness 0; final 0.60: 90% = 0.54 and 95% = 0.57 -> step 100.
-# seed 2: smoothed 0.30, 0.40, 0.40 -> roughness (0.10 + 0) / 2 = 0.05; final 0.48:
-#         90% = 0.432 and 95% = 0.456 -> step 200.
+# Validation accuracy (%) at steps 100..500 of each seed of the MAML runs at `paper`.
+# seed 0: smoothed 104/3, 164/3, 224/3 -> roughness 20; final 80: 90% = 72 ->
+#         step 300 (74), 95% = 76 -> step 500.
+# seed 1: a plateau -> roughness 0; final 60: 90% = 54 and 95% = 57 -> step 100.
+# seed 2: smoothed 30, 40, 40 -> roughness (10 + 0) / 2 = 5; final 48:
+#         90% = 43.2 and 95% = 45.6 -> step 200.
 CURVES = {
-    0: [0.1, 0.2, 0.74, 0.7, 0.8],
-    1: [0.6, 0.6, 0.6, 0.6, 0.6],
-    2: [0.3, 0.48, 0.12, 0.6, 0.48],
+    0: [10.0, 20.0, 74.0, 70.0, 80.0],
+    1: [60.0, 60.0, 60.0, 60.0, 60.0],
+    2: [30.0, 48.0, 12.0, 60.0, 48.0],
 }
-TEST = {0: 0.80, 1: 0.82, 2: 0.87}
+TEST = {0: 80.0, 1: 82.0, 2: 87.0}
 
 
 def curve_rows(values: list[float], every: int = 100) -> list[dict[str, float]]:
     return [
         {"step": every * (i + 1), "train_time_s": 1.0, "ms_per_step": 10.0, "grad_norm": 1.0}
-        | {f"{w}_{m}": 0.5 for w in ("train", "val") for m in METRICS}
+        | {f"{w}_{m}": 50.0 for w in ("train", "val") for m in METRICS}
         | {"val_query_acc_post": v}
         for i, v in enumerate(values)
     ]
@@ -92,7 +91,7 @@ def fake_run(
         curves=curve_rows(curve),
         final_val_acc=finite[-1] if finite else None,
         test_acc_mean=test,
-        test_acc_ci95=0.02 if test is not None else None,
+        test_acc_ci95=2.0 if test is not None else None,
         test_tasks_n=600,
         wall_time_s=100.0 + seed,
         ms_per_step=40.0 + seed,
@@ -118,15 +117,15 @@ def store(tmp_path: Path) -> ExperimentStore:
     for seed, curve in CURVES.items():
         store.write_run(fake_run("maml", seed, curve, TEST[seed]))
     store.write_run(
-        fake_run("maml", 3, [0.3, float("nan")], None, status="diverged", peak_memory_mb=2000.0)
+        fake_run("maml", 3, [30.0, float("nan")], None, status="diverged", peak_memory_mb=2000.0)
     )
     store.write_run(
-        fake_run("maml", 0, [0.5, 0.9], 0.95, overrides={"inner_lr": 0.05}), source="tuned"
+        fake_run("maml", 0, [50.0, 90.0], 95.0, overrides={"inner_lr": 0.05}), source="tuned"
     )
-    store.write_run(fake_run("fomaml", 0, [0.4, 0.6, 0.7], 0.70, ms_per_step=10.0))
-    store.write_run(fake_run("finetune-full", 0, [0.3], 0.40))
+    store.write_run(fake_run("fomaml", 0, [40.0, 60.0, 70.0], 70.0, ms_per_step=10.0))
+    store.write_run(fake_run("finetune-full", 0, [30.0], 40.0))
     twenty = {"ways": 20, "shots": 5}
-    store.write_run(fake_run("maml", 0, [0.5, 0.9], 0.96, overrides=twenty))
+    store.write_run(fake_run("maml", 0, [50.0, 90.0], 96.0, overrides=twenty))
     return store
 
 
@@ -153,7 +152,7 @@ def test_moving_average_and_roughness_by_hand() -> None:
     assert st.roughness([0.6] * 6) == 0.0
     assert st.roughness([0.1, 0.9, 0.1]) is None  # one smoothed point: no change to measure
     assert st.roughness([]) is None
-    for seed, expected in ((0, 0.2), (1, 0.0), (2, 0.05)):
+    for seed, expected in ((0, 20.0), (1, 0.0), (2, 5.0)):
         assert st.roughness(CURVES[seed]) == pytest.approx(expected)
 
 
@@ -324,27 +323,30 @@ def test_aggregation_over_seeds_by_hand(store: ExperimentStore) -> None:
     accs = [80.0, 82.0, 87.0]
     std = math.sqrt((3.0**2 + 1.0**2 + 4.0**2) / 2)
     assert maml["test_acc"] == pytest.approx(83.0)
-    assert maml["test_std"] == pytest.approx(round(std, 2))
-    assert maml["test_ci95"] == pytest.approx(round(4.3027 * std / math.sqrt(3), 2))
+    assert maml["test_std"] == pytest.approx(std)  # stored at full precision
+    assert maml["test_ci95"] == pytest.approx(4.3027 * std / math.sqrt(3), rel=1e-5)
     assert maml["ci_over"] == "seeds"
     assert sum(accs) / 3 == pytest.approx(maml["test_acc"])
-    # final validation accuracies 0.8, 0.6, 0.48 -> 62.67 %
-    assert maml["val_acc"] == pytest.approx(62.67)
-    # roughness 0.2, 0, 0.05 (fractions) -> mean 8.333 points
-    assert maml["roughness"] == pytest.approx(8.333)
+    # final validation accuracies 80, 60, 48 -> 62.67 %
+    assert maml["val_acc"] == pytest.approx(188 / 3)
+    # roughness 20, 0, 5 points -> mean 8.333 points
+    assert maml["roughness"] == pytest.approx(25 / 3)
     # steps to 90%: 300, 100, 200; to 95%: 500, 100, 200
     assert maml["steps_90"] == pytest.approx(200.0)
-    assert maml["steps_95"] == pytest.approx(266.7)
+    assert maml["steps_95"] == pytest.approx(800 / 3)
     # wall time over the completed seeds (100, 101, 102); ms/step over completed and
     # diverged (40..43); peak memory: the max, the diverged run's included
     assert maml["wall_time_s"] == pytest.approx(101.0)
     assert maml["ms_per_step"] == pytest.approx(41.5)
     assert maml["peak_memory_mb"] == 2000.0
     assert maml["meta_steps"] == 2000 and maml["source"] == "preset"
-    # the reference: Table 2's 82.7 lies in 83.0 ± 8.96
+    # the reference: Table 2's 82.7 lies in 83.0 ± 8.96, but an interval that wide says
+    # nothing: no verdict
     assert (maml["ref_acc"], maml["ref_pm"], maml["ref_source"]) == (82.7, None, refs.TABLE2)
-    assert maml["vs_ref"] == "within" and maml["ref_protocol"] == "same protocol"
-    assert "98.7 ± 0.4" in maml["other_refs"] and maml["other_refs"].endswith(": below")
+    assert maml["ref_protocol"] == "same protocol"
+    assert maml["vs_ref"] == "not comparable: interval ±9.0 wider than ±5"
+    assert "98.7 ± 0.4" in maml["other_refs"]
+    assert maml["other_refs"].endswith(": not comparable: protocol differs")
 
 
 def test_one_seed_uses_its_own_interval_and_configs_are_separate(store: ExperimentStore):
@@ -355,7 +357,8 @@ def test_one_seed_uses_its_own_interval_and_configs_are_separate(store: Experime
     assert fomaml["vs_ref"] == "below"  # 72.0 < 74.8
     tuned = [r for r in records if r["solver"] == "maml" and r["source"] == "tuned"]
     assert len(tuned) == 1 and tuned[0]["runs"] == 1 and tuned[0]["test_acc"] == 95.0
-    assert tuned[0]["vs_ref"] == "above" and "inner_lr 0.05" in tuned[0]["ref_protocol"]
+    assert tuned[0]["vs_ref"] == "not comparable: protocol differs"
+    assert "inner_lr 0.05" in tuned[0]["ref_protocol"]
     # what the tuned row changed, against the solver's other configuration in the setting
     assert tuned[0]["differs"] == "inner_lr=0.05"
     preset = [r["differs"] for r in records if r["solver"] == "maml" and r["source"] == "preset"]
@@ -376,14 +379,15 @@ def test_grouped_by_setting_in_table_2_order(store: ExperimentStore) -> None:
         ("20-way 5-shot, paper", "maml", "preset"),
     ]
     twenty = records[-1]
-    assert (twenty["ref_acc"], twenty["ref_pm"], twenty["vs_ref"]) == (98.9, 0.2, "below")
+    assert (twenty["ref_acc"], twenty["ref_pm"]) == (98.9, 0.2)
+    assert twenty["vs_ref"] == "not comparable: protocol differs"
     assert twenty["ref_source"] == refs.FINN and twenty["ref_protocol"].startswith("protocol")
     tables = summary_tables(records, store.read("runs"), title="exp")
     assert [t.title for t in tables] == ["exp — 5-way 1-shot, paper", "exp — 20-way 5-shot, paper"]
     text = render(tables)
-    assert "83.00 ± 8.96" in text and "82.7 T2: within" in text
-    assert "≠ 98.9±0.2 MAML'17: below" in text  # the protocol differs
-    assert "≠ 82.7 T2: above" in text  # the tuned config: Table 2, other settings
+    assert "83.00 ± 8.96" in text and "82.7 T2: n/c, CI ±9.0 wider than ±5" in text
+    assert "≠ 98.9±0.2 MAML'17" in text and "MAML'17: " not in text  # no verdict
+    assert "≠ 82.7 T2" in text  # the tuned config: Table 2, other settings
     assert "roughness: mean absolute" in text and "Student-t" in text  # notes under the last
     assert text.index("finetune-full") < text.index("fomaml") < text.index("│ maml")
     # best values per setting: the tuned MAML's accuracy in the first table; the single
@@ -414,7 +418,7 @@ def test_old_store_and_a_single_run(tmp_path: Path) -> None:
     assert summary_arrow(records).schema == SUMMARY_SCHEMA
     # one ordinary run
     single = ExperimentStore(tmp_path / "one")
-    single.write_run(fake_run("maml", 0, CURVES[0], 0.8))
+    single.write_run(fake_run("maml", 0, CURVES[0], 80.0))
     (rec,) = summary_records(single.read("runs"), single.read("curves"))
     assert (rec["runs"], rec["test_acc"], rec["test_ci95"], rec["ci_over"]) == (
         1,
@@ -431,7 +435,8 @@ def test_per_run_records(store: ExperimentStore) -> None:
     assert len(rows) == 8 and set(rows[0]) == set(RUNS_SCHEMA.names)
     seed0 = next(r for r in rows if r["solver"] == "maml" and r["seed"] == 0
                  and r["source"] == "preset" and r["setting"].startswith("5-way"))  # fmt: skip
-    assert (seed0["roughness"], seed0["steps_90"], seed0["steps_95"]) == (20.0, 300, 500)
+    assert seed0["roughness"] == pytest.approx(20.0)
+    assert (seed0["steps_90"], seed0["steps_95"]) == (300, 500)
     assert seed0["test_acc"] == 80.0 and seed0["evaluations"] == 5
     diverged = next(r for r in rows if r["status"] == "diverged")
     assert diverged["evaluations"] == 1 and diverged["test_acc"] is None
@@ -458,7 +463,11 @@ def test_every_format_is_the_same_table(store: ExperimentStore) -> None:
     assert [c.strip() for c in table[0].strip("|").split("|")] == names
     for record, line in zip(records, table[2:]):
         cells = [c.strip().replace("\\|", "|") for c in line[2:-2].split(" | ")]
-        assert cells == [plain_cell(record[n]) for n in names]
+        assert cells == [plain_cell(record[n], n) for n in names]
+    # Markdown rounds for reading; the stored and machine-readable values do not
+    maml = next(r for r in records if r["solver"] == "maml" and r["ways"] == 5)
+    assert plain_cell(maml["test_ci95"], "test_ci95") == "8.96"
+    assert maml["test_ci95"] != round(maml["test_ci95"], 2)
     with pytest.raises(ValueError, match="unknown format"):
         render_flat(records, "xml")
 
@@ -473,7 +482,7 @@ def test_report_writes_summary_parquet(store: ExperimentStore, tmp_path: Path) -
     assert stored.to_pylist() == records_of(store)
     assert not list(store.root.glob(".tmp-*"))
     # computed again from the store every time: a new run shows up
-    store.write_run(fake_run("fomaml", 1, [0.4, 0.6, 0.7], 0.74))
+    store.write_run(fake_run("fomaml", 1, [40.0, 60.0, 70.0], 74.0))
     out = tmp_path / "report.md"
     report(str(store.root), tmp_path, console, fmt="markdown", output=out)
     fomaml = [r for r in pq.read_table(store.root / "summary.parquet").to_pylist()

@@ -94,5 +94,5 @@ def test_pretraining_never_sees_test_characters(
         assert characters == split.train
         assert not set(characters) & set(split.test)
         assert top_label < len(split.train) * 4
-    assert result.test_tasks_n == 10 and 0 <= result.test_acc_mean <= 1
+    assert result.test_tasks_n == 10 and 0 <= result.test_acc_mean <= 100
     assert all(row["train_query_loss_pre"] > 0 for row in result.curves)

@@ -144,3 +144,27 @@ def test_metrics_are_the_losses_they_name() -> None:
             }
         for key, value in expect.items():
             assert metrics[key][b].item() == pytest.approx(value.item(), rel=1e-10), key
+
+
+def test_evaluation_is_one_procedure_for_every_meta_solver() -> None:
+    """One initialisation evaluated through every meta-solver gives identical metrics by
+    default (plain SGD adaptation); iMAML's own proximal loop only when asked for."""
+    model, _ = solver_for("maml")
+    params, batch = params64(model), tiny_batch(n_tasks=3)
+    meta = [name for name, cls in SOLVERS.items() if cls.family != "baseline"]
+    results = {name: solver_for(name, lam=0.5)[1] if name == "imaml" else solver_for(name)[1]
+               for name in meta}  # fmt: skip
+    expected = results["maml"].evaluate(params, batch, INNER_STEPS)
+    for name, solver in results.items():
+        got = solver.evaluate(params, batch, INNER_STEPS)
+        for metric in METRICS:
+            assert torch.equal(got[metric], expected[metric]), (name, metric)
+    own = results["imaml"].evaluate(params, batch, INNER_STEPS, adaptation="solver")
+    assert not torch.equal(own["query_loss_post"], expected["query_loss_post"])
+    # and plain SGD means the independent loop of the helpers, task by task
+    for b in range(len(batch)):
+        sx, sy, qx, qy = batch.task(b)
+        fast = sgd(model, params, sx, sy, INNER_STEPS)
+        with torch.no_grad():
+            loss = F.cross_entropy(model(fast, qx), qy)
+        assert expected["query_loss_post"][b].item() == pytest.approx(loss.item(), rel=1e-9)

@@ -25,12 +25,12 @@ from raybench.solvers import METRICS, make_config
 from raybench.train import RunResult
 
 
-def fake_result(solver: str = "maml", seed: int = 0, acc: float = 0.8, **kw) -> RunResult:
+def fake_result(solver: str = "maml", seed: int = 0, acc: float = 80.0, **kw) -> RunResult:
     config = make_config(solver, "smoke", {"seed": seed})
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     curves = [
         {"step": s, "train_time_s": s * 0.1, "ms_per_step": 50.0, "grad_norm": 1.0}
-        | {f"{w}_{m}": 0.5 for w in ("train", "val") for m in METRICS}
+        | {f"{w}_{m}": 50.0 for w in ("train", "val") for m in METRICS}
         for s in (2, 4)
     ]
     fields = dict(
@@ -38,9 +38,9 @@ def fake_result(solver: str = "maml", seed: int = 0, acc: float = 0.8, **kw) -> 
         family="second-order" if solver == "maml" else "first-order",
         steps_done=4,
         curves=curves,
-        final_val_acc=acc - 0.01,
+        final_val_acc=acc - 1.0,
         test_acc_mean=acc,
-        test_acc_ci95=0.02,
+        test_acc_ci95=2.0,
         test_tasks_n=8,
         wall_time_s=12.5,
         ms_per_step=40.0 if solver == "maml" else 10.0,
@@ -58,8 +58,8 @@ def fake_result(solver: str = "maml", seed: int = 0, acc: float = 0.8, **kw) -> 
 def test_write_then_read_one_call(tmp_path: Path) -> None:
     store = ExperimentStore(tmp_path / "exp")
     store.write_run(fake_result("maml", 0))
-    store.write_run(fake_result("fomaml", 0, acc=0.7))
-    store.write_run(fake_result("fomaml", 1, acc=0.72))
+    store.write_run(fake_result("fomaml", 0, acc=70.0))
+    store.write_run(fake_result("fomaml", 1, acc=72.0))
     runs = store.read("runs")
     assert runs.num_rows == 3
     rows = {r["run_id"]: r for r in runs.to_pylist()}
@@ -67,7 +67,7 @@ def test_write_then_read_one_call(tmp_path: Path) -> None:
     assert maml["schema_version"] == SCHEMA_VERSION
     assert maml["experiment"] == "exp" and maml["family"] == "second-order"
     assert maml["inner_lr"] == 0.01 and maml["meta_batch"] == 2 and maml["bn"] == "batch"
-    assert maml["test_acc_mean"] == 0.8 and maml["status"] == "completed"
+    assert maml["test_acc_mean"] == 80.0 and maml["status"] == "completed"
     assert json.loads(maml["config_json"])["solver"] == "maml"
     assert maml["started_at"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert "torch" in json.loads(maml["versions_json"])
@@ -103,7 +103,8 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_older_schema_reads_with_nulls(tmp_path: Path) -> None:
-    """A store written by an older raybench (fewer columns) reads and reports as-is."""
+    """A store written by an older raybench (fewer columns, accuracies as fractions) reads
+    and reports with today's meaning: missing columns null, accuracies in percent."""
     store = ExperimentStore(tmp_path / "exp")
     store.write_run(fake_result("maml"))
     old = pa.table(
@@ -118,7 +119,7 @@ def test_older_schema_reads_with_nulls(tmp_path: Path) -> None:
     runs = store.read("runs")
     assert runs.num_rows == 2
     old_row = next(r for r in runs.to_pylist() if r["run_id"] == "old-1")
-    assert old_row["inner_lr"] is None and old_row["test_acc_mean"] == 0.5
+    assert old_row["inner_lr"] is None and old_row["test_acc_mean"] == 50.0
     text = render(runs_table(runs))
     assert "50.00" in text and "80.00 ± 2.00" in text
 
@@ -131,8 +132,8 @@ def render(table) -> str:
 
 def test_report_table_content_and_best_values(tmp_path: Path) -> None:
     store = ExperimentStore(tmp_path / "exp")
-    store.write_run(fake_result("maml", acc=0.8))
-    store.write_run(fake_result("fomaml", acc=0.7))
+    store.write_run(fake_result("maml", acc=80.0))
+    store.write_run(fake_result("fomaml", acc=70.0))
     store.write_run(fake_result("fomaml", seed=1, acc=0.0, status="diverged", test_acc_ci95=None))
     table = runs_table(store.read("runs"))
     text = render(table)

@@ -63,7 +63,7 @@ def test_setting_keys() -> None:
         setting_key("reptile", "outer_l")
     with pytest.raises(RaybenchError, match="not an option of 'maml'"):
         setting_key("maml", "imaml.lam")
-    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert sparkline([0.0, 50.0, 100.0]) == "▁▅█"  # accuracies in %
 
 
 @pytest.mark.slow

@@ -32,11 +32,11 @@ def test_training_records_curves_and_test_accuracy(omniglot: OmniglotImages) -> 
                 value = row[f"{where}_{metric}"]
                 assert math.isfinite(value)
                 if "acc" in metric:
-                    assert 0 <= value <= 1
+                    assert 0 <= value <= 100  # percent
         assert row["grad_norm"] > 0
     assert result.final_val_acc == result.curves[-1]["val_query_acc_post"]
     assert result.test_tasks_n == 10
-    assert 0 <= result.test_acc_mean <= 1 and result.test_acc_ci95 > 0
+    assert 0 <= result.test_acc_mean <= 100 and result.test_acc_ci95 > 0
     assert result.ms_per_step > 0 and result.peak_memory_mb > 0
     assert result.params is not None and set(result.params) == {
         k for k in result.params if k.startswith(("features", "head"))

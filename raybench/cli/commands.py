@@ -369,32 +369,32 @@ def report(
     """The aggregated table (stored as ``summary.parquet`` each time), as Rich tables with
     the studies, or as Markdown/CSV/JSON to stdout or ``output``; ``show_runs`` adds the
     per-run table (Rich) or writes the per-run rows instead (flat formats)."""
-    from raybench.report import tables
+    from raybench.report import flat, records, tables
     from raybench.results import open_experiment
     from raybench.results.store import write_table
 
-    if fmt not in tables.FORMATS:
-        raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(tables.FORMATS)}")
+    if fmt not in flat.FORMATS:
+        raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(flat.FORMATS)}")
     store = open_experiment(experiment or newest_experiment(out), out)
     runs = store.read("runs")
     studies = study_renderables(store) if fmt == "rich" else []
     if runs.num_rows == 0 and not studies:
         raise RaybenchError(f"experiment {store.root} has no finished runs yet")
-    records: list[dict] = []
+    summary: list[dict] = []
     curves = store.read("curves") if runs.num_rows else None
     if runs.num_rows:  # derived from the store every time, never edited by hand
-        records = tables.summary_records(runs, curves)
+        summary = records.summary_records(runs, curves, store.read("tasks"))
         try:
-            write_table(store.root / "summary.parquet", tables.summary_arrow(records))
+            write_table(store.root / "summary.parquet", records.summary_arrow(summary))
         except OSError as exc:  # a read-only store still reports
             print(f"raybench: summary.parquet not stored: {exc}", file=sys.stderr)
     if fmt != "rich":
         if show_runs:
-            rows, names = tables.run_records(runs, curves), tables.RUNS_SCHEMA.names
+            rows, names = records.run_records(runs, curves), records.RUNS_SCHEMA.names
         else:
-            rows, names = records, tables.SUMMARY_SCHEMA.names
-        captions = tables.caption_lines(runs)
-        text = tables.render_flat(rows, fmt, names, captions)
+            rows, names = summary, records.SUMMARY_SCHEMA.names
+        captions = records.caption_lines(runs)
+        text = flat.render_flat(rows, fmt, names, captions)
         if output is None:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -407,7 +407,7 @@ def report(
         target = Console(file=handle, width=200, color_system=None, highlight=False)
     try:
         title = f"raybench: {store.name} ({store.root})"
-        for table in tables.summary_tables(records, runs, title=title):
+        for table in tables.summary_tables(summary, runs, title=title):
             target.print(table)
         if show_runs and runs.num_rows:
             target.print(tables.runs_table(runs, title=f"{title}, per run", curves=curves))

@@ -70,7 +70,7 @@ class RunProgress:
     def update(self, event: RunProgressEvent, node: str = "") -> None:
         task = self.tasks[event.run_id]
         config = self.configs[event.run_id]
-        val = "" if event.val_acc is None else f"val {100 * event.val_acc:.1f}%"
+        val = "" if event.val_acc is None else f"val {event.val_acc:.1f}%"
         status = {"train": val, "test": f"{val} testing", "done": val}[event.phase]
         self.bars.update(task, completed=event.step, status=status, node=node)
         at_eval = event.step % config.eval_every == 0 or event.step == event.total

@@ -315,7 +315,6 @@ def _draw_series(
     group: RunGroup,
     column: str,
     *,
-    scale: float = 1.0,
     band: bool = True,
     **style: Any,
 ) -> bool:
@@ -325,13 +324,13 @@ def _draw_series(
     ok = np.isfinite(mean)
     if not ok.any():
         return False
-    ax.plot(steps[ok], scale * mean[ok], marker="o" if ok.sum() == 1 else None, **style)
+    ax.plot(steps[ok], mean[ok], marker="o" if ok.sum() == 1 else None, **style)
     several = ok & (count >= 2)
     if band and several.any():
         ax.fill_between(
             steps[several],
-            scale * lo[several],
-            scale * hi[several],
+            lo[several],
+            hi[several],
             color=style.get("color"),
             alpha=0.2,
             linewidth=0,
@@ -437,11 +436,9 @@ def plot_curves(group: RunGroup, out_dir: Path, *, experiment: str = "") -> Path
     band = group.n_seeds > 1
     for (part, when, name), color in zip(CURVE_KINDS, CURVE_COLORS):
         for where, style in WHERE_STYLES.items():
-            for ax, kind, scale in ((loss_ax, "loss", 1.0), (acc_ax, "acc", 100.0)):
+            for ax, kind in ((loss_ax, "loss"), (acc_ax, "acc")):
                 metric = f"{where}_{part}_{kind}_{when}"
-                if _draw_series(
-                    ax, group, metric, scale=scale, band=band, color=color, linestyle=style
-                ):
+                if _draw_series(ax, group, metric, band=band, color=color, linestyle=style):
                     drawn[where] = filled[kind] = True
                     shown.add(name)
     loss_ax.set_title("Losses")
@@ -506,7 +503,7 @@ def plot_validation_accuracy(
     any_drawn = False
     labels = [label for label, _ in _names(groups)]
     for group, label, color in zip(groups, labels, _colors(len(groups))):
-        if not _draw_series(ax, group, metric, scale=100.0, color=color, linewidth=1.8):
+        if not _draw_series(ax, group, metric, color=color, linewidth=1.8):
             continue
         any_drawn = True
         note = f", {len(group.diverged)} diverged" if group.diverged else ""
@@ -515,7 +512,7 @@ def plot_validation_accuracy(
         ok = np.isfinite(mean)
         for step, _seed in _divergence_steps(group):
             before = ok & (steps <= step)
-            y = 100 * mean[before][-1] if before.any() else 0.0
+            y = mean[before][-1] if before.any() else 0.0
             ax.plot([step], [y], marker="x", markersize=10, color=DIVERGED_COLOR, mew=2)
     if not any_drawn:
         raise NothingToPlot("no finite validation accuracy in the curves")
@@ -563,13 +560,13 @@ def plot_accuracy_vs_time(
             left_out.append(label)
             continue
         t = np.array([p[0] for p in pairs]) / 60
-        acc = 100 * np.array([p[1] for p in pairs])
+        acc = np.array([p[1] for p in pairs])
         x, y = float(t.mean()), float(acc.mean())
         if len(pairs) > 1:
             yerr = [[y - acc.min()], [acc.max() - y]]
         else:
             ci = pairs[0][2]
-            yerr = [[100 * ci], [100 * ci]] if math.isfinite(ci) else None
+            yerr = [[ci], [ci]] if math.isfinite(ci) else None
         xerr = [[x - t.min()], [t.max() - x]] if len(pairs) > 1 else None
         ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt="o", color=color, capsize=4, markersize=8)
         ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points", fontsize="small")
@@ -928,7 +925,7 @@ def plot_sweep(
                 if pts:
                     color = STATUS_COLORS.get(statuses[i], "#9467bd")
                     ax.plot(
-                        [s for s, _ in pts], [100 * a for _, a in pts], color=color,
+                        [s for s, _ in pts], [a for _, a in pts], color=color,
                         alpha=1.0 if i == best else 0.5, linewidth=2.5 if i == best else 1,
                     )  # fmt: skip
             ax.set_xlabel("meta-step")
@@ -946,7 +943,7 @@ def plot_sweep(
             for i, (x, y) in enumerate(zip(xs, scores)):
                 if math.isfinite(x) and math.isfinite(y):
                     ax.scatter(
-                        [x], [100 * y], color=STATUS_COLORS.get(statuses[i], "#9467bd"),
+                        [x], [y], color=STATUS_COLORS.get(statuses[i], "#9467bd"),
                         marker="*" if i == best else "o", s=220 if i == best else 30,
                         edgecolors="black" if i == best else "none", zorder=3 if i == best else 2,
                     )  # fmt: skip
@@ -967,7 +964,7 @@ def plot_sweep(
     best_text = ""
     if best is not None:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(params[best].items()))
-        best_text = f"\nbest: {100 * scores[best]:.1f}% with {shown}"
+        best_text = f"\nbest: {scores[best]:.1f}% with {shown}"
     fig.suptitle(
         f"Sweep of {solver}: {len(trials)} trials ({counts})"
         + (f", {unscored} without a score" if unscored else "")

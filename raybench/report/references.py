@@ -9,7 +9,11 @@ differences named: such a reference is context, not a target.
 Comparison (``verdict``): raybench's interval ``mean ± half`` against the reference's
 ``value ± pm`` (``pm`` = 0 for a value published without one, as in the report's Table 2):
 "within" when the two intervals overlap, "above" when raybench's whole interval lies above
-the reference's, "below" when it lies below.
+the reference's, "below" when it lies below. A verdict is given only where it can mean
+something (``match_verdict``): the protocol is the same and raybench's 95% interval is
+informative, at most ``MAX_HALF_WIDTH`` accuracy points either side; otherwise it says
+"not comparable" and why. (A two-seed interval can be wider than 0-100%: it overlaps
+everything and says nothing.)
 """
 
 from __future__ import annotations
@@ -197,6 +201,26 @@ def verdict(mean: float | None, half: float | None, value: float, pm: float | No
     if mean + half < value - pm - eps:
         return "below"
     return "within"
+
+
+# The widest raybench interval (half-width, accuracy points) for which a verdict against a
+# published number is given: beyond it, "within" would be true of almost any result.
+MAX_HALF_WIDTH = 5.0
+
+
+def match_verdict(match: Match, mean: float | None, half: float | None) -> str | None:
+    """``verdict`` where the comparison is meaningful, else ``not comparable: <why>``;
+    ``None`` without a raybench accuracy."""
+    if mean is None:
+        return None
+    if not match.same_protocol:
+        return "not comparable: protocol differs"
+    if half is None:
+        return "not comparable: no interval"
+    if half > MAX_HALF_WIDTH:
+        return f"not comparable: interval ±{half:.1f} wider than ±{MAX_HALF_WIDTH:g}"
+    ref = match.reference
+    return verdict(mean, half, ref.value, ref.pm)
 
 
 def describe(match: Match) -> str:

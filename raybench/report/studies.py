@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from raybench.report.tables import format_memory
+from raybench.report.records import format_memory
 from raybench.solvers.base import family_rank
 from raybench.studies.scaling import setting_groups, verdicts
 

@@ -1,8 +1,12 @@
-"""The Parquet schema of the ``runs`` and ``curves`` tables, versioned.
+"""The Parquet schema of the ``runs``, ``curves`` and ``tasks`` tables, versioned.
 
 Columns are declared once here; a reader of an older store gets the columns that store has
 (missing ones read as null), so reports keep working across versions. Bump
-``SCHEMA_VERSION`` when a column changes meaning, not when one is added.
+``SCHEMA_VERSION`` when a column changes meaning, not when one is added, and teach
+``raybench.results.versions`` to read the older meaning.
+
+Version history: 1, accuracies as fractions; 2, every accuracy column of every table in
+percent (0-100), and the ``tasks`` table.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from raybench.config import RUN_BOUNDS
 from raybench.runtime import git_commit, library_versions
 from raybench.solvers import METRICS
 from raybench.solvers.base import option_bounds
-from raybench.train import RunResult
+from raybench.train import TASK_METRICS, RunResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
 _TIME = pa.timestamp("us", tz="UTC")
@@ -85,6 +89,25 @@ CURVES_SCHEMA = pa.schema(
         pa.field("ms_per_step", pa.float64()),
         pa.field("grad_norm", pa.float64()),
         *[pa.field(name, pa.float64()) for name in CURVE_METRICS],
+    ]
+)
+
+
+# One row per fixed test task of a tested run: the per-task results that make paired
+# comparisons possible. ``task`` is the position in the setting's fixed test set (the same
+# task for every solver, seed and device); ``task_key`` identifies the task's content
+# (characters, rotations, drawings, labels), so that pairing is checked, not assumed.
+TASKS_SCHEMA = pa.schema(
+    [
+        pa.field("schema_version", pa.int32()),
+        pa.field("run_id", pa.string()),
+        pa.field("experiment", pa.string()),
+        pa.field("solver", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("config_fingerprint", pa.string()),
+        pa.field("task", pa.int64()),
+        pa.field("task_key", pa.string()),
+        *[pa.field(name, pa.float64()) for name in TASK_METRICS],
     ]
 )
 
@@ -166,3 +189,23 @@ def curve_rows(result: RunResult, experiment: str) -> pa.Table:
         "seed": cfg.seed,
     }
     return pa.Table.from_pylist([{**base, **row} for row in result.curves], schema=CURVES_SCHEMA)
+
+
+def task_rows(result: RunResult, experiment: str) -> pa.Table | None:
+    """The run's per-task test results as rows of the ``tasks`` table (None if untested)."""
+    if not result.tasks or result.task_keys is None:
+        return None
+    cfg = result.config
+    n = len(result.task_keys)
+    columns = {
+        "schema_version": [SCHEMA_VERSION] * n,
+        "run_id": [cfg.run_id] * n,
+        "experiment": [experiment] * n,
+        "solver": [cfg.solver] * n,
+        "seed": [cfg.seed] * n,
+        "config_fingerprint": [cfg.fingerprint()] * n,
+        "task": list(range(n)),
+        "task_key": result.task_keys,
+        **{m: result.tasks[m] for m in TASK_METRICS},
+    }
+    return pa.Table.from_pydict(columns, schema=TASKS_SCHEMA)

@@ -1,7 +1,8 @@
 """The results store: one folder per experiment, one Parquet file per run and table.
 
-``<out>/<experiment>/curves/<run_id>.parquet`` is written first, then
-``runs/<run_id>.parquet``: a run is finished exactly when its ``runs`` file exists. Every
+``<out>/<experiment>/curves/<run_id>.parquet`` and ``tasks/<run_id>.parquet`` (the per-task
+test results) are written first, then ``runs/<run_id>.parquet``: a run is finished exactly
+when its ``runs`` file exists. Every
 file is written under a hidden temporary name and renamed, so a killed process never leaves
 a half-written file, and parallel runs never write the same file. The files are plain
 Parquet: pandas, polars and DuckDB read ``runs/*.parquet`` as they are.
@@ -13,17 +14,17 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
 from raybench.atomic import atomic_write
 from raybench.errors import RaybenchError
 from raybench.models import Params
-from raybench.results.schema import curve_rows, run_row
+from raybench.results.schema import curve_rows, run_row, task_rows
+from raybench.results.versions import upgrade
 from raybench.train import RunResult
 
-TABLES = ("runs", "curves", "trials", "fidelity", "scaling")
+TABLES = ("runs", "curves", "tasks", "trials", "fidelity", "scaling")
 # Tables whose folder alone makes a folder an experiment (the studies need no runs).
 EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling")
 
@@ -82,6 +83,11 @@ class ExperimentStore:
             save_checkpoint(ckpt, result.params)
             checkpoint = str(ckpt.relative_to(self.root))
         write_table(self.path("curves", run_id), curve_rows(result, self.name))
+        tasks = task_rows(result, self.name)
+        if tasks is not None:
+            write_table(self.path("tasks", run_id), tasks)
+        else:  # a rerun that was not tested must not leave an earlier run's tasks behind
+            self.path("tasks", run_id).unlink(missing_ok=True)
         row = run_row(result, self.name, source=source, checkpoint=checkpoint)
         path = self.path("runs", run_id)
         write_table(path, row)
@@ -108,15 +114,16 @@ class ExperimentStore:
         return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
 
     def read(self, table: str) -> pa.Table:
-        """All runs (or curve rows) of the experiment in one table, across schema versions:
-        the union of the files' columns, missing values as nulls."""
+        """All rows of one table of the experiment, across schema versions: each file read
+        with today's meaning (``raybench.results.versions``), the union of the files'
+        columns, missing values as nulls."""
         if table not in TABLES:
             raise ValueError(table)
         files = self.files(table)
         if not files:
             return pa.table({})
-        schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-        return ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table()
+        parts = [upgrade(pq.read_table(f)) for f in files]
+        return pa.concat_tables(parts, promote_options="permissive")
 
 
 def open_experiment(name_or_path: str, out: Path) -> ExperimentStore:

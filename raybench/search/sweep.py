@@ -125,7 +125,7 @@ class LiveSweep(Callback):
         value = result.get(METRIC)
         if value is not None and value > self.best and self.bars is not None:
             self.best = value
-            self.bars.update(self.task, best=f"best val {100 * value:.1f}%")
+            self.bars.update(self.task, best=f"best val {value:.1f}%")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.bars is not None:
@@ -320,7 +320,7 @@ def sweep_solver(
         best = trial_config(solver, preset, overrides, best_params)
         note = (
             f"best of {table.num_rows} trials of sweep {store.name!r} for {solver} "
-            f"(validation accuracy {100 * best_value:.2f}% after {base.meta_steps} meta-steps); "
+            f"(validation accuracy {best_value:.2f}% after {base.meta_steps} meta-steps); "
             f"run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
         )
         write_config_file(store.root / "best" / f"{solver}.yaml", best, note)
@@ -379,7 +379,7 @@ def run_sweep(
             best = (
                 "none completed"
                 if outcome.best is None
-                else f"best val {100 * outcome.best_val_acc:.2f}%"
+                else f"best val {outcome.best_val_acc:.2f}%"
             )
             console.print(
                 f"{space.solver}: {outcome.trials.num_rows} trials "

@@ -94,10 +94,14 @@ class Finetune(Solver):
             before = self.model.loss(params, x, y)
         return fast, before
 
-    def evaluate(self, params: Params, batch: TaskBatch, steps: int) -> Metrics:
-        """Replace the pre-training head by a zero N-way head, then fine-tune per task."""
+    def evaluate(
+        self, params: Params, batch: TaskBatch, steps: int, adaptation: str = "plain"
+    ) -> Metrics:
+        """Replace the pre-training head by a zero N-way head, then fine-tune per task.
+        The baseline *is* its fine-tuning procedure, so it is used whatever
+        ``adaptation`` says (which is about meta-solvers' initialisations)."""
         fresh = {k: v for k, v in params.items() if k not in HEAD}
         like = next(iter(params.values()))
         fresh["head.weight"] = like.new_zeros(self.ways, self.hidden)
         fresh["head.bias"] = like.new_zeros(self.ways)
-        return super().evaluate(fresh, batch, steps)
+        return super().evaluate(fresh, batch, steps, adaptation="solver")

@@ -18,7 +18,14 @@ import torch
 from torch import Tensor
 from torch.func import grad_and_value, vmap
 
-from raybench.config import Bound, RunConfig, bounds_of, build_config, did_you_mean
+from raybench.config import (
+    EVAL_ADAPTATIONS,
+    Bound,
+    RunConfig,
+    bounds_of,
+    build_config,
+    did_you_mean,
+)
 from raybench.errors import RaybenchError
 from raybench.models import FunctionalModel, Params
 from raybench.tasks import TaskBatch, TaskSampler
@@ -42,6 +49,9 @@ METRICS = (
     "query_loss_post",
     "query_acc_post",
 )
+
+# Accuracies are computed as fractions and stored in percent: the factor per metric.
+PERCENT = {m: 100.0 for m in METRICS if "_acc_" in m}
 
 Metrics = dict[str, Tensor]  # each (B,): one value per task
 Loss = tuple[Tensor, Tensor]  # (mean loss, logits) of one task
@@ -118,13 +128,21 @@ class Solver(ABC):
     # -- batches -----------------------------------------------------------------------
 
     def adapt(
-        self, params: Params, support_x: Tensor, support_y: Tensor, steps: int | None = None
+        self,
+        params: Params,
+        support_x: Tensor,
+        support_y: Tensor,
+        steps: int | None = None,
+        *,
+        plain: bool = False,
     ) -> tuple[Params, Loss]:
-        """Adapt to every task of a batch: fast weights with a leading task axis."""
+        """Adapt to every task of a batch: fast weights with a leading task axis. With
+        ``plain``, plain SGD on the support loss whatever the solver's own inner loop."""
         steps = self.inner_steps if steps is None else steps
+        adapt_task = Solver.adapt_task.__get__(self) if plain else self.adapt_task
 
         def one(x: Tensor, y: Tensor) -> tuple[Params, Loss]:
-            return self.adapt_task(params, x, y, steps)
+            return adapt_task(params, x, y, steps)
 
         return vmap(one)(support_x, support_y)
 
@@ -157,11 +175,19 @@ class Solver(ABC):
                 out[f"{prefix}_acc_{when}"] = vmap(accuracy)(logits.detach(), y)
         return out
 
-    def evaluate(self, params: Params, batch: TaskBatch, steps: int) -> Metrics:
-        """Metrics after plain first-order adaptation: the same for every meta-solver, so
-        evaluation compares initialisations, not evaluation procedures."""
+    def evaluate(
+        self, params: Params, batch: TaskBatch, steps: int, adaptation: str = "plain"
+    ) -> Metrics:
+        """Metrics after ``steps`` of adaptation, by default plain SGD on the support loss:
+        the same for every meta-solver, so evaluation compares initialisations, not
+        evaluation procedures. ``adaptation="solver"`` uses the solver's own inner loop
+        (e.g. iMAML's proximal one): an explicit, recorded choice (``eval_adaptation``)."""
+        if adaptation not in EVAL_ADAPTATIONS:
+            raise ValueError(f"adaptation must be one of {EVAL_ADAPTATIONS}, not {adaptation!r}")
         with torch.no_grad():
-            fast, before = self.adapt(params, batch.support_x, batch.support_y, steps)
+            fast, before = self.adapt(
+                params, batch.support_x, batch.support_y, steps, plain=adaptation == "plain"
+            )
         return self.metrics(params, fast, batch, before)
 
     @abstractmethod

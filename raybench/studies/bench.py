@@ -160,7 +160,7 @@ BENCH_SCHEMA = pa.schema(
 
 
 def bench_rich(table: pa.Table) -> Table:
-    from raybench.report.tables import format_duration, format_memory
+    from raybench.report.records import format_duration, format_memory
 
     rows = table.to_pylist()
     first = rows[0] if rows else {}

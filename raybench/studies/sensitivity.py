@@ -120,8 +120,9 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def sparkline(values: Sequence[float], low: float = 0.0, high: float = 1.0) -> str:
-    """Accuracies as one line of block characters, on a fixed 0..1 scale so lines compare."""
+def sparkline(values: Sequence[float], low: float = 0.0, high: float = 100.0) -> str:
+    """Accuracies (%) as one line of block characters, on a fixed 0..100 scale so lines
+    compare."""
     if not values:
         return ""
     span = (high - low) or 1.0
@@ -149,12 +150,8 @@ def sensitivity_rich(table: pa.Table, solver: str, preset: str) -> Table:
         out.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         acc, std = row["test_acc_mean"], row["test_acc_std"]
-        test = (
-            "—"
-            if acc is None
-            else f"{100 * acc:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
-        )
-        val = "—" if row["final_val_acc"] is None else f"{100 * row['final_val_acc']:.2f}"
+        test = "—" if acc is None else f"{acc:.2f}" + ("" if std is None else f" ± {std:.2f}")
+        val = "—" if row["final_val_acc"] is None else f"{row['final_val_acc']:.2f}"
         curve = [acc for _, acc in json.loads(row["val_curve_json"])]
         diverged = row["diverged"] + row["failed"]
         out.add_row(

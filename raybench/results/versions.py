@@ -1,0 +1,83 @@
+"""Reading files of older schema versions with today's meaning.
+
+Each stored file carries its ``schema_version``; a file written by an older raybench is
+upgraded when it is read (never rewritten), so reports over a store that spans versions
+compare like with like. Version 1 stored accuracies as fractions; from version 2 every
+accuracy column is in percent. Version 1 also predates ``eval_adaptation``: iMAML was then
+evaluated with its own proximal inner loop, every other solver with plain SGD, and the
+upgraded row says so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ACCURACY_COLUMNS = ("final_val_acc", "test_acc_mean", "test_acc_ci95", "val_acc", "best_val_acc")
+
+
+def is_accuracy(column: str) -> bool:
+    """Whether a stored column holds an accuracy (in percent since version 2)."""
+    return column in ACCURACY_COLUMNS or "_acc_" in column
+
+
+def file_version(table: pa.Table) -> int:
+    """The schema version a file was written with (1 where it predates the column)."""
+    if "schema_version" not in table.column_names or table.num_rows == 0:
+        return 1
+    value = table.column("schema_version")[0].as_py()
+    return int(value) if value is not None else 1
+
+
+def upgrade(table: pa.Table) -> pa.Table:
+    """``table`` (one stored file) with the meaning of the current schema version."""
+    if file_version(table) >= 2:
+        return table
+    for name in table.column_names:
+        if is_accuracy(name) and pa.types.is_floating(table.schema.field(name).type):
+            table = _replace(table, name, pc.multiply(table.column(name), 100.0))
+    if "history_json" in table.column_names:  # a sweep's trials: each trial's curve
+        histories = [_history_to_percent(h) for h in table.column("history_json").to_pylist()]
+        table = _replace(table, "history_json", pa.array(histories, pa.string()))
+    if "solver" in table.column_names and "config_json" in table.column_names:
+        table = _eval_adaptation_v1(table)
+    return table
+
+
+def _replace(table: pa.Table, name: str, values: Any) -> pa.Table:
+    i = table.column_names.index(name)
+    return table.set_column(i, table.schema.field(name).with_type(values.type), values)
+
+
+def _history_to_percent(text: str | None) -> str | None:
+    if not text:
+        return text
+    points = json.loads(text)
+    for point in points:
+        if isinstance(point, dict) and isinstance(point.get("val_acc"), (int, float)):
+            point["val_acc"] = 100 * point["val_acc"]
+    return json.dumps(points)
+
+
+def _eval_adaptation_v1(table: pa.Table) -> pa.Table:
+    """Version-1 runs name how they were evaluated: iMAML by its own loop."""
+    solvers = table.column("solver").to_pylist()
+    modes = ["solver" if s == "imaml" else "plain" for s in solvers]
+    configs = []
+    for text, mode in zip(table.column("config_json").to_pylist(), modes):
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            data.setdefault("eval_adaptation", mode)
+            text = json.dumps(data, sort_keys=True)
+        configs.append(text)
+    table = _replace(table, "config_json", pa.array(configs, pa.string()))
+    column = pa.array(modes, pa.string())
+    if "eval_adaptation" in table.column_names:
+        return _replace(table, "eval_adaptation", column)
+    return table.append_column(pa.field("eval_adaptation", pa.string()), column)
