@@ -21,7 +21,7 @@ ACCURACY_COLUMNS = ("final_val_acc", "test_acc_mean", "test_acc_ci95", "val_acc"
 
 def is_accuracy(column: str) -> bool:
     """Whether a stored column holds an accuracy (in percent since version 2)."""
-    return column in ACCURACY_COLUMNS or "_acc_" in column
+    return column in ACCURACY_COLUMNS or "_acc_" in column or column.endswith("_acc")
 
 
 def file_version(table: pa.Table) -> int:
