@@ -281,22 +281,31 @@ def param_axis(
     vals = finite(values)
     distinct = sorted(set(vals))
     text = label or key
+    positive = [v for v in distinct if v > 0]
+    scale = "linear"
     if is_count(key, solver, vals):
         integer_ticks(ax.xaxis)
-    elif distinct and min(distinct) >= 0:
-        positive = [v for v in distinct if v > 0]
-        if distinct[0] == 0 and positive:
-            ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
-            ax.set_xlim(-0.4 * min(positive), ax.get_xlim()[1])  # 0 off the frame
-            text += f" (log axis, linear below {min(positive):g} to show 0)"
-        elif positive:
+    elif positive and distinct[0] >= 0:
+        if distinct[0] == 0:
+            scale = "symlog"
+            ax.set_xscale("symlog", linthresh=positive[0], linscale=0.5)
+            text += f" (log axis, linear below {positive[0]:g} to show 0)"
+        else:
+            scale = "log"
             ax.set_xscale("log")
             text += " (log axis)"
-        if positive:
-            plain_log_ticks(ax.xaxis, positive)
+        plain_log_ticks(ax.xaxis, positive)
     if 0 < len(distinct) <= 8:
         ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
         ax.xaxis.set_minor_formatter(NullFormatter())
+    if distinct:  # a margin, so that no point sits on the frame
+        lo, hi = distinct[0], distinct[-1]
+        if scale == "linear":
+            pad = 0.07 * (hi - lo) or 0.5
+            ax.set_xlim(lo - pad, hi + pad)
+        else:
+            ratio = (positive[-1] / positive[0]) ** 0.08 if positive[-1] > positive[0] else 1.5
+            ax.set_xlim(-0.4 * positive[0] if scale == "symlog" else lo / ratio, hi * ratio)
     ax.set_xlabel(text)
 
 
