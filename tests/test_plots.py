@@ -486,6 +486,12 @@ def test_baseline_curves_show_the_classifier_not_a_query_loss(experiment: Experi
     train_loss, train_acc = fig.axes[0], fig.axes[2]  # left column: training batches
     for ax in (train_loss, train_acc):
         assert len(curve_lines(ax)) == 1
+    # On the validation tasks the zero head's losses before adaptation coincide (log 5 for
+    # support and query): the second is dashed over the first rather than hidden by it.
+    val_loss = fig.axes[1]
+    styles = [line.get_linestyle() for line in curve_lines(val_loss)]
+    assert styles.count("--") == 1 and styles.count("-") == len(styles) - 1
+    assert any("dashed where it lies on another" in t for t in legend_texts(fig))
 
 
 def test_old_baseline_curves_are_read_as_classifier_curves(tmp_path: Path) -> None:
