@@ -24,7 +24,7 @@ from raybench.data import OmniglotImages
 from raybench.models import Params, build_model
 from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
-from raybench.solvers import METRICS, Solver, make_solver
+from raybench.solvers import METRICS, TRAIN_METRICS, Solver, make_solver
 from raybench.solvers.base import PERCENT
 from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
@@ -194,10 +194,10 @@ def _train(
 
     eval_steps = config.adapt_steps_eval
     scale = torch.tensor(
-        [PERCENT.get(m, 1.0) for m in METRICS] + [1.0], dtype=torch.float64, device=device
+        [PERCENT.get(m, 1.0) for m in TRAIN_METRICS] + [1.0], dtype=torch.float64, device=device
     )
     finite = torch.ones((), dtype=torch.bool, device=device)
-    train_sums = torch.zeros(len(METRICS) + 1, dtype=torch.float64, device=device)
+    train_sums = torch.zeros(len(TRAIN_METRICS) + 1, dtype=torch.float64, device=device)
     interval_ms: list[float] = []
     train_time = 0.0
     val_acc: float | None = None
@@ -222,20 +222,20 @@ def _train(
     interval_start, interval_steps = time.perf_counter(), 0
 
     nan = torch.tensor(math.nan, dtype=dtype, device=device)
-    present = torch.ones(len(METRICS) + 1, dtype=torch.bool, device=device)
+    present = torch.ones(len(TRAIN_METRICS) + 1, dtype=torch.bool, device=device)
     for step in range(first_step, config.meta_steps + 1):
         batch = solver.train_batch(train_tasks, config.meta_batch, generator)
         if step_fn is None:  # built on the first batch: a CUDA graph needs its shapes
             step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
         grads, metrics = step_fn(batch)
         if step == first_step:  # which metrics this solver reports in training; the rest stay NaN
-            present[: len(METRICS)] = torch.tensor([m in metrics for m in METRICS])
+            present[: len(TRAIN_METRICS)] = torch.tensor([m in metrics for m in TRAIN_METRICS])
         for name, p in params.items():
             p.grad = grads[name]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
         optimiser.step()
         step_means = torch.stack(
-            [metrics[m].mean() if m in metrics else nan for m in METRICS] + [grad_norm]
+            [metrics[m].mean() if m in metrics else nan for m in TRAIN_METRICS] + [grad_norm]
         )
         finite &= (torch.isfinite(step_means) | ~present).all()  # no mask indexing: no sync
         train_sums += step_means
@@ -249,7 +249,7 @@ def _train(
             interval_ms.append(1000 * elapsed / interval_steps)
             row: dict[str, float] = {"step": step, "train_time_s": train_time}
             means = (train_sums * scale / interval_steps).tolist()
-            row.update({f"train_{m}": v for m, v in zip(METRICS, means)})
+            row.update({f"train_{m}": v for m, v in zip(TRAIN_METRICS, means)})
             row["grad_norm"] = means[-1]
             row["ms_per_step"] = interval_ms[-1]
             if diverged:

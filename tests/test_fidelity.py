@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -193,6 +194,11 @@ def test_cli_end_to_end_and_report(omniglot: OmniglotImages, tmp_path: Path) -> 
     assert "skipped solvers finetune-head" in proc.stdout
     assert "skipped point finetune-head" in proc.stdout
     assert "Meta-gradient fidelity vs MAML" in proc.stdout
+    # The header's count of meta-gradients is the body's: 4 cases and exact MAML per point.
+    header = re.search(r"(\d+) point\(s\) x (\d+) meta-gradients", proc.stdout)
+    body = [int(n) for n in re.findall(r"^  \S+: (\d+) meta-gradients$", proc.stdout, re.M)]
+    assert header is not None and (int(header[1]), int(header[2])) == (2, 5), proc.stdout
+    assert body == [5, 5]
     files = sorted((tmp_path / "outputs" / "fid" / "fidelity").glob("*.parquet"))
     assert [f.name.split("-")[0] for f in files] == ["init", "maml"]
     rows = ds.dataset(files).to_table().to_pylist()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import HIDDEN, INNER_LR, WAYS, flat, rel_err, solver_for, tiny_batch
 
 from raybench.data import OmniglotImages
-from raybench.solvers import make_config
+from raybench.solvers import METRICS, make_config
 from raybench.tasks import TaskSampler, make_split
 from raybench.train import train
 
@@ -34,7 +36,10 @@ def test_pretraining_is_plain_classification(name: str) -> None:
     p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     expected = torch.autograd.grad(F.cross_entropy(model(p, x), y), list(p.values()))
     assert rel_err(flat(grads), torch.cat([e.reshape(-1) for e in expected])) < 1e-12
-    assert set(metrics) == {"query_loss_pre", "query_acc_pre"}
+    assert set(metrics) == {"classifier_loss", "classifier_acc"}  # no meta-learning metric
+    assert metrics["classifier_loss"].item() == pytest.approx(
+        F.cross_entropy(model(params, x), y).item(), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", ["finetune-head", "finetune-full"])
@@ -95,4 +100,8 @@ def test_pretraining_never_sees_test_characters(
         assert not set(characters) & set(split.test)
         assert top_label < len(split.train) * 4
     assert result.test_tasks_n == 10 and 0 <= result.test_acc_mean <= 100
-    assert all(row["train_query_loss_pre"] > 0 for row in result.curves)
+    # The training rows hold the classifier's loss under its own name; the meta-learning
+    # columns of the training batches stay empty (a pre-training step has no query set).
+    assert all(row["train_classifier_loss"] > 0 for row in result.curves)
+    assert all(0 <= row["train_classifier_acc"] <= 100 for row in result.curves)
+    assert all(math.isnan(row[f"train_{m}"]) for row in result.curves for m in METRICS)

@@ -201,8 +201,7 @@ def bench(
     from raybench.data import load_omniglot
     from raybench.results import ExperimentStore
     from raybench.results.store import write_table
-    from raybench.runtime import resolve_device
-    from raybench.studies.bench import bench_rich, bench_table, default_steps
+    from raybench.studies.bench import bench_rich, bench_table
 
     presets = resolve_presets(preset)
     if len(presets) != 1:
@@ -212,14 +211,13 @@ def bench(
         overrides["device"] = device
     configs = build_configs(resolve_solvers(solvers), presets[0], overrides, [0])
     data = load_omniglot(data_dir)
-    timed, warm = default_steps(resolve_device(configs[0].device))
     store = ExperimentStore(out / experiment_name(experiment or "bench"))
     console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
     table = bench_table(
         configs,
         data,
-        steps=steps or timed,
-        warmup=warm if warmup is None else warmup,
+        steps=steps,
+        warmup=warmup,
         with_reference=reference,
         threads=threads,
         experiment=store.name,
@@ -433,21 +431,31 @@ def newest_experiment(out: Path) -> str:
     return max(found)[1]
 
 
-def plot(experiment: str | None, directory: Path | None, out: Path, console: Console) -> None:
-    from raybench.report.plots import PIXELS, plot_experiment
+def plot(
+    experiment: str | None,
+    directory: Path | None,
+    out: Path,
+    console: Console,
+    *,
+    fmt: str = "png",
+    dpi: int = 100,
+) -> None:
+    from raybench.report.plots import Output, plot_experiment
     from raybench.results import open_experiment
 
+    output = Output(fmt, dpi)  # checked before anything is read
     store = open_experiment(experiment or newest_experiment(out), out)
     target = directory if directory is not None else store.root / "plots"
     skipped: list[str] = []
-    written = plot_experiment(store, target, on_skip=skipped.append)
+    written = plot_experiment(store, target, on_skip=skipped.append, output=output)
     if not written:
         raise RaybenchError(
             f"nothing to plot in {store.root}: " + "; ".join(skipped or ["no data"])
         )
+    width, height = output.pixels
+    size = f"{width}x{height} px" if fmt == "png" else f"{fmt.upper()}, 12x6 in"
     console.print(
-        f"[bold]raybench plot[/] {store.name}: {len(written)} figure(s), "
-        f"{PIXELS[0]}x{PIXELS[1]} px, in {target}"
+        f"[bold]raybench plot[/] {store.name}: {len(written)} figure(s), {size}, in {target}"
     )
     for path in written:
         console.print(f"  {path.name}")
@@ -583,10 +591,12 @@ def fidelity(
     for point in points:  # every point checked before the first long computation
         study.params_at(point)
     ref = study.reference
+    per_point = len(study.cases) + 1  # every case, and the exact MAML reference
     console.print(
-        f"[bold]raybench fidelity[/] {len(points)} point(s) x {len(study.cases)} meta-gradients "
-        f"against exact MAML ({ref.inner_steps} inner steps, inner lr {ref.inner_lr:g}) on "
-        f"{tasks} fixed validation tasks; experiment {store.root}"
+        f"[bold]raybench fidelity[/] {len(points)} point(s) x {per_point} meta-gradients "
+        f"({len(study.cases)} solver settings compared with exact MAML, {ref.inner_steps} "
+        f"inner steps, inner lr {ref.inner_lr:g}) on {tasks} fixed validation tasks; "
+        f"experiment {store.root}"
     )
     if skipped:
         console.print(
@@ -597,7 +607,7 @@ def fidelity(
         console.print(f"skipped point {note}")
     tables = []
     for point in points:
-        console.print(f"  {point.name}: {len(study.cases) + 1} meta-gradients")
+        console.print(f"  {point.name}: {per_point} meta-gradients")
         table = study.run(point, experiment=store.name)
         write_table(store.path("fidelity", table.column("study_id")[0].as_py()), table)
         tables.append(table)

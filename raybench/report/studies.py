@@ -13,7 +13,7 @@ from rich.text import Text
 
 from raybench.report.records import format_memory
 from raybench.solvers.base import family_rank
-from raybench.studies.scaling import setting_groups, verdicts
+from raybench.studies.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
 
 PSEUDO_NOTE = (
     "† pseudo-gradient theta - phi: not a gradient of the MAML objective; its norm follows "
@@ -136,7 +136,9 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
             by_solver.setdefault(str(row["solver"]), {})[row["inner_steps"]] = row
             families[str(row["solver"])] = str(row.get("family") or "")
         order = sorted(by_solver, key=lambda s: (family_rank(families[s]), s))
-        kinds = sorted({str(r.get("memory_kind")) for r in rows if r.get("memory_kind")})
+        kinds = sorted(
+            {memory_kind_name(r.get("memory_kind")) for r in rows if r.get("memory_kind")}
+        )
         where = (
             f"{settings['device']}, preset {settings['preset']}, meta-batch "
             f"{settings['meta_batch']}, {settings['ways']}-way {settings['shots']}-shot, "
@@ -146,7 +148,7 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
             where += f", {settings['threads']} thread(s)"
         tables = []
         for what, key in (("Time per meta-step (ms)", "ms_per_step"), ("Memory", "peak_memory_mb")):
-            title = what if key == "ms_per_step" else f"Memory of a meta-step ({', '.join(kinds)})"
+            title = what if key == "ms_per_step" else f"Memory of a meta-step: {'; '.join(kinds)}"
             t = Table(title=title, title_justify="left", header_style="bold")
             t.add_column("Solver")
             t.add_column("Family")
@@ -173,14 +175,15 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
                         cells.append(_memory(_num(row.get(key))))
                 t.add_row(solver, families[solver], *cells)
             if key == "ms_per_step":
-                t.caption = "K inner steps; time grows for all (each runs its inner loop)"
+                t.caption = "K: inner steps; the median of the timed steps of each measurement"
                 t.caption_justify = "left"
             tables.append(t)
         lines = [Text.from_markup(f"[bold]Scaling with inner steps[/]: {where}")]
         lines += tables
         for v in verdicts(rows):
             style = {True: "green", False: "bold red", None: "dim"}[v.as_expected]
-            lines.append(Text.from_markup(f"  [{style}]{v.solver}[/]: {v.text}"))
+            lines.append(Text.from_markup(f"  [{style}]{v.solver}[/]: ") + Text(v.text))
+        lines.append(Text(f"  {TREND_RULE}", style="dim"))
         errors = [r for r in rows if r.get("error")]
         for row in errors[:3]:
             lines.append(

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from raybench.config import RUN_BOUNDS
 from raybench.runtime import git_commit, library_versions
-from raybench.solvers import METRICS
+from raybench.solvers import METRICS, TRAIN_METRICS
 from raybench.solvers.base import option_bounds
 from raybench.train import TASK_METRICS, RunResult
 
@@ -75,7 +75,8 @@ RUNS_SCHEMA = pa.schema(
     ]
 )
 
-CURVE_METRICS = [f"{where}_{m}" for where in ("train", "val") for m in METRICS]
+# Training rows also carry the baselines' pre-training classifier metrics (null for others).
+CURVE_METRICS = [f"train_{m}" for m in TRAIN_METRICS] + [f"val_{m}" for m in METRICS]
 
 CURVES_SCHEMA = pa.schema(
     [

@@ -21,7 +21,7 @@ ACCURACY_COLUMNS = ("final_val_acc", "test_acc_mean", "test_acc_ci95", "val_acc"
 
 def is_accuracy(column: str) -> bool:
     """Whether a stored column holds an accuracy (in percent since version 2)."""
-    return column in ACCURACY_COLUMNS or "_acc_" in column
+    return column in ACCURACY_COLUMNS or "_acc_" in column or column.endswith("_acc")
 
 
 def file_version(table: pa.Table) -> int:
@@ -34,6 +34,7 @@ def file_version(table: pa.Table) -> int:
 
 def upgrade(table: pa.Table) -> pa.Table:
     """``table`` (one stored file) with the meaning of the current schema version."""
+    table = _baseline_classifier_columns(table)
     if file_version(table) >= 2:
         return table
     for name in table.column_names:
@@ -81,3 +82,38 @@ def _eval_adaptation_v1(table: pa.Table) -> pa.Table:
     if "eval_adaptation" in table.column_names:
         return _replace(table, "eval_adaptation", column)
     return table.append_column(pa.field("eval_adaptation", pa.string()), column)
+
+
+def _baseline_classifier_columns(table: pa.Table) -> pa.Table:
+    """Curves of a fine-tuning baseline written before the ``train_classifier_*`` columns
+    stored the pre-training classifier's loss and accuracy as ``train_query_*_pre``: move
+    them to the columns that say what they are, leaving the query columns empty."""
+    names = table.column_names
+    if "solver" not in names or "train_query_loss_pre" not in names or table.num_rows == 0:
+        return table
+    if "train_classifier_loss" in names and table.column("train_classifier_loss").null_count == 0:
+        return table
+    solvers = set(table.column("solver").to_pylist())
+    if not solvers or not all(_is_baseline(s) for s in solvers):
+        return table
+    for old, new in (
+        ("train_query_loss_pre", "train_classifier_loss"),
+        ("train_query_acc_pre", "train_classifier_acc"),
+    ):
+        if old not in table.column_names:
+            continue
+        values = table.column(old)
+        empty = pa.nulls(table.num_rows, values.type)
+        table = _replace(table, old, empty)
+        if new in table.column_names:
+            table = _replace(table, new, values)
+        else:
+            table = table.append_column(pa.field(new, values.type), values)
+    return table
+
+
+def _is_baseline(solver: str | None) -> bool:
+    from raybench.solvers import SOLVERS
+
+    cls = SOLVERS.get(solver or "")
+    return cls is not None and cls.family == "baseline"

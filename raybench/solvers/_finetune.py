@@ -70,13 +70,14 @@ class Finetune(Solver):
         return train.sample_images(self.options.batch_images or n_tasks * per_task, generator)
 
     def meta_grad(self, params: Params, batch: tuple[Tensor, Tensor]) -> tuple[Params, Metrics]:
-        """Gradient of the classification loss on the batch; reported as the "before
-        adaptation" query metrics of the training curves (there is no adaptation)."""
+        """Gradient of the classification loss on the batch, reported under its own name
+        (``classifier_loss``, ``classifier_acc``): a pre-training step has no support or
+        query set and no adaptation, so it reports none of the meta-learning metrics."""
         x, y = batch
         grads, (loss, logits) = grad_and_value(self.model.loss, has_aux=True)(params, x, y)
         return grads, {
-            "query_loss_pre": loss.detach().reshape(1),
-            "query_acc_pre": accuracy(logits.detach(), y).reshape(1),
+            "classifier_loss": loss.detach().reshape(1),
+            "classifier_acc": accuracy(logits.detach(), y).reshape(1),
         }
 
     def adapt_task(self, params: Params, x: Tensor, y: Tensor, steps: int) -> tuple[Params, Loss]:

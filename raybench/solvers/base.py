@@ -50,8 +50,13 @@ METRICS = (
     "query_acc_post",
 )
 
+# Reported in training only, by the fine-tuning baselines, whose step is not a meta-step:
+# their pre-training classifier's loss and accuracy on its batch of training images.
+CLASSIFIER_METRICS = ("classifier_loss", "classifier_acc")
+TRAIN_METRICS = (*METRICS, *CLASSIFIER_METRICS)
+
 # Accuracies are computed as fractions and stored in percent: the factor per metric.
-PERCENT = {m: 100.0 for m in METRICS if "_acc_" in m}
+PERCENT = {m: 100.0 for m in TRAIN_METRICS if "_acc" in m}
 
 Metrics = dict[str, Tensor]  # each (B,): one value per task
 Loss = tuple[Tensor, Tensor]  # (mean loss, logits) of one task

@@ -2,8 +2,9 @@
 
 ``fidelity``: how close each solver's meta-gradient is to the exact unrolled MAML one.
 ``scaling``: memory and time of one meta-step as the number of inner steps grows.
+``measure``: how both ``scaling`` and ``bench`` time a meta-step and read its memory.
 
 Each returns a pyarrow table (stored by ``raybench.results``, shown by
 ``raybench.report.studies``); the CLI wires them up. Nothing is imported here, so that
-``python -m raybench.studies.scaling`` (a fresh process per CPU measurement) stays light.
+``python -m raybench.studies.measure`` (a fresh process per CPU measurement) stays light.
 """

@@ -2,30 +2,67 @@
 per-task loop that the report's listings describe, timed the same way in the same run.
 
 A meta-step is what training does (``meta_grad`` on a meta-batch, then the outer Adam step)
-on a fixed batch after warm-up, with the device synchronised around each timed step; the
-figure is the median. The reference loops (``raybench.reference``) stand in for MAML and
-FOMAML through the same code path, so the ratio compares implementations, not harnesses.
-On the CPU each measurement runs in a fresh process (comparable memory, no interference
-between solvers); on a GPU all run in this one.
+on a fixed batch after warm-up with the timed step itself, with the device synchronised
+around each timed step; the figure is the median, reported with the minimum, the maximum
+and the number of timed steps, and flagged when they spread widely or the CPU was busy.
+The reference loops (``raybench.reference``) stand in for MAML and FOMAML through the same
+code path, so the ratio compares implementations, not harnesses. On the CPU each
+measurement runs in a fresh process (comparable memory, no interference between solvers)
+with one torch thread unless told otherwise, as each run of ``raybench run`` gets by
+default; on a GPU all run in this one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 import torch
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from raybench.config import RunConfig
 from raybench.runtime import git_commit, library_versions
-from raybench.studies.scaling import Measurement, measure, measure_isolated
+from raybench.studies.measure import Measurement, measure, measure_isolated
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: ms_max, timed and warm-up steps, spread, CPU load
 REFERENCES = ("maml", "fomaml")
+SPREAD_WARNING = 0.25  # (max - min) / median above this: the row's timings are not stable
+MIN_STABLE_STEPS = 5
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How many meta-steps to time: at least ``steps``, then more (up to ``max_steps``)
+    until ``min_time_s`` seconds are timed; ``warmup`` untimed steps first."""
+
+    steps: int
+    warmup: int
+    max_steps: int | None = None
+    min_time_s: float = 0.0
+
+    def describe(self) -> str:
+        if not self.max_steps or self.max_steps <= self.steps:
+            return f"{self.steps} timed step(s) after {self.warmup} warm-up"
+        return (
+            f"at least {self.steps} timed steps (more, up to {self.max_steps}, until "
+            f"{self.min_time_s:g} s are timed) after {self.warmup} warm-up"
+        )
+
+
+def default_timing(device: torch.device) -> Timing:
+    """Enough steps for a stable median: 20 on a GPU (milliseconds each); on a CPU, where a
+    paper-preset step takes seconds, at least 5 and up to 50 until 15 s are timed (a few
+    minutes for every solver at the paper preset, seconds at ``smoke``)."""
+    if device.type == "cuda":
+        return Timing(20, 5)
+    return Timing(MIN_STABLE_STEPS, 2, max_steps=50, min_time_s=15.0)
 
 
 def reference_for(family: str) -> str:
@@ -34,18 +71,27 @@ def reference_for(family: str) -> str:
     return "fomaml" if family in ("first-order", "baseline") else "maml"
 
 
+def cpu_load() -> float | None:
+    """The 1-minute load average (None where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
 def bench_table(
     configs: Sequence[RunConfig],
     data: Any,
     *,
-    steps: int,
-    warmup: int,
+    steps: int | None = None,
+    warmup: int | None = None,
     with_reference: bool = True,
     threads: int | None = None,
     experiment: str = "bench",
 ) -> pa.Table:
     """One row per solver, then one per reference loop, with each solver's speed-up over
-    its loop when the loop was measured."""
+    its loop when the loop was measured. ``steps`` fixes the number of timed steps (else
+    :func:`default_timing`); on the CPU ``threads`` defaults to 1."""
     from raybench.runtime import resolve_device
     from raybench.solvers import solver_class
 
@@ -54,21 +100,31 @@ def bench_table(
         base = configs[0]
         for name in REFERENCES:
             cases.append((_as_solver(base, name), True))
-    on_gpu = resolve_device(configs[0].device).type == "cuda"
+    device = resolve_device(configs[0].device)
+    timing = default_timing(device)
+    if steps is not None:
+        timing = Timing(steps, timing.warmup)
+    if warmup is not None:
+        timing = Timing(timing.steps, warmup, timing.max_steps, timing.min_time_s)
+    on_gpu = device.type == "cuda"
     rows: list[dict[str, Any]] = []
     for config, is_loop in cases:
+        load = cpu_load()
+        kw: dict[str, Any] = {
+            "steps": timing.steps,
+            "warmup": timing.warmup,
+            "max_steps": timing.max_steps,
+            "min_time_s": timing.min_time_s,
+            "full_warmup": True,
+            "reference": is_loop,
+        }
         if on_gpu:
-            m = measure(config, data, steps=steps, warmup=warmup, reference=is_loop)
+            m = measure(config, data, **kw)
         else:
-            m = measure_isolated(
-                config,
-                steps=steps,
-                warmup=warmup,
-                threads=threads,
-                reference=is_loop,
-                for_timing=True,
-            )
-        rows.append(_row(config, m, is_loop, solver_class(config.solver).family, experiment))
+            m = measure_isolated(config, threads=threads or 1, for_timing=True, **kw)
+        row = _row(config, m, is_loop, solver_class(config.solver).family, experiment)
+        row["cpu_load"] = load
+        rows.append(row)
     loops = {r["solver"]: r["ms_per_step"] for r in rows if r["implementation"] == "reference loop"}
     for row in rows:
         if row["implementation"] == "vectorised":
@@ -101,6 +157,10 @@ def _row(
         "reference": None,
         "ms_per_step": ms,
         "ms_min": m.ms_min,
+        "ms_max": m.ms_max,
+        "spread": spread(ms, m.ms_min, m.ms_max),
+        "timed_steps": m.timed_steps,
+        "warmup_steps": m.warmup_steps,
         "speedup_vs_loop": None,
         "implied_run_s": None if ms is None else ms * config.meta_steps / 1000,
         "meta_steps": config.meta_steps,
@@ -135,6 +195,11 @@ BENCH_SCHEMA = pa.schema(
         pa.field("reference", pa.string()),
         pa.field("ms_per_step", pa.float64()),
         pa.field("ms_min", pa.float64()),
+        pa.field("ms_max", pa.float64()),
+        pa.field("spread", pa.float64()),  # (max - min) / median of the timed steps
+        pa.field("timed_steps", pa.int64()),
+        pa.field("warmup_steps", pa.int64()),
+        pa.field("cpu_load", pa.float64()),  # 1-minute load average before the row
         pa.field("speedup_vs_loop", pa.float64()),
         pa.field("implied_run_s", pa.float64()),
         pa.field("meta_steps", pa.int64()),
@@ -159,8 +224,49 @@ BENCH_SCHEMA = pa.schema(
 )
 
 
-def bench_rich(table: pa.Table) -> Table:
+def spread(median: float | None, low: float | None, high: float | None) -> float | None:
+    """(max - min) / median of the timed steps: 0 for identical steps."""
+    if median is None or low is None or high is None or not median > 0:
+        return None
+    return (high - low) / median
+
+
+def bench_warnings(table: pa.Table) -> list[str]:
+    """What makes the table's times doubtful, one line each: rows whose timed steps spread
+    widely, too few timed steps for a stable median, a busy CPU while timing."""
+    rows = table.to_pylist()
+    out = []
+    for row in rows:
+        name = f"{row['solver']} ({row['implementation']})"
+        s, n = row.get("spread"), row.get("timed_steps")
+        if s is not None and s > SPREAD_WARNING:
+            out.append(
+                f"{name}: its timed steps spread by {s:.0%} of the median (min "
+                f"{row['ms_min']:.1f}, median {row['ms_per_step']:.1f}, max "
+                f"{row['ms_max']:.1f} ms over {n} steps): something else took the CPU or "
+                "GPU; rerun on a quiet machine, or with more --steps"
+            )
+        if n is not None and 0 < n < MIN_STABLE_STEPS:
+            out.append(
+                f"{name}: only {n} timed step(s); a median needs at least "
+                f"{MIN_STABLE_STEPS} to be stable (--steps)"
+            )
+    cores = os.cpu_count() or 1
+    loads = [r["cpu_load"] for r in rows if r.get("cpu_load") is not None]
+    cpu = any(str(r.get("device", "")).startswith("cpu") for r in rows)
+    if cpu and loads and max(loads) > cores - 0.5:
+        out.append(
+            f"the CPU was busy while timing (1-minute load average up to {max(loads):.1f} on "
+            f"{cores} cores): times are longer and noisier than on a quiet machine"
+        )
+    return out
+
+
+def bench_rich(table: pa.Table) -> RenderableType:
+    """The bench table (median, min and max of the timed steps, how many) and, under it,
+    the warnings of :func:`bench_warnings`."""
     from raybench.report.records import format_duration, format_memory
+    from raybench.studies.scaling import memory_kind_name
 
     rows = table.to_pylist()
     first = rows[0] if rows else {}
@@ -177,20 +283,28 @@ def bench_rich(table: pa.Table) -> Table:
         ("Implementation", "left"),
         ("ms/step (median)", "right"),
         ("min", "right"),
+        ("max", "right"),
+        ("steps", "right"),
         ("Peak mem.", "right"),
         (f"{first.get('meta_steps', '?')} steps", "right"),
         ("x its loop", "right"),
     ):
         out.add_column(name, justify=justify)  # type: ignore[arg-type]
+
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1f}"
+
     for i, row in enumerate(rows):
-        ms = row["ms_per_step"]
         speed = row["speedup_vs_loop"]
+        wide = (row.get("spread") or 0.0) > SPREAD_WARNING
         out.add_row(
             row["solver"],
             row["family"],
             row["implementation"],
-            "—" if ms is None else f"{ms:.1f}",
-            "—" if row["ms_min"] is None else f"{row['ms_min']:.1f}",
+            ms(row["ms_per_step"]),
+            ms(row["ms_min"]),
+            f"[yellow]{ms(row.get('ms_max'))}[/]" if wide else ms(row.get("ms_max")),
+            "—" if row.get("timed_steps") is None else str(row["timed_steps"]),
             format_memory(row["peak_memory_mb"]),
             format_duration(row["implied_run_s"]),
             "—" if speed is None else f"{speed:.1f}x vs {row['reference']}",
@@ -198,15 +312,15 @@ def bench_rich(table: pa.Table) -> Table:
             and rows[i + 1]["implementation"] != row["implementation"],
         )
         if row["error"]:
-            out.add_row("", "", f"[red]{row['error']}[/]", *[""] * 5)
+            out.add_row("", "", f"[red]{row['error']}[/]", *[""] * 7)
+    warm = first.get("warmup_steps")
     out.caption = (
-        f"{first.get('memory_kind', '')}; threads {first.get('threads')}; "
-        "median of timed steps after warm-up, device synchronised around each"
+        f"memory: {memory_kind_name(first.get('memory_kind'))}; {first.get('threads')} torch "
+        f"thread(s); median, min and max of the timed steps"
+        + (f" after {warm} warm-up step(s)" if warm is not None else " after warm-up")
+        + "; device synchronised around each step; a step here is meta_grad + Adam on one "
+        "fixed batch (no task sampling, no evaluation)"
     )
     out.caption_justify = "left"
-    return out
-
-
-def default_steps(device: torch.device) -> tuple[int, int]:
-    """(timed, warm-up) steps: enough to be stable on a GPU, affordable on a CPU."""
-    return (20, 5) if device.type == "cuda" else (2, 1)
+    warnings = [Text(f"warning: {w}", style="yellow") for w in bench_warnings(table)]
+    return Group(out, *warnings) if warnings else out
