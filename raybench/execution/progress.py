@@ -35,6 +35,7 @@ from raybench.train import Progress as RunProgressEvent
 from raybench.train import ProgressHook
 
 LOG_EVERY = 60.0  # seconds between a run's plain progress lines when not in a terminal
+TICK_SECONDS = 1.0  # how often the log's clock looks for lines that are due
 
 
 def format_eta(seconds: float | None) -> str:
@@ -236,7 +237,7 @@ class RunProgress:
         return state.last_logged is None or now - state.last_logged >= self.log_every
 
     def _tick_loop(self) -> None:
-        while not self.stop.wait(min(1.0, self.log_every)):
+        while not self.stop.wait(TICK_SECONDS):
             self.tick()
 
     def unfinished(self) -> int:
