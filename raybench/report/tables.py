@@ -355,10 +355,11 @@ def summary_tables(
         best = _best_values(rows, SUMMARY_BEST)
         cells = [_summary_cells(r, best, first_rows.get((label, r["config"]), {})) for r in rows]
         caption = "\n".join([escape(captions.get(label, "")), *_error_lines(rows)]).strip()
-        tables += fitted_tables(f"{label} — {title}", shown, cells, width, caption)
-    if tables:
-        tables[-1].caption = "\n".join([tables[-1].caption or "", *NOTES]).strip()
-        tables[-1].caption_justify = "left"
+        fitted = fitted_tables(f"{label} — {title}", shown, cells, width, caption)
+        if label == list(by_setting)[-1]:  # the notes under the last setting's main table
+            fitted[0].caption = "\n".join([fitted[0].caption or "", *NOTES]).strip()
+            fitted[0].caption_justify = "left"
+        tables += fitted
     return tables
 
 
