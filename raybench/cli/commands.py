@@ -425,20 +425,6 @@ def list_settings(preset: str, console: Console) -> None:
 # -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
 
 
-def study_renderables(store: ExperimentStore) -> list:
-    """The fidelity and scaling tables of an experiment, where it has them."""
-    from raybench.report.studies import fidelity_tables, scaling_renderables
-
-    out: list = []
-    fidelity_rows = store.read("fidelity")
-    if fidelity_rows.num_rows:
-        out += fidelity_tables(fidelity_rows)
-    scaling_rows = store.read("scaling")
-    if scaling_rows.num_rows:
-        out += scaling_renderables(scaling_rows)
-    return out
-
-
 def study_store(experiment: str, out: Path) -> ExperimentStore:
     """A study's experiment: a plain name under ``out``, or a folder path."""
     from raybench.results import ExperimentStore
