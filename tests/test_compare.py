@@ -11,9 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stores import comparison_store
+from rich.console import Console
+from stores import comparison_store, run_result
 
+import raybench
+from raybench.cli.reports import compare as compare_command
+from raybench.errors import RaybenchError
 from raybench.report.significance import compare
+from raybench.results import ExperimentStore
 from raybench.solvers import make_config
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
@@ -65,9 +70,7 @@ def test_compare_json_is_the_paired_comparison(fabricated) -> None:
     assert row["var_tasks"] == pytest.approx(expected.variance["tasks"])
     assert row["var_seeds"] + row["var_tasks"] == pytest.approx(expected.se**2)
     # swapping A and B flips the sign, nothing else
-    swapped = json.loads(
-        cli("compare", "exp", "finetune-full", "fomaml", "--format", "json", cwd=cwd).stdout
-    )[0]
+    swapped = raybench.compare(cwd / "outputs" / "exp", "finetune-full", "fomaml").iloc[0]
     assert swapped["diff"] == pytest.approx(-expected.diff)
     assert swapped["p_value"] == pytest.approx(expected.p_value)
 
@@ -106,21 +109,22 @@ def test_a_solver_with_several_configurations_needs_a_fingerprint(fabricated) ->
 def test_bad_names_are_one_line(fabricated) -> None:
     cwd, _, _ = fabricated
     one_line_error(cli("compare", "exp", "mamll", "fomaml", cwd=cwd), "mamll", "fomaml")
-    one_line_error(cli("compare", "exp", "fomaml", "fomaml", cwd=cwd), "same configuration")
-    # a failed run has no test result: nothing to pair
-    one_line_error(cli("compare", "exp", "reptile", "fomaml", cwd=cwd), "nothing to compare")
-    one_line_error(cli("compare", "nothing", "a", "b", cwd=cwd), "no experiment")
+    for a, b, words in (
+        ("fomaml", "fomaml", "same configuration"),
+        ("reptile", "fomaml", "nothing to compare"),  # a failed run has no test result
+    ):
+        with pytest.raises(RaybenchError, match=words):
+            compare_command("exp", a, b, cwd / "outputs", Console())
+    with pytest.raises(RaybenchError, match="no experiment"):
+        compare_command("nothing", "a", "b", cwd / "outputs", Console())
 
 
 def test_compare_refuses_runs_on_different_tasks(tmp_path: Path) -> None:
-    from stores import run_result
-
-    from raybench.results import ExperimentStore
-
-    store = ExperimentStore(tmp_path / "outputs" / "exp")
+    store = ExperimentStore(tmp_path / "exp")
     accs = np.linspace(40, 90, 20)
     store.write_run(run_result("maml", 0, accs))
     other = run_result("fomaml", 0, accs)
     other.task_keys = [f"other{i}" for i in range(20)]
     store.write_run(other)
-    one_line_error(cli("compare", "exp", "maml", "fomaml", cwd=tmp_path), "different test tasks")
+    with pytest.raises(RaybenchError, match="different test tasks"):
+        compare_command("exp", "maml", "fomaml", tmp_path, Console())

@@ -113,28 +113,26 @@ def table_width(widths: Sequence[int]) -> int:
 def split_columns(
     columns: Sequence[Column], widths: Mapping[str, int], width: int | None
 ) -> list[list[Column]]:
-    """Columns per table: the first holds the essential columns and, in order, every other
-    that still fits; each further table repeats the first column (the solver) and takes
-    the next ones."""
+    """Columns per table, in their order: the first table holds the essential columns and
+    the next ones up to the first that does not fit; each further table repeats the
+    first column (the solver) and goes on from there."""
     identity = list(columns[:1])
     pending = list(columns[1:])
     groups: list[list[Column]] = []
     while pending:
         used = table_width([widths[c.key] for c in identity])
         chosen: list[Column] = []
-        left: list[Column] = []
         for column in pending:
             need = widths[column.key] + 3
             must = not groups and column.key in ESSENTIAL
-            if must or width is None or used + need <= width:
-                chosen.append(column)
-                used += need
-            else:
-                left.append(column)
+            if not (must or width is None or used + need <= width):
+                break
+            chosen.append(column)
+            used += need
         if not chosen:  # wider than any terminal table: alone, Rich wraps what it can
-            chosen, left = left[:1], left[1:]
+            chosen = pending[:1]
         groups.append(identity + chosen)
-        pending = left
+        pending = pending[len(chosen) :]
     return groups or [identity]
 
 
@@ -143,7 +141,6 @@ def fitted_tables(
     columns: Sequence[Column],
     rows: Sequence[Mapping[str, str]],
     width: int | None,
-    caption: str = "",
 ) -> list[Table]:
     """The rows as one table, or several when the columns do not fit ``width``."""
     widths = {c.key: column_width(c, [r[c.key] for r in rows]) for c in columns}
@@ -164,10 +161,13 @@ def fitted_tables(
         for r in rows:
             table.add_row(*(r[c.key] for c in group))
         out.append(table)
-    if caption:
-        out[0].caption = caption
-        out[0].caption_justify = "left"
     return out
+
+
+def note(markup: str) -> Text:
+    """Text under a table at the console's full width (a caption would be as narrow as
+    the table)."""
+    return Text.from_markup(markup)
 
 
 def chosen_columns(
@@ -338,10 +338,10 @@ def summary_tables(
     *,
     width: int | None = None,
     columns: Sequence[str] | None = None,
-) -> list[Table]:
+) -> list[Table | Text]:
     """The aggregated records as Rich tables, one per setting (continued in a second table
     when ``width`` is too narrow for its columns), best values per setting in bold green;
-    errors of failed runs under their setting's table, the notes under the last."""
+    under each setting its protocol and the errors of its failed runs, the notes last."""
     captions = setting_captions(runs)
     first_rows: dict[tuple[str, str], dict] = {}
     for row in runs.to_pylist():
@@ -350,17 +350,16 @@ def summary_tables(
     for record in records:
         by_setting.setdefault(record["setting"], []).append(record)
     shown = chosen_columns(SUMMARY_COLUMNS, SUMMARY_DEFAULT, columns, SUMMARY_GROUPS)
-    tables: list[Table] = []
+    out: list[Table | Text] = []
     for label, rows in by_setting.items():
         best = _best_values(rows, SUMMARY_BEST)
         cells = [_summary_cells(r, best, first_rows.get((label, r["config"]), {})) for r in rows]
-        caption = "\n".join([escape(captions.get(label, "")), *_error_lines(rows)]).strip()
-        fitted = fitted_tables(f"{label} — {title}", shown, cells, width, caption)
-        if label == list(by_setting)[-1]:  # the notes under the last setting's main table
-            fitted[0].caption = "\n".join([fitted[0].caption or "", *NOTES]).strip()
-            fitted[0].caption_justify = "left"
-        tables += fitted
-    return tables
+        out += fitted_tables(f"{label} — {title}", shown, cells, width)
+        protocol = f"[dim]{escape(captions.get(label, ''))}[/]"
+        out.append(note("\n".join([protocol, *_error_lines(rows)])))
+    if out:
+        out.append(note("\n".join(f"[dim]{escape(n)}[/]" for n in NOTES)))
+    return out
 
 
 def _run_cells(v: Mapping[str, Any], best: Mapping[str, float | None]) -> dict[str, str]:
@@ -414,14 +413,13 @@ def runs_table(
     for v in views:
         by_setting.setdefault(v["setting_key"], []).append(v)
     captions = setting_captions(table)
-    out: list[Table] = []
+    out: list[Table | Text] = []
     for key, members in by_setting.items():
         best = _best_values(members, RUN_BEST)
         label = setting_label(key)
         cells = [_run_cells(v, best) for v in members]
-        out += fitted_tables(
-            f"{label} — {title}", shown, cells, width, escape(captions.get(label, ""))
-        )
+        out += fitted_tables(f"{label} — {title}", shown, cells, width)
+        out.append(note(f"[dim]{escape(captions.get(label, ''))}[/]"))
     return Group(*out)
 
 
