@@ -225,7 +225,7 @@ class RunProgress:
         with self.lock:
             now = self.clock()
             for state in self.states.values():
-                if state.running and self._due(state, now):
+                if state.running and state.phase != "done" and self._due(state, now):
                     self._log_run(state, now)
             if now - self.last_overall >= self.log_every and self.unfinished():
                 self._log_overall(now)
