@@ -43,6 +43,9 @@ class Progress:
     total: int
     val_acc: float | None = None  # %, at the last evaluation
     phase: str = "train"  # train | test | done
+    # over the current evaluation interval as the host sees it; exact (device synchronised)
+    # at evaluation points, where the interval's time is measured
+    ms_per_step: float | None = None
 
 
 ProgressHook = Callable[[Progress], None]
@@ -293,7 +296,9 @@ def _train(
             train_sums.zero_()
             interval_steps = 0
             interval_start = time.perf_counter()
-        notify(Progress(config.run_id, step, config.meta_steps, val_acc))
+        host_ms = 1000 * (time.perf_counter() - interval_start) / max(interval_steps, 1)
+        ms = host_ms if interval_steps else interval_ms[-1]
+        notify(Progress(config.run_id, step, config.meta_steps, val_acc, ms_per_step=ms))
 
     result.train_time_s = train_time
     result.ms_per_step = statistics.median(interval_ms) if interval_ms else None

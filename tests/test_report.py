@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
+from rich.table import Table
 
 from raybench.cli.commands import report
 from raybench.config import PRESETS
@@ -383,7 +384,8 @@ def test_grouped_by_setting_in_table_2_order(store: ExperimentStore) -> None:
     assert twenty["vs_ref"] == "not comparable: protocol differs"
     assert twenty["ref_source"] == refs.FINN and twenty["ref_protocol"].startswith("protocol")
     tables = summary_tables(records, store.read("runs"), title="exp")
-    assert [t.title for t in tables] == ["exp — 5-way 1-shot, paper", "exp — 20-way 5-shot, paper"]
+    titles = [t.title for t in tables if isinstance(t, Table)]
+    assert titles == ["5-way 1-shot, paper — exp", "20-way 5-shot, paper — exp"]
     text = render(tables)
     assert "83.00 ± 8.96" in text and "82.7 T2: n/c, CI ±9.0 wider than ±5" in text
     assert "≠ 98.9±0.2 MAML'17" in text and "MAML'17: " not in text  # no verdict

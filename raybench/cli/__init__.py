@@ -42,10 +42,14 @@ DataDirOption = Annotated[
 
 
 def stdout() -> Console:
-    """Wide enough for the report when piped to a file or a log (Rich assumes 80 columns)."""
+    """The terminal's width in a terminal. Piped or redirected, $COLUMNS when set, else
+    160 columns: a log or a file has no width of its own (Rich would assume 80), and 160
+    keeps a report's usual columns in one table per setting while staying readable."""
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=160)
+        from raybench.cli.reports import report_width
+
+        console = Console(highlight=False, width=report_width())
     return console
 
 
@@ -91,6 +95,17 @@ ConcurrencyOption = Annotated[
 ]
 CpusOption = Annotated[float, typer.Option("--cpus-per-run", min=0.01, help="CPUs per run.")]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (device).")]
+LogEveryOption = Annotated[
+    float,
+    typer.Option(
+        "--log-every",
+        min=0,
+        metavar="SECONDS",
+        help="When the output is not a terminal (a log, tee, nohup): a plain progress line "
+        "per run (step, validation accuracy, ms/step, ETA) and the overall ETA at least "
+        "this often; 0: only at evaluations and when runs end.",
+    ),
+]
 
 
 @app.command("run")
@@ -161,6 +176,7 @@ def run_command(
         typer.Option("--rerun", help="Train runs again from step 0, even if already stored."),
     ] = False,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
+    log_every: LogEveryOption = 60.0,
 ) -> None:
     """Train, evaluate and store each solver (and seed), then print the report."""
     from raybench.cli.commands import run
@@ -175,6 +191,7 @@ def run_command(
         max_retries=max_retries,
         dashboard=dashboard,
         rerun=rerun,
+        log_every=log_every,
     )
     run(
         solvers=solvers,
@@ -247,6 +264,7 @@ def sweep_command(
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
+    log_every: LogEveryOption = 60.0,
 ) -> None:
     """Search each solver's hyperparameters (Ray Tune + Optuna TPE + ASHA), then re-run the
     best configuration of each with several seeds and report."""
@@ -279,6 +297,7 @@ def sweep_command(
         resume=resume,
         show_report=report,
         console=stdout(),
+        log_every=log_every,
     )
 
 
@@ -312,6 +331,7 @@ def study_command(
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
+    log_every: LogEveryOption = 60.0,
 ) -> None:
     """Train one solver over a list of values of one setting (several seeds each) and
     report final accuracy, divergence and the validation curve per value: the report's
@@ -327,6 +347,7 @@ def study_command(
         max_concurrent=max_concurrent,
         max_retries=max_retries,
         dashboard=dashboard,
+        log_every=log_every,
     )
     study(
         solver=solver,
@@ -401,6 +422,16 @@ class ReportFormat(str, Enum):
     markdown = "markdown"
     csv = "csv"
     json = "json"
+    latex = "latex"
+
+
+class ReportTable(str, Enum):
+    summary = "summary"
+    runs = "runs"
+    bench = "bench"
+    scaling = "scaling"
+    fidelity = "fidelity"
+    trials = "trials"
 
 
 @app.command("report")
@@ -414,8 +445,9 @@ def report_command(
         ReportFormat,
         typer.Option(
             "--format",
-            help="rich: tables on the terminal; markdown, csv, json: the same aggregated "
-            "table as plain values (for papers and dashboards).",
+            help="rich: tables on the terminal, fitted to its width; markdown, csv, json: "
+            "the same tables as plain values (for papers and dashboards); latex: a booktabs "
+            "table for a paper.",
             case_sensitive=False,
         ),
     ] = ReportFormat.rich,
@@ -427,17 +459,80 @@ def report_command(
         bool,
         typer.Option(
             "--runs",
-            help="Also show one row per run (with markdown/csv/json: the per-run rows "
+            help="Also show one row per run (with markdown/csv/json/latex: the per-run rows "
             "instead of the aggregated table).",
         ),
     ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            "-c",
+            metavar="NAMES",
+            help="Comma-separated columns to show, in this order, after solver, setting and "
+            "test accuracy (always shown): vs_best (delta), runs, ms_per_step (ms), "
+            "peak_memory_mb (mem), val_acc (val), test_std (std), wall_time_s (wall), "
+            "roughness, steps, meta_steps, reference (ref), errors; or any column of the "
+            "flat formats, e.g. vs_best_p. Default: all (rich; columns that do not fit go "
+            "to a second table), test_acc,vs_best,ms,mem (latex).",
+        ),
+    ] = None,
+    table: Annotated[
+        ReportTable | None,
+        typer.Option(
+            "--table",
+            help="Only this table (default: the aggregated one and the stored studies; csv "
+            "and json write one table).",
+            case_sensitive=False,
+        ),
+    ] = None,
 ) -> None:
     """Print an experiment's results from its Parquet store alone: one row per setting,
     solver and configuration over its seeds, with stability measures and published
-    references; stored as <experiment>/summary.parquet each time."""
-    from raybench.cli.commands import report
+    references (stored as <experiment>/summary.parquet each time), and its bench, scaling
+    and fidelity studies."""
+    from raybench.cli.reports import report
 
-    report(experiment, out, stdout(), fmt=fmt.value, output=output, show_runs=runs)
+    report(
+        experiment,
+        out,
+        stdout(),
+        fmt=fmt.value,
+        output=output,
+        show_runs=runs,
+        columns=columns,
+        table=None if table is None else table.value,
+    )
+
+
+class CompareFormat(str, Enum):
+    rich = "rich"
+    json = "json"
+
+
+@app.command("compare")
+def compare_command(
+    experiment: Annotated[str, typer.Argument(help="Experiment name under --out, or a folder.")],
+    a: Annotated[str, typer.Argument(help="A: a solver name or a configuration fingerprint.")],
+    b: Annotated[str, typer.Argument(help="B: a solver name or a configuration fingerprint.")],
+    out: OutOption = Path("outputs"),
+    fmt: Annotated[
+        CompareFormat,
+        typer.Option("--format", help="rich (tables) or json.", case_sensitive=False),
+    ] = CompareFormat.rich,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Compare two configurations in every setting where both ran, paired over the same
+    test tasks: per-seed accuracies, A - B with its 95% interval, the p-value (unadjusted:
+    a single pair), the method, tasks, seeds and variance terms. A solver name that has
+    several configurations in a setting is ambiguous: give a fingerprint (`config` in
+    `raybench report --format json`)."""
+    from raybench.cli.reports import compare
+
+    compare(experiment, a, b, out, stdout(), fmt=fmt.value, output=output)
 
 
 class FigureFormat(str, Enum):

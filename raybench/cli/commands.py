@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -13,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from raybench.cli.reports import report
 from raybench.config import (
-    MATRIX_PRESETS,
     PRESETS,
     RUN_BOUNDS,
     RunConfig,
@@ -78,42 +77,37 @@ def run(
     show_report: bool,
     console: Console,
 ) -> None:
-    from raybench.configfile import config_from_dict
-    from raybench.execution import execute
-    from raybench.results import ExperimentStore
+    """``raybench run``: :func:`raybench.api.run`, then the report and the exit code."""
+    from raybench import api
 
-    if resume is not None:
-        store = resume_store(resume, out)
-        plan = store.read_manifest("run")
-        configs = [config_from_dict(c) for c in plan["configs"]]
-        source = plan.get("source", "preset")
-    else:
-        overrides = parse_assignments(settings)
-        if steps is not None:
-            overrides["meta_steps"] = str(steps)
-        if device is not None:
-            overrides["device"] = device
-        seed_range = range(first_seed, first_seed + seeds)
-        if config_files:
-            configs = configs_from_files(config_files, overrides, seed_range)
-            source, default_name = "config", "configs"
-        else:
-            presets = list(MATRIX_PRESETS) if matrix else resolve_presets(preset)
-            names = resolve_solvers(solvers)
-            configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
-            source = "preset"
-            default_name = "matrix" if matrix else "+".join(presets)
-        store = ExperimentStore(out / experiment_name(experiment or default_name))
-        store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
-    names = list(dict.fromkeys(c.solver for c in configs))
-    console.print(
-        f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
-        f"({execution.backend} back end), experiment {store.root}"
+    exp = api.run(
+        solvers,
+        preset,
+        settings=parse_assignments(settings),
+        seeds=seeds,
+        first_seed=first_seed,
+        steps=steps,
+        device=device,
+        config_files=config_files,
+        matrix=matrix,
+        experiment=experiment,
+        out=out,
+        data_dir=data_dir,
+        backend=execution.backend,
+        address=execution.address,
+        gpus_per_run=execution.gpus_per_run,
+        cpus_per_run=execution.cpus_per_run,
+        max_concurrent=execution.max_concurrent,
+        max_retries=execution.max_retries,
+        dashboard=execution.dashboard,
+        rerun=execution.rerun,
+        resume=resume,
+        log_every=execution.log_every,
+        console=console,
     )
-    summaries = execute(configs, store, console, replace(execution, source=source), data_dir)
     if show_report:
-        report(str(store.root), out, console)
-    failed = [s for s in summaries if s.status == "failed"]
+        report(str(exp.root), out, console)
+    failed = [s for s in exp.outcomes if s.status == "failed"]
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; their rows say why[/]")
         raise typer.Exit(1)
@@ -275,6 +269,7 @@ def sweep(
     resume: str | None,
     show_report: bool,
     console: Console,
+    log_every: float = 60.0,
 ) -> None:
     from raybench.configfile import read_config_file
     from raybench.execution import ExecutionOptions, execute
@@ -342,6 +337,7 @@ def sweep(
                 gpus_per_run=options.gpus_per_trial,
                 cpus_per_run=options.cpus_per_trial,
                 source="tuned",
+                log_every=log_every,
             )
             execute(configs, store, console, execution, data_dir)
     if show_report and store.files("runs"):
@@ -354,66 +350,6 @@ def default_spaces() -> Path:
 
     local = Path("search_spaces")
     return local if local.is_dir() else DEFAULT_DIR
-
-
-def report(
-    experiment: str | None,
-    out: Path,
-    console: Console,
-    fmt: str = "rich",
-    output: Path | None = None,
-    show_runs: bool = False,
-) -> None:
-    """The aggregated table (stored as ``summary.parquet`` each time), as Rich tables with
-    the studies, or as Markdown/CSV/JSON to stdout or ``output``; ``show_runs`` adds the
-    per-run table (Rich) or writes the per-run rows instead (flat formats)."""
-    from raybench.report import flat, records, tables
-    from raybench.results import open_experiment
-    from raybench.results.store import write_table
-
-    if fmt not in flat.FORMATS:
-        raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(flat.FORMATS)}")
-    store = open_experiment(experiment or newest_experiment(out), out)
-    runs = store.read("runs")
-    studies = study_renderables(store) if fmt == "rich" else []
-    if runs.num_rows == 0 and not studies:
-        raise RaybenchError(f"experiment {store.root} has no finished runs yet")
-    summary: list[dict] = []
-    curves = store.read("curves") if runs.num_rows else None
-    if runs.num_rows:  # derived from the store every time, never edited by hand
-        summary = records.summary_records(runs, curves, store.read("tasks"))
-        try:
-            write_table(store.root / "summary.parquet", records.summary_arrow(summary))
-        except OSError as exc:  # a read-only store still reports
-            print(f"raybench: summary.parquet not stored: {exc}", file=sys.stderr)
-    if fmt != "rich":
-        if show_runs:
-            rows, names = records.run_records(runs, curves), records.RUNS_SCHEMA.names
-        else:
-            rows, names = summary, records.SUMMARY_SCHEMA.names
-        captions = records.caption_lines(runs)
-        text = flat.render_flat(rows, fmt, names, captions)
-        if output is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
-            output.write_text(text, encoding="utf-8")
-        return
-    target = console
-    if output is not None:
-        handle = output.open("w", encoding="utf-8")
-        target = Console(file=handle, width=200, color_system=None, highlight=False)
-    try:
-        title = f"raybench: {store.name} ({store.root})"
-        for table in tables.summary_tables(summary, runs, title=title):
-            target.print(table)
-        if show_runs and runs.num_rows:
-            target.print(tables.runs_table(runs, title=f"{title}, per run", curves=curves))
-        for renderable in studies:
-            target.print(renderable)
-    finally:
-        if output is not None:
-            handle.close()
 
 
 def newest_experiment(out: Path) -> str:
@@ -495,20 +431,6 @@ def list_settings(preset: str, console: Console) -> None:
 
 
 # -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
-
-
-def study_renderables(store: ExperimentStore) -> list:
-    """The fidelity and scaling tables of an experiment, where it has them."""
-    from raybench.report.studies import fidelity_tables, scaling_renderables
-
-    out: list = []
-    fidelity_rows = store.read("fidelity")
-    if fidelity_rows.num_rows:
-        out += fidelity_tables(fidelity_rows)
-    scaling_rows = store.read("scaling")
-    if scaling_rows.num_rows:
-        out += scaling_renderables(scaling_rows)
-    return out
 
 
 def study_store(experiment: str, out: Path) -> ExperimentStore:

@@ -42,6 +42,7 @@ class ExecutionOptions:
     dashboard: bool = False
     rerun: bool = False
     source: str = "preset"  # recorded with each run: preset, config file, tuned
+    log_every: float = 60.0  # not in a terminal: a progress line per run this often (0: off)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -52,6 +53,8 @@ class ExecutionOptions:
             raise RaybenchError(f"--cpus-per-run {self.cpus_per_run}: expected > 0")
         if self.max_retries < 0:
             raise RaybenchError(f"--max-retries {self.max_retries}: expected >= 0")
+        if self.log_every < 0:
+            raise RaybenchError(f"--log-every {self.log_every}: expected >= 0 seconds")
 
 
 def execute(
@@ -82,7 +85,13 @@ def execute(
 
         threads = max(1, int(options.cpus_per_run))
         return skipped + run_inline(
-            todo, data, store, console, source=options.source, threads=threads
+            todo,
+            data,
+            store,
+            console,
+            source=options.source,
+            threads=threads,
+            log_every=options.log_every,
         )
     from raybench.execution.ray_backend import run_on_ray
 

@@ -128,6 +128,7 @@ class RunWorker:
                     "total": event.total,
                     "val_acc": event.val_acc,
                     "phase": event.phase,
+                    "ms_per_step": event.ms_per_step,
                     "node": self.node,
                     "pid": pid,
                 }
@@ -203,7 +204,7 @@ def run_on_ray(
         queue = list(configs)
         pending: dict[Any, tuple[RunConfig, Any]] = {}
         state: dict[str, dict[str, Any]] = {}
-        with RunProgress(console, len(configs)) as progress:
+        with RunProgress(console, len(configs), log_every=options.log_every) as progress:
             for config in configs:
                 progress.add(config)
             while queue or pending:
@@ -235,7 +236,12 @@ def run_on_ray(
 
 def _event(run_id: str, fields: dict[str, Any]) -> Progress:
     return Progress(
-        run_id, int(fields["step"]), int(fields["total"]), fields.get("val_acc"), fields["phase"]
+        run_id,
+        int(fields["step"]),
+        int(fields["total"]),
+        fields.get("val_acc"),
+        fields["phase"],
+        ms_per_step=fields.get("ms_per_step"),
     )
 
 

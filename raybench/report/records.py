@@ -56,6 +56,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("completed", pa.int64()),
         ("diverged", pa.int64()),
         ("failed", pa.int64()),
+        ("errors", pa.string()),  # why runs failed or diverged, per distinct error
         ("test_acc", pa.float64()),  # %, mean over completed seeds
         ("test_ci95", pa.float64()),  # %, half-width of the 95% interval
         ("ci_over", pa.string()),  # "test tasks" (one seed) or "seeds" (several)
@@ -105,6 +106,7 @@ RUNS_SCHEMA = pa.schema(
         ("peak_memory_mb", pa.float64()),
         ("steps_done", pa.int64()),
         ("meta_steps", pa.int64()),
+        ("error", pa.string()),
     ]
 )
 
@@ -196,7 +198,7 @@ def _run_view(row: Mapping[str, Any], points: Sequence[tuple[int, float]]) -> di
     return {
         "setting_key": setting_key(row),
         "solver": row.get("solver"),
-        "family": row.get("family"),
+        "family": row.get("family") or registry_family(row.get("solver")),
         "options": None if (options := solver_options(row)) == MISSING else options,
         "source": row.get("source"),
         "config": config_key(row),
@@ -215,7 +217,17 @@ def _run_view(row: Mapping[str, Any], points: Sequence[tuple[int, float]]) -> di
         "peak_memory_mb": _num(row.get("peak_memory_mb")),
         "steps_done": row.get("steps_done"),
         "meta_steps": row.get("meta_steps"),
+        "error": row.get("error") or None,
     }
+
+
+def registry_family(solver: Any) -> str | None:
+    """A solver's family from the registry: a run that failed before its solver was built
+    has none stored."""
+    from raybench.solvers import SOLVERS
+
+    cls = SOLVERS.get(str(solver))
+    return None if cls is None else cls.family
 
 
 def run_views(runs: pa.Table, curves: pa.Table | None) -> list[tuple[dict, dict]]:
@@ -375,6 +387,7 @@ def _aggregate(members: list[tuple[dict, dict]]) -> dict[str, Any]:
         "completed": statuses.count("completed"),
         "diverged": statuses.count("diverged"),
         "failed": statuses.count("failed"),
+        "errors": run_errors(views),
         "test_acc": test_acc,
         "test_ci95": test_ci,
         "ci_over": ci_over,
@@ -390,6 +403,22 @@ def _aggregate(members: list[tuple[dict, dict]]) -> dict[str, Any]:
     }
     record.update(_reference_columns(row, record["test_acc"], record["test_ci95"]))
     return record
+
+
+def run_errors(views: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a configuration's runs failed or diverged: each distinct error once, with the
+    seeds and the steps they reached, ``"; "``-separated."""
+    by_error: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for v in views:
+        if v["status"] != "completed" and v.get("error"):
+            by_error.setdefault((str(v["status"]), str(v["error"])), []).append(v)
+    parts = []
+    for (status, error), members in by_error.items():
+        where = ", ".join(
+            f"{v['seed']} at step {v['steps_done']}/{v['meta_steps']}" for v in members
+        )
+        parts.append(f"{status}, seed{'s' if len(members) > 1 else ''} {where}: {error}")
+    return "; ".join(parts) or None
 
 
 def _reference_columns(row: Mapping[str, Any], acc: float | None, ci: float | None) -> dict:
@@ -481,7 +510,8 @@ NOTES = (
     "the settings that differ from the solver's other configurations in the setting. "
     "Runs: completed/diverged/failed. Test acc.: mean over the completed seeds, in %; ± is "
     "the 95% interval over the test tasks when one seed completed, else the Student-t 95% "
-    "interval over the completed seeds; Std: sample std across completed seeds.",
+    "interval over the completed seeds; Std: sample std across completed seeds. ✗: why "
+    "runs failed or diverged, under the table of their setting.",
     f"Δ best: {_VERSUS_NOTE}; ★ = not significantly worse than the best (adjusted p ≥ 0.05).",
     f"Rough. = {_STABILITY_NOTE}",
     f"Reference: {_REFERENCE_NOTE} ≠ marks a differing protocol. T2 = the report's Table 2; "
@@ -493,7 +523,8 @@ NOTES = (
 FLAT_NOTES = (
     "test_acc: mean over the completed seeds, in %; test_ci95: the 95% interval over the test "
     "tasks when one seed completed (ci_over = test tasks), else the Student-t 95% interval "
-    "over the completed seeds (ci_over = seeds); test_std: sample std across completed seeds.",
+    "over the completed seeds (ci_over = seeds); test_std: sample std across completed seeds; "
+    "errors: why runs failed or diverged (seed, step reached, error).",
     f"vs_best, vs_best_ci95, vs_best_p: {_VERSUS_NOTE}; vs_best_verdict: best, tied (not "
     "significantly worse than the best, adjusted p ≥ 0.05) or worse.",
     f"{_STABILITY_NOTE[0].upper()}{_STABILITY_NOTE[1:]}",

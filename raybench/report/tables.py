@@ -1,18 +1,28 @@
-"""The report as Rich tables: one table per setting, best values in bold green.
+"""The report as Rich tables that fit the terminal: one table per setting, best values in
+bold green.
 
 The content comes from :mod:`raybench.report.records`; this module only decides how it
-looks in a terminal.
+looks. Rich squeezes every column of a table that is too wide, names included, so the
+tables are laid out here instead: each column gets the width its content needs, the
+solver and the test accuracy (with its interval) always, then the other columns in order
+of importance while they fit; the rest go to a continuation table under the first, with
+the solver repeated. ``--columns`` picks and orders them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from raybench.report import references as refs
+from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, group_of
 from raybench.report.records import (
     MISSING,
     NOTES,
@@ -27,6 +37,157 @@ from raybench.report.records import (
 from raybench.report.stability import finite as _num
 
 BEST = "bold green"
+# Marks a row not significantly worse than the best of its setting (paired, Holm).
+TIED = "★"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a terminal table. A wrapping column is at most ``max_width`` wide,
+    but never narrower than the widest first line of its cells (a solver's name)."""
+
+    key: str
+    header: str
+    justify: str = "right"
+    wrap: bool = False
+    max_width: int = 0
+
+
+# The summary's columns, in order of importance: what stays when the terminal is narrow.
+SUMMARY_COLUMNS = (
+    Column("solver", "Solver", "left", wrap=True, max_width=26),
+    Column("test_acc", "Test acc. %\n± 95% CI"),
+    Column("vs_best", "Δ best\n± 95% CI"),
+    Column("runs", "Runs\nok/div/fail"),
+    Column("ms_per_step", "ms/step"),
+    Column("peak_memory_mb", "Mem."),
+    Column("val_acc", "Val. %"),
+    Column("test_std", "Std"),
+    Column("wall_time_s", "Wall"),
+    Column("roughness", "Rough."),
+    Column("steps", "Steps\n90/95%"),
+    Column("meta_steps", "Meta-\nsteps"),
+    Column("reference", "Reference %", "left", wrap=True, max_width=40),
+)
+SUMMARY_DEFAULT = tuple(c.key for c in SUMMARY_COLUMNS if c.key != "meta_steps")
+RUN_COLUMNS = (
+    Column("solver", "Run", "left", wrap=True, max_width=26),
+    Column("test_acc", "Test acc. %\n± 95% CI"),
+    Column("status", "Status", "left", wrap=True, max_width=40),
+    Column("family", "Family", "left"),
+    Column("val_acc", "Val. %"),
+    Column("ms_per_step", "ms/step"),
+    Column("peak_memory_mb", "Mem."),
+    Column("wall_time_s", "Wall"),
+    Column("roughness", "Rough."),
+    Column("steps", "Steps\n90/95%"),
+    Column("options", "Options", "left", wrap=True, max_width=30),
+)
+RUN_DEFAULT = tuple(c.key for c in RUN_COLUMNS)
+ESSENTIAL = ("solver", "test_acc")  # in the first table, whatever the width
+
+
+# ---------------------------------------------------------------- layout
+
+
+def cell_width(markup: str) -> int:
+    """The widest line of a cell as the terminal shows it (markup removed)."""
+    return max((Text.from_markup(line).cell_len for line in markup.split("\n")), default=0)
+
+
+def column_width(column: Column, cells: Sequence[str]) -> int:
+    header = max(Text(line).cell_len for line in column.header.split("\n"))
+    content = max((cell_width(c) for c in cells), default=0)
+    if column.wrap:
+        first = max((cell_width(c.split("\n")[0]) for c in cells), default=0)
+        content = max(first, min(content, column.max_width))
+    return max(header, content, 1)
+
+
+def table_width(widths: Sequence[int]) -> int:
+    """Rich's width of a table with these column widths: one space of padding on each
+    side of a cell, a border between columns and at both edges."""
+    return sum(w + 2 for w in widths) + len(widths) + 1
+
+
+def split_columns(
+    columns: Sequence[Column], widths: Mapping[str, int], width: int | None
+) -> list[list[Column]]:
+    """Columns per table, in their order: the first table holds the essential columns and
+    the next ones up to the first that does not fit; each further table repeats the
+    first column (the solver) and goes on from there."""
+    identity = list(columns[:1])
+    pending = list(columns[1:])
+    groups: list[list[Column]] = []
+    while pending:
+        used = table_width([widths[c.key] for c in identity])
+        chosen: list[Column] = []
+        for column in pending:
+            need = widths[column.key] + 3
+            must = not groups and column.key in ESSENTIAL
+            if not (must or width is None or used + need <= width):
+                break
+            chosen.append(column)
+            used += need
+        if not chosen:  # wider than any terminal table: alone, Rich wraps what it can
+            chosen = pending[:1]
+        groups.append(identity + chosen)
+        pending = pending[len(chosen) :]
+    return groups or [identity]
+
+
+def fitted_tables(
+    title: str,
+    columns: Sequence[Column],
+    rows: Sequence[Mapping[str, str]],
+    width: int | None,
+) -> list[Table]:
+    """The rows as one table, or several when the columns do not fit ``width``."""
+    widths = {c.key: column_width(c, [r[c.key] for r in rows]) for c in columns}
+    out = []
+    for i, group in enumerate(split_columns(columns, widths, width)):
+        table = Table(
+            title=title if i == 0 else f"{title} (continued)",
+            title_justify="left",
+            header_style="bold",
+        )
+        for c in group:
+            table.add_column(
+                c.header,
+                justify=c.justify,  # type: ignore[arg-type]
+                no_wrap=not c.wrap,
+                width=widths[c.key],
+            )
+        for r in rows:
+            table.add_row(*(r[c.key] for c in group))
+        out.append(table)
+    return out
+
+
+def note(markup: str) -> Text:
+    """Text under a table at the console's full width (a caption would be as narrow as
+    the table)."""
+    return Text.from_markup(markup)
+
+
+def chosen_columns(
+    available: Sequence[Column],
+    default: Sequence[str],
+    chosen: Sequence[str] | None,
+    groups: Mapping[str, Sequence[str]],
+) -> list[Column]:
+    """The essential columns, then the chosen ones (names as ``--columns`` gives them,
+    mapped to their column) in the order given, or the default ones."""
+    by_key = {c.key: c for c in available}
+    keys = list(ESSENTIAL)
+    for name in default if chosen is None else chosen:
+        key = name if name in by_key else group_of(name, groups)
+        if key is not None and key in by_key and key not in keys:
+            keys.append(key)
+    return [by_key[k] for k in keys]
+
+
+# ---------------------------------------------------------------- cells
 
 
 def _best_values(records: Sequence[Mapping[str, Any]], spec: Mapping[str, bool]) -> dict:
@@ -57,6 +218,13 @@ SUMMARY_BEST = {
     "ms_per_step": False,
     "peak_memory_mb": False,
 }
+RUN_BEST = {
+    "test_acc": True,
+    "val_acc": True,
+    "wall_time_s": False,
+    "ms_per_step": False,
+    "peak_memory_mb": False,
+}
 
 
 def _mark(text: str, value: Any, best: float | None) -> str:
@@ -82,7 +250,7 @@ def reference_lines(row: Mapping[str, Any], acc: float | None, ci: float | None)
     for m in refs.references_for(row):
         ref = m.reference
         pm = f"±{ref.pm:g}" if ref.pm is not None else ""
-        text = f"{ref.value:g}{pm} {ref.short or ref.source}"
+        text = escape(f"{ref.value:g}{pm} {ref.short or ref.source}")
         if not m.same_protocol:  # ≠ says it all: context, no verdict
             lines.append(f"[dim]≠ {text}[/]")
             continue
@@ -92,19 +260,19 @@ def reference_lines(row: Mapping[str, Any], acc: float | None, ci: float | None)
 
 
 def _solver_cell(record: Mapping[str, Any]) -> str:
-    """Solver (and its config's source unless a preset), family, own options: one cell, so
-    the wide table fits a 160-column log."""
+    """Solver (and its config's source unless a preset) on the first line, never wrapped;
+    family, own options, what differs from its other configurations, and whether runs
+    failed, dimmed below."""
     source = record.get("source")
     head = str(record["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
-    lines = [head, f"[dim]{record.get('family') or MISSING}[/]"]
+    lines = [escape(head), f"[dim]{escape(str(record.get('family') or MISSING))}[/]"]
     for key in ("options", "differs"):
         if record.get(key) is not None:
-            lines.append(f"[dim]{record[key]}[/]")
+            lines.append(f"[dim]{escape(str(record[key]))}[/]")
+    bad = [f"{record[k]} {k}" for k in ("failed", "diverged") if record.get(k)]
+    if bad and record.get("errors"):
+        lines.append(f"[red]✗ {', '.join(bad)}[/]")
     return "\n".join(lines)
-
-
-# Marks a row not significantly worse than the best of its setting (paired, Holm).
-TIED = "★"
 
 
 def versus_best_text(record: Mapping[str, Any]) -> str:
@@ -118,29 +286,62 @@ def versus_best_text(record: Mapping[str, Any]) -> str:
     return f"{text} [{BEST}]{TIED}[/]" if verdict == "tied" else text
 
 
-SUMMARY_COLUMNS = (
-    ("Solver", "left"),
-    ("Runs", "right"),
-    ("Test acc. % (95% CI)", "right"),
-    ("Δ best", "right"),
-    ("Std", "right"),
-    ("Val. %", "right"),
-    ("Rough.", "right"),
-    ("Steps 90/95%", "right"),
-    ("Wall", "right"),
-    ("ms/step", "right"),
-    ("Mem.", "right"),
-    ("Reference %", "left"),
-)
+def _summary_cells(
+    r: Mapping[str, Any], best: Mapping[str, float | None], raw: Mapping[str, Any]
+) -> dict[str, str]:
+    diverged = f"[red]{r['diverged']}[/]" if r["diverged"] else "0"
+    failed = f"[red]{r['failed']}[/]" if r["failed"] else "0"
+    steps = f"{_fixed(r['steps_90'], 0)}/{_fixed(r['steps_95'], 0)}"
+    if r["steps_90"] is None and r["steps_95"] is None:
+        steps = MISSING
+    return {
+        "solver": _solver_cell(r),
+        "runs": f"{r['completed']}/{diverged}/{failed}",
+        "test_acc": _mark(
+            _acc_text(r["test_acc"], r["test_ci95"]), r["test_acc"], best["test_acc"]
+        ),
+        "vs_best": versus_best_text(r),
+        "test_std": _mark(_fixed(r["test_std"], 2), r["test_std"], best["test_std"]),
+        "val_acc": _mark(_fixed(r["val_acc"], 2), r["val_acc"], best["val_acc"]),
+        "roughness": _mark(_fixed(r["roughness"], 2), r["roughness"], best["roughness"]),
+        "steps": _mark(steps, r["steps_90"], best["steps_90"]),
+        "meta_steps": MISSING if r.get("meta_steps") is None else str(r["meta_steps"]),
+        "wall_time_s": _mark(
+            format_duration(r["wall_time_s"]), r["wall_time_s"], best["wall_time_s"]
+        ),
+        "ms_per_step": _mark(_fixed(r["ms_per_step"], 1), r["ms_per_step"], best["ms_per_step"]),
+        "peak_memory_mb": _mark(
+            format_memory(r["peak_memory_mb"]), r["peak_memory_mb"], best["peak_memory_mb"]
+        ),
+        "reference": reference_lines(raw, r["test_acc"], r["test_ci95"]),
+    }
+
+
+def _error_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Under a setting's table: why its runs failed or diverged, in full."""
+    lines = []
+    for r in rows:
+        if r.get("errors"):
+            source = r.get("source")
+            name = str(r["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
+            lines.append(f"[red]✗[/] {escape(name)} [dim]{r['config']}[/]: {escape(r['errors'])}")
+    return lines
+
+
+# ---------------------------------------------------------------- tables
 
 
 def summary_tables(
     records: Sequence[Mapping[str, Any]],
     runs: pa.Table,
     title: str = "raybench",
-) -> list[Table]:
-    """The aggregated records as Rich tables, one per setting, best values per setting in
-    bold green; the notes under the last."""
+    *,
+    width: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> list[Table | Text]:
+    """The aggregated records as Rich tables, one per setting (continued in a second table
+    when ``width`` is too narrow for its columns), best values per setting in bold green;
+    under each setting its protocol and the errors of its failed runs, the notes last."""
     captions = setting_captions(runs)
     first_rows: dict[tuple[str, str], dict] = {}
     for row in runs.to_pylist():
@@ -148,114 +349,126 @@ def summary_tables(
     by_setting: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         by_setting.setdefault(record["setting"], []).append(record)
-    tables = []
+    shown = chosen_columns(SUMMARY_COLUMNS, SUMMARY_DEFAULT, columns, SUMMARY_GROUPS)
+    out: list[Table | Text] = []
     for label, rows in by_setting.items():
-        out = Table(title=f"{title} — {label}", title_justify="left", header_style="bold")
-        for name, justify in SUMMARY_COLUMNS:
-            # the reference lines wrap, everything else keeps its width: names never squeezed
-            wrap = name == "Reference %"
-            out.add_column(name, justify=justify, no_wrap=not wrap, max_width=40 if wrap else None)  # type: ignore[arg-type]
         best = _best_values(rows, SUMMARY_BEST)
-        for r in rows:
-            raw = first_rows.get((label, r["config"]), {})
-            diverged = f"[red]{r['diverged']}[/]" if r["diverged"] else "0"
-            failed = f"[red]{r['failed']}[/]" if r["failed"] else "0"
-            steps = f"{_fixed(r['steps_90'], 0)}/{_fixed(r['steps_95'], 0)}"
-            if r["steps_90"] is None and r["steps_95"] is None:
-                steps = MISSING
-            out.add_row(
-                _solver_cell(r),
-                f"{r['completed']}/{diverged}/{failed}",
-                _mark(_acc_text(r["test_acc"], r["test_ci95"]), r["test_acc"], best["test_acc"]),
-                versus_best_text(r),
-                _mark(_fixed(r["test_std"], 2), r["test_std"], best["test_std"]),
-                _mark(_fixed(r["val_acc"], 2), r["val_acc"], best["val_acc"]),
-                _mark(_fixed(r["roughness"], 2), r["roughness"], best["roughness"]),
-                _mark(steps, r["steps_90"], best["steps_90"]),
-                _mark(format_duration(r["wall_time_s"]), r["wall_time_s"], best["wall_time_s"]),
-                _mark(_fixed(r["ms_per_step"], 1), r["ms_per_step"], best["ms_per_step"]),
-                _mark(
-                    format_memory(r["peak_memory_mb"]), r["peak_memory_mb"], best["peak_memory_mb"]
-                ),
-                reference_lines(raw, r["test_acc"], r["test_ci95"]),
-            )
-        out.caption = captions.get(label, "")
-        out.caption_justify = "left"
-        tables.append(out)
-    if tables:
-        tables[-1].caption = "\n".join([tables[-1].caption or "", *NOTES]).strip()
-    return tables
-
-
-def runs_table(table: pa.Table, title: str = "raybench", curves: pa.Table | None = None) -> Table:
-    """One row per run: solver, family, test accuracy with its 95% interval, final
-    validation accuracy, the run's stability measures, wall time, ms per meta-step, peak
-    memory, status (with the meta-steps done unless completed); the best value of each
-    measure among completed runs of a setting in bold green. Settings are sections, named on
-    their first row."""
-    views = [v for _, v in run_views(table, curves)]
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (
-        ("Setting", "left"),
-        ("Solver", "left"),
-        ("Family", "left"),
-        ("Options", "left"),
-        ("Seed", "right"),
-        ("Test acc. % (95% CI)", "right"),
-        ("Val. %", "right"),
-        ("Rough.", "right"),
-        ("Steps 90/95%", "right"),
-        ("Wall", "right"),
-        ("ms/step", "right"),
-        ("Mem.", "right"),
-        ("Status", "left"),
-    ):
-        wrap = name in ("Setting", "Options", "Status")
-        out.add_column(name, justify=justify, no_wrap=not wrap)  # type: ignore[arg-type]
-    spec = {
-        "test_acc": True,
-        "val_acc": True,
-        "wall_time_s": False,
-        "ms_per_step": False,
-        "peak_memory_mb": False,
-    }
-    best_by_setting: dict[Any, dict] = {}
-    for key in {v["setting_key"] for v in views}:
-        best_by_setting[key] = _best_values([v for v in views if v["setting_key"] == key], spec)
-    previous = None
-    for v in views:
-        if previous is not None and v["setting_key"] != previous:
-            out.add_section()
-        label = setting_label(v["setting_key"]) if v["setting_key"] != previous else ""
-        previous = v["setting_key"]
-        best = best_by_setting[v["setting_key"]]
-        acc, ci = v["test_acc"], v["test_ci95"]
-        test = MISSING if acc is None else f"{acc:.2f} ± {ci or 0:.2f}"
-        val = v["val_acc"]
-        status = v["status"] or "?"
-        stab_steps = MISSING if v["steps_90"] is None else f"{v['steps_90']}/{v['steps_95']}"
-        total = v["meta_steps"]
-        if status != "completed":
-            done = f"{v['steps_done']}/{total}" if total else str(v["steps_done"])
-            status = f"[red]{status}[/] at {done}"
-        source = v["source"]
-        solver = str(v["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
-        out.add_row(
-            label,
-            solver,
-            str(v["family"] or MISSING),
-            v["options"] or MISSING,
-            str(v["seed"] if v["seed"] is not None else MISSING),
-            _mark(test, acc, best["test_acc"]),
-            _mark(MISSING if val is None else f"{val:.2f}", val, best["val_acc"]),
-            MISSING if v["roughness"] is None else f"{v['roughness']:.2f}",
-            stab_steps,
-            _mark(format_duration(v["wall_time_s"]), v["wall_time_s"], best["wall_time_s"]),
-            _mark(_fixed(v["ms_per_step"], 1), v["ms_per_step"], best["ms_per_step"]),
-            _mark(format_memory(v["peak_memory_mb"]), v["peak_memory_mb"], best["peak_memory_mb"]),
-            status,
-        )
-    captions = setting_captions(table)
-    out.caption = "\n".join(f"{label}: {line}" for label, line in captions.items())
-    out.caption_justify = "left"
+        cells = [_summary_cells(r, best, first_rows.get((label, r["config"]), {})) for r in rows]
+        out += fitted_tables(f"{label} — {title}", shown, cells, width)
+        protocol = f"[dim]{escape(captions.get(label, ''))}[/]"
+        out.append(note("\n".join([protocol, *_error_lines(rows)])))
+    if out:
+        out.append(note("\n".join(f"[dim]{escape(n)}[/]" for n in NOTES)))
     return out
+
+
+def _run_cells(v: Mapping[str, Any], best: Mapping[str, float | None]) -> dict[str, str]:
+    acc, ci = v["test_acc"], v["test_ci95"]
+    test = MISSING if acc is None else f"{acc:.2f} ± {ci or 0:.2f}"
+    val = v["val_acc"]
+    status = escape(str(v["status"] or "?"))
+    if v["status"] != "completed":
+        total = v["meta_steps"]
+        done = f"{v['steps_done']}/{total}" if total else str(v["steps_done"])
+        status = f"[red]{status}[/] at {done}"
+        if v.get("error"):
+            status += f": {escape(str(v['error']))}"
+    source = v["source"]
+    solver = str(v["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
+    seed = MISSING if v["seed"] is None else str(v["seed"])
+    return {
+        "solver": f"{escape(solver)} seed {seed}",
+        "family": escape(str(v["family"] or MISSING)),
+        "options": escape(v["options"] or MISSING),
+        "test_acc": _mark(test, acc, best["test_acc"]),
+        "val_acc": _mark(MISSING if val is None else f"{val:.2f}", val, best["val_acc"]),
+        "roughness": _fixed(v["roughness"], 2),
+        "steps": MISSING if v["steps_90"] is None else f"{v['steps_90']}/{v['steps_95']}",
+        "wall_time_s": _mark(
+            format_duration(v["wall_time_s"]), v["wall_time_s"], best["wall_time_s"]
+        ),
+        "ms_per_step": _mark(_fixed(v["ms_per_step"], 1), v["ms_per_step"], best["ms_per_step"]),
+        "peak_memory_mb": _mark(
+            format_memory(v["peak_memory_mb"]), v["peak_memory_mb"], best["peak_memory_mb"]
+        ),
+        "status": status,
+    }
+
+
+def runs_table(
+    table: pa.Table,
+    title: str = "raybench",
+    curves: pa.Table | None = None,
+    *,
+    width: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> Group:
+    """One row per run, a table per setting: run (solver and seed), test accuracy with its
+    95% interval, status (with the meta-steps done and the error unless completed),
+    family, validation accuracy, cost, the run's stability measures and options; the best
+    value of each measure among completed runs of a setting in bold green."""
+    views = [v for _, v in run_views(table, curves)]
+    shown = chosen_columns(RUN_COLUMNS, RUN_DEFAULT, columns, RUN_GROUPS)
+    by_setting: dict[Any, list[Mapping[str, Any]]] = {}
+    for v in views:
+        by_setting.setdefault(v["setting_key"], []).append(v)
+    captions = setting_captions(table)
+    out: list[Table | Text] = []
+    for key, members in by_setting.items():
+        best = _best_values(members, RUN_BEST)
+        label = setting_label(key)
+        cells = [_run_cells(v, best) for v in members]
+        out += fitted_tables(f"{label} — {title}", shown, cells, width)
+        out.append(note(f"[dim]{escape(captions.get(label, ''))}[/]"))
+    return Group(*out)
+
+
+def comparison_table(result: Any) -> Table:
+    """One setting of ``raybench compare``: both sides' per-seed means, the difference
+    with its interval and p-value, how it was computed and the variance terms."""
+    c = result.comparison
+    table = Table(
+        title=f"{result.a.label} vs {result.b.label} — {result.setting}",
+        title_justify="left",
+        show_header=False,
+        header_style="bold",
+    )
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value")
+    for side, config, seeds, means in (
+        ("A", result.a, result.seeds_a, c.seed_means_a if c else ()),
+        ("B", result.b, result.seeds_b, c.seed_means_b if c else ()),
+    ):
+        table.add_row(side, f"{escape(config.label)} [dim]config {config.config}[/]")
+        if means:
+            per_seed = ", ".join(f"seed {s}: {m:.2f}" for s, m in zip(seeds, means))
+            table.add_row("  per seed %", f"{per_seed}; mean {sum(means) / len(means):.2f}")
+    if c is None:
+        table.add_row("not compared", escape(result.note or ""))
+        return table
+    table.add_row(
+        "A − B",
+        f"{c.diff:+.2f} points, 95% CI [{c.low:+.2f}, {c.high:+.2f}] (± {c.half_width:.2f})",
+    )
+    table.add_row("p-value", f"{c.p_value:.3g} (unadjusted: a single pair)")
+    table.add_row("method", f"{escape(c.method)}; df {c.df:.1f}, SE {c.se:.3f}")
+    table.add_row("tasks, seeds", f"{c.tasks} test tasks; {c.seeds_a} + {c.seeds_b} seeds")
+    seeds, tasks = c.variance.get("seeds", 0.0), c.variance.get("tasks", 0.0)
+    table.add_row(
+        "Var(A − B)",
+        f"seeds {seeds:.4g} + tasks {tasks:.4g} = {seeds + tasks:.4g} (SE² {c.se**2:.4g})",
+    )
+    return table
+
+
+def records_table(
+    title: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str], width: int | None
+) -> Group:
+    """Plain records (a sweep's trials) as terminal tables: every column, as stored."""
+    from raybench.report.flat import plain_cell
+
+    first = [n for n in ("solver", "trial_id") if n in names]
+    names = [*first, *(n for n in names if n not in first)]
+    columns = [Column(n, n, "left", wrap=True, max_width=30) for n in names]
+    cells = [{n: escape(plain_cell(r.get(n), n)) for n in names} for r in rows]
+    return Group(*fitted_tables(title, columns, cells, width))

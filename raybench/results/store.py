@@ -26,7 +26,7 @@ from raybench.train import RunResult
 
 TABLES = ("runs", "curves", "tasks", "trials", "fidelity", "scaling")
 # Tables whose folder alone makes a folder an experiment (the studies need no runs).
-EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling")
+EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling", "bench")
 
 
 def write_table(path: Path, table: pa.Table) -> None:

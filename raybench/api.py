@@ -1,0 +1,308 @@
+"""raybench from Python (a notebook, a script): the same code paths as the CLI.
+
+    import raybench
+
+    exp = raybench.run(["maml", "fomaml"], preset="smoke", seeds=2, backend="inline")
+    exp.summary[["solver", "test_acc", "test_ci95", "vs_best", "vs_best_verdict"]]
+    exp.curves.groupby(["solver", "step"]).val_query_acc_post.mean()
+
+    exp = raybench.load("paper")                  # a stored experiment, by name or folder
+    raybench.compare("paper", "maml", "fomaml")   # the paired comparison, per setting
+
+Every table is a pandas DataFrame read from the experiment's Parquet store when first
+used. ``raybench run`` and ``raybench report`` are thin layers over :func:`run` and
+:func:`summary_records`; ``raybench compare`` over :func:`paired_results`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from rich.console import Console
+
+    from raybench.execution import RunSummary
+    from raybench.report.comparison import PairedResult
+    from raybench.results import ExperimentStore
+
+__all__ = ["Experiment", "compare", "load", "run", "summary"]
+
+PathLike = str | Path
+
+
+def open_store(experiment: PathLike | None = None, out: PathLike = "outputs") -> ExperimentStore:
+    """An experiment by name under ``out``, by folder path, or (None) the newest under
+    ``out``; a one-line error naming what there is otherwise."""
+    from raybench.cli.commands import newest_experiment
+    from raybench.results import open_experiment
+
+    out = Path(out)
+    name = str(experiment) if experiment is not None else newest_experiment(out)
+    return open_experiment(name, out)
+
+
+def _frame(table: pa.Table, schema: pa.Schema | None = None) -> pd.DataFrame:
+    """A table as a DataFrame; an empty one keeps the table's columns when known."""
+    if table.num_rows == 0 and schema is not None:
+        table = schema.empty_table()
+    return table.to_pandas()
+
+
+class Experiment:
+    """An experiment's stored tables as pandas DataFrames, each read on first use.
+
+    ``runs`` (one row per run), ``curves`` (one per evaluation point), ``tasks`` (each
+    tested run's result on every fixed test task), ``summary`` (the report's table: one
+    row per setting, solver and configuration), ``trials`` (a sweep's), and the studies
+    ``bench``, ``scaling``, ``fidelity``; empty where the experiment has none. After
+    :func:`run`, ``ran`` lists that call's runs and how each ended."""
+
+    def __init__(self, store: ExperimentStore, outcomes: Sequence[RunSummary] = ()) -> None:
+        self.store = store
+        self.outcomes = list(outcomes)
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, root={str(self.root)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.store.name
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        from raybench.results.schema import RUNS_SCHEMA
+
+        return _frame(self.store.read("runs"), RUNS_SCHEMA)
+
+    @cached_property
+    def curves(self) -> pd.DataFrame:
+        from raybench.results.schema import CURVES_SCHEMA
+
+        return _frame(self.store.read("curves"), CURVES_SCHEMA)
+
+    @cached_property
+    def tasks(self) -> pd.DataFrame:
+        from raybench.results.schema import TASKS_SCHEMA
+
+        return _frame(self.store.read("tasks"), TASKS_SCHEMA)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        from raybench.report.records import summary_arrow
+
+        return summary_arrow(summary_records(self.store)).to_pandas()
+
+    @cached_property
+    def trials(self) -> pd.DataFrame:
+        return _frame(self.store.read("trials"))
+
+    @cached_property
+    def bench(self) -> pd.DataFrame:
+        return self._study("bench")
+
+    @cached_property
+    def scaling(self) -> pd.DataFrame:
+        return self._study("scaling")
+
+    @cached_property
+    def fidelity(self) -> pd.DataFrame:
+        return self._study("fidelity")
+
+    @property
+    def ran(self) -> pd.DataFrame:
+        """The runs of the :func:`run` call that returned this: run_id, status (completed,
+        diverged, failed, or skipped: already stored) and error."""
+        import pandas as pd
+
+        rows = [{"run_id": s.run_id, "status": s.status, "error": s.error} for s in self.outcomes]
+        return pd.DataFrame(rows, columns=["run_id", "status", "error"])
+
+    def compare(self, a: str, b: str) -> pd.DataFrame:
+        """:func:`compare` on this experiment."""
+        return _comparison_frame(paired_results(self.store, a, b))
+
+    def _study(self, name: str) -> pd.DataFrame:
+        import pandas as pd
+
+        from raybench.report.study_records import STUDY_RECORDS
+
+        rows, names = STUDY_RECORDS[name](self.store)
+        return pd.DataFrame(rows, columns=names)
+
+
+def load(experiment: PathLike | None = None, out: PathLike = "outputs") -> Experiment:
+    """A stored experiment: by name under ``out``, by folder, or the newest (None). Its
+    tables are DataFrames: ``load("paper").runs``, ``.curves``, ``.tasks``, ``.summary``,
+    ``.trials``, ``.bench``, ``.scaling``, ``.fidelity``."""
+    return Experiment(open_store(experiment, out))
+
+
+def summary_records(store: ExperimentStore) -> list[dict[str, Any]]:
+    """The report's table as records, computed from the store (what ``raybench report``
+    shows and stores as ``summary.parquet``)."""
+    from raybench.report.records import summary_records as records
+
+    runs = store.read("runs")
+    if runs.num_rows == 0:
+        return []
+    return records(runs, store.read("curves"), store.read("tasks"))
+
+
+def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd.DataFrame:
+    """The report's table as a DataFrame: one row per setting, solver and configuration,
+    with test accuracy and its interval, the paired comparison with the best row
+    (``vs_best*``), stability, cost and published references (see the README)."""
+    return load(experiment, out).summary
+
+
+def paired_results(store: ExperimentStore, a: str, b: str) -> list[PairedResult]:
+    """A against B (solver names or configuration fingerprints) in every setting where
+    both have runs."""
+    from raybench.report.comparison import compare_configurations
+
+    return compare_configurations(store.read("runs"), store.read("tasks"), a, b)
+
+
+def _comparison_frame(results: Sequence[PairedResult]) -> pd.DataFrame:
+    import pandas as pd
+
+    from raybench.report.comparison import RECORD_COLUMNS, comparison_record
+
+    return pd.DataFrame([comparison_record(r) for r in results], columns=list(RECORD_COLUMNS))
+
+
+def compare(experiment: PathLike | None, a: str, b: str, out: PathLike = "outputs") -> pd.DataFrame:
+    """The paired comparison of A and B (solver names, or configuration fingerprints
+    where a solver has several configurations) in every setting where both have runs: one
+    row per setting with the per-seed mean accuracies, the difference A - B, its 95%
+    interval, the (unadjusted) p-value, the method, tasks, seeds and variance terms."""
+    return _comparison_frame(paired_results(open_store(experiment, out), a, b))
+
+
+def _settings(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    from raybench.config import parse_assignments
+
+    if settings is None:
+        return {}
+    if isinstance(settings, Mapping):
+        return dict(settings)
+    if isinstance(settings, str):
+        return parse_assignments([settings])
+    return parse_assignments(settings)
+
+
+def _names(value: str | Sequence[str]) -> str:
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def run(
+    solvers: str | Sequence[str] = "all",
+    preset: str | Sequence[str] = "paper",
+    *,
+    settings: Mapping[str, Any] | Sequence[str] | None = None,
+    seeds: int = 1,
+    first_seed: int = 0,
+    steps: int | None = None,
+    device: str | None = None,
+    config_files: Sequence[PathLike] = (),
+    matrix: bool = False,
+    experiment: str | None = None,
+    out: PathLike = "outputs",
+    data_dir: PathLike | None = None,
+    backend: str = "ray",
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    cpus_per_run: float = 1.0,
+    max_concurrent: int | None = None,
+    max_retries: int = 2,
+    dashboard: bool = False,
+    rerun: bool = False,
+    resume: str | None = None,
+    log_every: float = 60.0,
+    console: Console | None = None,
+) -> Experiment:
+    """Train, test and store every (solver, preset, seed), as ``raybench run`` does, and
+    return the experiment. Runs already stored are skipped (``rerun`` trains them again);
+    a failing run is stored as ``failed`` with its error and the others go on.
+
+    ``solvers``/``preset``: names or ``"all"``/comma-separated text; several presets
+    give solvers x presets (``matrix``: every standard setting). ``settings`` overrides
+    settings, as a mapping (``{"inner_lr": 0.4, "imaml.lam": 2}``) or ``key=value`` texts;
+    ``config_files`` runs config files (a sweep's ``best/<solver>.yaml``) instead.
+    ``backend``: ``"ray"`` (each run on a Ray actor; an initialised Ray, e.g. the
+    notebook's, is used as it is) or ``"inline"`` (one after another in this process).
+    ``resume``: an interrupted experiment's name, continued as it was planned. Progress
+    goes to ``console`` (a new Rich console by default; it renders in Jupyter too)."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from raybench.cli.commands import (
+        build_configs,
+        configs_from_files,
+        experiment_name,
+        resolve_presets,
+        resolve_solvers,
+        resume_store,
+    )
+    from raybench.config import MATRIX_PRESETS
+    from raybench.configfile import config_from_dict
+    from raybench.errors import RaybenchError
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.results import ExperimentStore
+
+    if seeds < 1 or first_seed < 0:
+        raise RaybenchError(f"seeds {seeds} from {first_seed}: expected at least 1, from >= 0")
+    console = console or Console()
+    out = Path(out)
+    execution = ExecutionOptions(
+        backend=backend,
+        address=address,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run,
+        max_concurrent=max_concurrent,
+        max_retries=max_retries,
+        dashboard=dashboard,
+        rerun=rerun,
+        log_every=log_every,
+    )
+    if resume is not None:
+        store = resume_store(resume, out)
+        plan = store.read_manifest("run")
+        configs = [config_from_dict(c) for c in plan["configs"]]
+        source = plan.get("source", "preset")
+    else:
+        overrides = _settings(settings)
+        if steps is not None:
+            overrides["meta_steps"] = str(steps)
+        if device is not None:
+            overrides["device"] = device
+        seed_range = range(first_seed, first_seed + seeds)
+        if config_files:
+            configs = configs_from_files([Path(p) for p in config_files], overrides, seed_range)
+            source, default_name = "config", "configs"
+        else:
+            presets = list(MATRIX_PRESETS) if matrix else resolve_presets(_names(preset))
+            names = resolve_solvers(_names(solvers))
+            configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
+            source = "preset"
+            default_name = "matrix" if matrix else "+".join(presets)
+        store = ExperimentStore(out / experiment_name(experiment or default_name))
+        store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
+    names = list(dict.fromkeys(c.solver for c in configs))
+    console.print(
+        f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
+        f"({execution.backend} back end), experiment {store.root}"
+    )
+    data = None if data_dir is None else Path(data_dir)
+    outcomes = execute(configs, store, console, replace(execution, source=source), data)
+    return Experiment(store, outcomes)
