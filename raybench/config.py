@@ -102,6 +102,8 @@ def bounds_of(cls: type) -> dict[str, Bound]:
 
 
 SPLITS = ("maml", "lake")
+# How a solver maps its per-task function over a batch (raybench.batching).
+BATCHINGS = ("auto", "vmap", "loop")
 # How evaluation adapts: "plain" SGD for every solver, or the "solver"'s own inner loop.
 EVAL_ADAPTATIONS = ("plain", "solver")
 DEVICES = ("auto", "cpu", "cuda")
@@ -149,6 +151,14 @@ class RunConfig:
     dtype: str = setting("float32", Bound(str, choices=DTYPES, help="parameter precision"))
     cuda_graph: bool = setting(
         False, Bound(bool, help="replay each meta-step from a CUDA graph (CUDA only)")
+    )
+    batching: str = setting(
+        "auto",
+        Bound(
+            str,
+            choices=BATCHINGS,
+            help="tasks of a batch: vmap, a loop, or auto (by device and task size)",
+        ),
     )
     preset: str = "paper"
     solver_options: Mapping[str, Any] = field(default_factory=dict)
@@ -210,6 +220,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     # Before it existed, iMAML was evaluated with its own proximal inner loop and every
     # other solver with plain SGD: iMAML's runs under the new default get a new id.
     "eval_adaptation": PerSolver("plain", {"imaml": "solver"}),
+    # How tasks are mapped (vmap or a loop) changes no result beyond float32 rounding.
+    "batching": "auto",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -36,3 +36,13 @@ def raybench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def omniglot() -> OmniglotImages:
     """The real data set (1623 x 20 x 28 x 28); the first use builds the session cache."""
     return load_omniglot()
+
+
+@pytest.fixture(params=["vmap", "loop"])
+def both_batchings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a solver test with tasks mapped by vmap (the GPU path, hand-written batch norm)
+    and by a loop (the CPU path, native batch norm): the math must hold on both."""
+    import helpers
+
+    monkeypatch.setattr(helpers, "BATCHING", request.param)
+    return request.param

@@ -12,6 +12,9 @@ from raybench.tasks import TaskBatch
 
 WAYS, HIDDEN = 3, 3
 INNER_LR, INNER_STEPS = 0.4, 2
+# How solvers map tasks in the tests ("vmap" or "loop"); the solver test modules run
+# every test under both (the `both_batchings` fixture of conftest.py).
+BATCHING = "vmap"
 
 
 def tiny_batch(n_tasks: int = 2, shots: int = 1, query: int = 2, seed: int = 0) -> TaskBatch:
@@ -26,8 +29,19 @@ def tiny_batch(n_tasks: int = 2, shots: int = 1, query: int = 2, seed: int = 0) 
     )
 
 
-def solver_for(name: str, inner_steps: int = INNER_STEPS, inner_lr: float = INNER_LR, **options):
-    overrides = {"inner_lr": inner_lr, "inner_steps": inner_steps, "hidden": HIDDEN}
+def solver_for(
+    name: str,
+    inner_steps: int = INNER_STEPS,
+    inner_lr: float = INNER_LR,
+    batching: str | None = None,
+    **options,
+):
+    overrides = {
+        "inner_lr": inner_lr,
+        "inner_steps": inner_steps,
+        "hidden": HIDDEN,
+        "batching": batching or BATCHING,
+    }
     overrides.update({f"{name}.{k}": v for k, v in options.items()})
     model = build_model(WAYS, HIDDEN)
     return model, make_solver(make_config(name, "paper", overrides), model)

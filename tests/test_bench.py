@@ -136,6 +136,9 @@ def test_bench_table_has_solvers_loops_and_ratios(omniglot: OmniglotImages) -> N
         assert row["ms_min"] <= row["ms_per_step"] <= row["ms_max"]
         assert (row["timed_steps"], row["warmup_steps"], row["threads"]) == (2, 1, 1)
         assert row["spread"] == pytest.approx((row["ms_max"] - row["ms_min"]) / row["ms_per_step"])
+        assert row["flops_per_step"] > 0 and row["matmul_gflops"] > 0
+        assert row["gflops"] == pytest.approx(row["flops_per_step"] / row["ms_per_step"] / 1e6)
+        assert row["peak_fraction"] == pytest.approx(row["gflops"] / row["matmul_gflops"])
     maml, reptile, maml_loop, fomaml_loop = table
     assert maml["speedup_vs_loop"] == pytest.approx(maml_loop["ms_per_step"] / maml["ms_per_step"])
     assert reptile["reference"] == "fomaml loop"
@@ -158,3 +161,28 @@ def test_bench_cli_writes_parquet(tmp_path: Path) -> None:
     assert row["threads"] == 1  # on a CPU one thread unless told, as a run gets
     assert row["timed_steps"] == 1 and row["ms_min"] == row["ms_max"]
     assert "ms/step" in proc.stdout and "only 1 timed step(s)" in proc.stdout
+
+
+def test_flops_are_counted_and_the_matmul_rate_is_measured() -> None:
+    from raybench.studies.flops import achieved, count_flops, matmul_gflops
+
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    assert count_flops(lambda: a @ b) == 2 * 64 * 32 * 16
+    assert matmul_gflops(n=128, repeats=3) > 0
+    assert achieved(2 * 10**9, 500.0) == pytest.approx(4.0)  # 2 GFLOP in half a second
+    assert achieved(None, 10.0) is None and achieved(10, None) is None
+
+
+def test_a_meta_step_is_counted_on_its_per_task_form(omniglot) -> None:
+    """The same step's arithmetic whichever way the tasks are mapped: FLOPs per step do not
+    depend on the implementation timed, and MAML does more arithmetic than FOMAML."""
+    from raybench.studies.measure import measure
+
+    counted = {}
+    for solver in ("maml", "fomaml"):
+        for batching in ("vmap", "loop"):
+            config = make_config(solver, "smoke", {"batching": batching})
+            m = measure(config, omniglot, steps=1, warmup=0, flops=True)
+            assert m.matmul_gflops and m.matmul_gflops > 0
+            counted[solver, batching] = m.flops_per_step
+    assert counted["maml", "vmap"] == counted["maml", "loop"] > counted["fomaml", "loop"] > 0

@@ -104,7 +104,8 @@ def test_an_added_setting_at_its_neutral_value_leaves_the_id_alone(monkeypatch) 
     assert without_list != older  # what happened before ADDED_SETTINGS: every id changed
 
     # penalty.lam at imaml's lam default: another solver's knob, must not touch imaml
-    listed = {"cuda_graph": False, "imaml.damping": 0.0, "penalty.lam": 2.0}
+    listed = {**config.ADDED_SETTINGS, "cuda_graph": False, "imaml.damping": 0.0}
+    listed["penalty.lam"] = 2.0
     monkeypatch.setattr(config, "ADDED_SETTINGS", listed)
     assert make_config("imaml", "paper").fingerprint() == older
     assert make_config("imaml", "paper", changed).fingerprint() == changed_before != older

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from helpers import (
@@ -16,6 +17,7 @@ from helpers import (
 )
 
 
+@pytest.mark.usefixtures("both_batchings")
 def test_zero_terms_is_fomaml() -> None:
     model, neumann = solver_for("neumann", terms=0)
     _, fomaml = solver_for("fomaml")

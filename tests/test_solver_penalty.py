@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from helpers import (
@@ -16,6 +17,7 @@ from helpers import (
 )
 
 
+@pytest.mark.usefixtures("both_batchings")
 def test_zero_lambda_is_maml_exactly() -> None:
     model, penalty = solver_for("penalty", lam=0.0)
     _, maml = solver_for("maml")
@@ -46,12 +48,15 @@ def penalised_objective(model, params, batch, lam: float) -> float:
 
 
 def test_gradient_matches_finite_differences() -> None:
+    """On both batchings (vmap and the task loop with native batch norm)."""
     lam = 0.5
-    model, solver = solver_for("penalty", lam=lam)
+    model, _ = solver_for("penalty", lam=lam)
     params, batch = params64(model), tiny_batch(2)
-    grads, _ = solver.meta_grad(params, batch)
     fd = finite_difference(lambda p: penalised_objective(model, p, batch, lam), params)
-    assert rel_err(flat(grads), fd) < 1e-6
+    for batching in ("vmap", "loop"):
+        _, solver = solver_for("penalty", lam=lam, batching=batching)
+        grads, _ = solver.meta_grad(params, batch)
+        assert rel_err(flat(grads), fd) < 1e-6, batching
     # the penalty changes the gradient: it is not MAML's
     _, maml = solver_for("maml")
     assert rel_err(flat(maml.meta_grad(params, batch)[0]), fd) > 1e-3

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from helpers import INNER_LR, flat, params64, rel_err, sgd, solver_for, tiny_batch
+
+pytestmark = pytest.mark.usefixtures("both_batchings")
 
 
 def test_one_step_is_inner_lr_times_the_support_gradient() -> None:

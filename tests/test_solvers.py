@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,8 @@ from raybench.reference import loop_meta_grad
 from raybench.solvers import METRICS, SOLVERS
 from raybench.tasks import TaskBatch
 
+pytestmark = pytest.mark.usefixtures("both_batchings")
+
 
 def post_adaptation_query_loss(model, params, batch, steps) -> float:
     losses = []
@@ -32,14 +36,23 @@ def post_adaptation_query_loss(model, params, batch, steps) -> float:
     return torch.stack(losses).mean().item()
 
 
+@functools.cache
+def maml_finite_differences() -> torch.Tensor:
+    """Computed once for both batchings: it does not depend on how the solver maps tasks."""
+    model, _ = solver_for("maml")
+    params, batch = params64(model), tiny_batch()
+    return finite_difference(
+        lambda p: post_adaptation_query_loss(model, p, batch, INNER_STEPS), params
+    )
+
+
 def test_maml_meta_gradient_matches_finite_differences() -> None:
+    """Second-order gradients on the path actually used: vmap with the hand-written batch
+    norm, and the task loop with torch's native one."""
     model, solver = solver_for("maml")
     params, batch = params64(model), tiny_batch()
     grads, _ = solver.meta_grad(params, batch)
-    fd = finite_difference(
-        lambda p: post_adaptation_query_loss(model, p, batch, INNER_STEPS), params
-    )
-    assert rel_err(flat(grads), fd) < 1e-6
+    assert rel_err(flat(grads), maml_finite_differences()) < 1e-6
 
 
 def test_maml_is_second_order() -> None:
@@ -168,3 +181,37 @@ def test_evaluation_is_one_procedure_for_every_meta_solver() -> None:
         with torch.no_grad():
             loss = F.cross_entropy(model(fast, qx), qy)
         assert expected["query_loss_post"][b].item() == pytest.approx(loss.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", META_SOLVERS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_task_loop_equals_vmap(name: str, dtype: torch.dtype) -> None:
+    """The CPU path (a loop over tasks, native batch norm) and the GPU path (vmap, the
+    hand-written batch norm) compute the same meta-gradient and metrics."""
+    out = {}
+    for mode in ("vmap", "loop"):
+        model, solver = solver_for(name, batching=mode)
+        assert solver.batching == mode
+        params = {k: v.to(dtype) for k, v in params64(model).items()}
+        batch = TaskBatch(*(t.to(dtype) if t.is_floating_point() else t for t in tiny_batch(3)))
+        out[mode] = solver.meta_grad(params, batch)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert rel_err(flat(out["loop"][0]), flat(out["vmap"][0])) < tol
+    for metric in METRICS:
+        assert torch.allclose(out["loop"][1][metric], out["vmap"][1][metric], rtol=tol, atol=tol)
+
+
+def test_auto_batching_by_device_and_task_size() -> None:
+    from raybench.batching import LOOP_FROM, resolve
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve("auto", cuda, 10 * LOOP_FROM) == "vmap"
+    assert resolve("auto", cpu, LOOP_FROM) == "loop"
+    assert resolve("auto", cpu, LOOP_FROM - 1) == "vmap"
+    assert resolve("vmap", cpu, 10 * LOOP_FROM) == "vmap"
+    assert resolve("loop", cuda) == "loop"
+    # the presets: paper (80 images x 64 filters) loops on a CPU, quick (30 x 16) does not
+    from raybench.solvers import make_config, make_solver
+
+    assert make_solver(make_config("maml", "paper"), solver_for("maml")[0]).batching == "loop"
+    assert make_solver(make_config("maml", "quick"), solver_for("maml")[0]).batching == "vmap"

@@ -477,6 +477,15 @@ def report_command(
             "to a second table), test_acc,vs_best,ms,mem (latex).",
         ),
     ] = None,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="With --format markdown: one column per --columns name, formatted as the "
+            "terminal shows them (accuracy ± interval, Δ best with ★, units), for a README "
+            "or slides.",
+        ),
+    ] = False,
     table: Annotated[
         ReportTable | None,
         typer.Option(
@@ -502,6 +511,7 @@ def report_command(
         show_runs=runs,
         columns=columns,
         table=None if table is None else table.value,
+        compact=compact,
     )
 
 

@@ -24,11 +24,13 @@ def report(
     show_runs: bool = False,
     columns: str | None = None,
     table: str | None = None,
+    compact: bool = False,
 ) -> None:
     """The experiment's tables: the aggregated one (stored as ``summary.parquet`` each
     time), the per-run rows (``show_runs``) and the stored studies (bench, scaling,
     fidelity), as Rich tables that fit ``console``, or as Markdown/CSV/JSON/LaTeX to
-    stdout or ``output``; ``table`` picks one, ``columns`` the summary's columns."""
+    stdout or ``output``; ``table`` picks one, ``columns`` the summary's columns;
+    ``compact`` Markdown shows one column per group, as the terminal does."""
     from raybench import api
     from raybench.report import flat, study_records
     from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, parse_columns
@@ -37,6 +39,8 @@ def report(
 
     if fmt not in flat.FORMATS:
         raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(flat.FORMATS)}")
+    if compact and fmt != "markdown":
+        raise RaybenchError("--compact is a Markdown layout: use it with --format markdown")
     if table is not None and table not in study_records.TABLE_NAMES:
         raise RaybenchError(
             f"unknown --table {table!r}: expected {', '.join(study_records.TABLE_NAMES)}"
@@ -65,7 +69,7 @@ def report(
     if fmt == "rich":
         _report_rich(store, wanted, summary, console, output, chosen)
         return
-    text = _report_flat(store, wanted, summary, fmt, chosen)
+    text = _report_flat(store, wanted, summary, fmt, chosen, compact)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -153,10 +157,17 @@ def _report_flat(
     summary: list[dict],
     fmt: str,
     chosen: list[str] | None,
+    compact: bool = False,
 ) -> str:
     from raybench.report import flat
     from raybench.report.columns import RUN_GROUPS, record_names
-    from raybench.report.records import RUNS_SCHEMA, SUMMARY_SCHEMA, caption_lines, run_records
+    from raybench.report.records import (
+        FLAT_NOTES,
+        RUNS_SCHEMA,
+        SUMMARY_SCHEMA,
+        caption_lines,
+        run_records,
+    )
     from raybench.report.study_records import LATEX_COLUMNS, STUDY_RECORDS
 
     runs = store.read("runs")
@@ -168,6 +179,10 @@ def _report_flat(
             if fmt == "latex":
                 label = f"tab:raybench-{flat.latex_label(store.name)}"
                 parts.append(flat.summary_latex(summary, chosen, captions, label=label))
+                continue
+            if compact:  # the protocol lines; the column notes are the flat columns'
+                protocol = [c for c in captions if c not in FLAT_NOTES]
+                parts.append(flat.summary_markdown_compact(summary, chosen, protocol))
                 continue
             rows, names = summary, record_names(chosen, SUMMARY_SCHEMA.names)
         elif name == "runs":

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from raybench.report.columns import group_of
-from raybench.report.records import MISSING, SUMMARY_SCHEMA
+from raybench.report.records import MISSING, SUMMARY_SCHEMA, format_duration, format_memory
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 
@@ -316,3 +316,97 @@ def summary_latex(
     notes += [LATEX_COLUMNS[k][2] for k in keys if LATEX_COLUMNS[k][2]]
     caption = "; ".join(notes) + "."
     return _latex_table(spec, header, blocks, caption, label, captions)
+
+
+# The summary's columns in compact Markdown (one column per group, as the terminal shows
+# them): header and alignment.
+COMPACT_COLUMNS: dict[str, tuple[str, str]] = {
+    "family": ("family", "---"),
+    "test_acc": ("test acc. % (95% CI)", "---:"),
+    "vs_best": ("Δ best (95% CI)", "---:"),
+    "runs": ("runs", "---:"),
+    "ms_per_step": ("ms/step", "---:"),
+    "peak_memory_mb": ("peak memory", "---:"),
+    "val_acc": ("val. %", "---:"),
+    "test_std": ("std", "---:"),
+    "wall_time_s": ("wall per run", "---:"),
+    "roughness": ("roughness", "---:"),
+    "steps": ("steps 90/95%", "---:"),
+    "meta_steps": ("meta-steps", "---:"),
+}
+COMPACT_DEFAULT = ("family", "test_acc", "vs_best", "ms_per_step", "peak_memory_mb", "wall_time_s")
+TIED_MARK = "★"
+
+
+def _compact_cell(key: str, r: Mapping[str, Any]) -> str:
+    verdict = r.get("vs_best_verdict")
+    if key == "family":
+        return str(r.get("family") or MISSING)
+    if key == "test_acc":
+        if r.get("test_acc") is None:
+            return MISSING
+        text = f"{r['test_acc']:.2f}"
+        text += f" ± {r['test_ci95']:.2f}" if r.get("test_ci95") is not None else ""
+        return f"**{text}**" if verdict == "best" else text
+    if key == "vs_best":
+        if verdict is None:
+            return MISSING
+        if verdict == "best":
+            return f"best {TIED_MARK}"
+        text = f"{r['vs_best']:+.2f} ± {r['vs_best_ci95']:.2f}"
+        return f"{text} {TIED_MARK}" if verdict == "tied" else text
+    if key == "runs":
+        return f"{r['completed']}/{r['diverged']}/{r['failed']}"
+    if key == "steps":
+        if r.get("steps_90") is None and r.get("steps_95") is None:
+            return MISSING
+        return f"{_num(r.get('steps_90'), 0)}/{_num(r.get('steps_95'), 0)}".replace("---", MISSING)
+    if key == "peak_memory_mb":
+        return format_memory(r.get("peak_memory_mb"))
+    if key == "wall_time_s":
+        return format_duration(r.get("wall_time_s"))
+    value = r.get(key)
+    return MISSING if value is None else f"{value:.{DIGITS.get(key, 1)}f}"
+
+
+def summary_markdown_compact(
+    records: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    captions: Iterable[str] = (),
+) -> str:
+    """The aggregated table for a README or slides: one Markdown column per group, values
+    as the terminal shows them (accuracy ± its interval, Δ best ± its interval with ★ on
+    rows not significantly worse than the best, memory and durations with units), one
+    table per setting, the protocol and the marks explained under it."""
+    wanted = [k if k in COMPACT_COLUMNS else group_of(k) or k for k in columns or COMPACT_DEFAULT]
+    keys = list(dict.fromkeys(k for k in ["test_acc", *wanted] if k in COMPACT_COLUMNS))
+    if "family" in wanted:  # keep the family right after the solver, where it reads best
+        keys = ["family", *(k for k in keys if k != "family")]
+    settings: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        settings.setdefault(str(r["setting"]), []).append(r)
+    out = []
+    for label, rows in settings.items():
+        if len(settings) > 1:
+            out += [f"**{label}**", ""]
+        out.append("| solver | " + " | ".join(COMPACT_COLUMNS[k][0] for k in keys) + " |")
+        out.append("| --- | " + " | ".join(COMPACT_COLUMNS[k][1] for k in keys) + " |")
+        for r in rows:
+            source = r.get("source")
+            name = str(r["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
+            cells = [name, *(_compact_cell(k, r) for k in keys)]
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("")
+    notes = [
+        *captions,
+        "test acc.: mean over the completed seeds ± its 95% interval (Student-t over the "
+        "seeds; over the test tasks when one seed completed); bold: the best of the setting.",
+    ]
+    if "vs_best" in keys and any(r.get("vs_best_verdict") for r in records):
+        notes.append(
+            f"Δ best: difference to the best row of the setting (accuracy points) with its "
+            f"95% interval, paired over the test tasks and seeds; {TIED_MARK}: not "
+            "significantly worse than the best (Holm-adjusted p ≥ 0.05)."
+        )
+    out += [f"- {n}" for n in notes]
+    return "\n".join(out).rstrip() + "\n"

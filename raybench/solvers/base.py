@@ -2,8 +2,10 @@
 
 A solver turns meta-parameters and a batch of tasks into the meta-gradient (or
 pseudo-gradient) the outer optimiser applies, plus per-task metrics before and after
-adaptation. All tasks of a batch go through one set of kernels with ``torch.func.vmap``;
-parameters are plain dicts passed through ``functional_call``, never mutated in place.
+adaptation. Each solver is written per task and mapped over the batch's tasks with
+:meth:`Solver.map` (``torch.func.vmap`` on a GPU, a loop on a CPU: see
+``raybench.batching``); parameters are plain dicts passed through ``functional_call``,
+never mutated in place.
 The outer optimiser, evaluation and storage live in ``raybench.train``, not here.
 """
 
@@ -16,8 +18,9 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.func import grad_and_value, vmap
+from torch.func import grad, grad_and_value, vmap
 
+from raybench.batching import resolve, task_map
 from raybench.config import (
     EVAL_ADAPTATIONS,
     Bound,
@@ -90,12 +93,39 @@ class Solver(ABC):
     Options: ClassVar[type] = NoOptions
 
     def __init__(
-        self, model: FunctionalModel, *, inner_lr: float, inner_steps: int, options: Any = None
+        self,
+        model: FunctionalModel,
+        *,
+        inner_lr: float,
+        inner_steps: int,
+        options: Any = None,
+        batching: str = "vmap",
     ) -> None:
         self.model = model
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.options = options if options is not None else self.Options()
+        self.batching = batching  # "vmap" or "loop" (resolved for the device)
+
+    def map(self, fn: Any, in_dims: int | tuple | None = 0) -> Any:
+        """``fn`` (one task) over every task of a batch, as ``vmap(fn, in_dims)`` would."""
+        return task_map(fn, self.batching, in_dims)
+
+    def batch_grad(self, objective: Any, params: Params, batch: TaskBatch) -> tuple[Params, Any]:
+        """The gradient of the batch mean of ``objective(params, *task) -> (loss, aux)``,
+        with every task's ``aux``: one graph over the vmapped batch, or per-task gradients
+        averaged in the loop (the same number, to float rounding)."""
+        if self.batching == "vmap":
+
+            def batch_objective(p: Params) -> tuple[Tensor, Any]:
+                losses, aux = vmap(objective, in_dims=(None, 0, 0, 0, 0))(p, *batch)
+                return losses.mean(), aux
+
+            return grad(batch_objective, has_aux=True)(params)
+        per_task, aux = self.map(grad(objective, has_aux=True), in_dims=(None, 0, 0, 0, 0))(
+            params, *batch
+        )
+        return batch_mean(per_task), aux
 
     # -- what the trainer asks before and at each meta-step ------------------------------
 
@@ -149,7 +179,7 @@ class Solver(ABC):
         def one(x: Tensor, y: Tensor) -> tuple[Params, Loss]:
             return adapt_task(params, x, y, steps)
 
-        return vmap(one)(support_x, support_y)
+        return self.map(one)(support_x, support_y)
 
     def metrics(
         self,
@@ -164,10 +194,10 @@ class Solver(ABC):
         sx, sy, qx, qy = batch
         with torch.no_grad():
             fast = {k: v.detach() for k, v in fast.items()}
-            support_after = vmap(self.model.loss)(fast, sx, sy)
-            query_before = vmap(self.model.loss, in_dims=(None, 0, 0))(params, qx, qy)
+            support_after = self.map(self.model.loss)(fast, sx, sy)
+            query_before = self.map(self.model.loss, in_dims=(None, 0, 0))(params, qx, qy)
             if query_after is None:
-                query_after = vmap(self.model.loss)(fast, qx, qy)
+                query_after = self.map(self.model.loss)(fast, qx, qy)
             out: Metrics = {}
             for prefix, (loss, logits), y in (
                 ("support", support_before, sy),
@@ -177,7 +207,9 @@ class Solver(ABC):
             ):
                 when = "pre" if f"{prefix}_loss_pre" not in out else "post"
                 out[f"{prefix}_loss_{when}"] = loss.detach()
-                out[f"{prefix}_acc_{when}"] = vmap(accuracy)(logits.detach(), y)
+                out[f"{prefix}_acc_{when}"] = (
+                    (logits.detach().argmax(-1) == y).to(logits.dtype).mean(-1)
+                )
         return out
 
     def evaluate(
@@ -242,10 +274,19 @@ def make_config(
 
 
 def make_solver(config: RunConfig, model: FunctionalModel) -> Solver:
+    """The config's solver, mapping tasks the way ``config.batching`` says for the device
+    the config runs on."""
+    from raybench.runtime import resolve_device
+
     cls = solver_class(config.solver)
     return cls(
         model,
         inner_lr=config.inner_lr,
         inner_steps=config.inner_steps,
         options=cls.Options(**config.solver_options),
+        batching=resolve(
+            config.batching,
+            resolve_device(config.device),
+            config.ways * (config.shots + config.query) * config.hidden,
+        ),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torch import Tensor
-from torch.func import grad, vmap
 
 from raybench.models import Params
 from raybench.solvers.base import Loss, Metrics, Solver, register
@@ -26,9 +25,5 @@ class MAML(Solver):
             loss, logits = self.model.loss(fast, qx, qy)
             return loss, (fast, support_before, (loss, logits))
 
-        def batch_objective(p: Params) -> tuple[Tensor, tuple[Params, Loss, Loss]]:
-            losses, aux = vmap(task_objective, in_dims=(None, 0, 0, 0, 0))(p, *batch)
-            return losses.mean(), aux
-
-        grads, (fast, support_before, query_after) = grad(batch_objective, has_aux=True)(params)
+        grads, (fast, support_before, query_after) = self.batch_grad(task_objective, params, batch)
         return grads, self.metrics(params, fast, batch, support_before, query_after)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import grad_and_value, vmap
+from torch.func import grad_and_value
 
 from raybench.config import Bound, setting
 from raybench.linalg import hessian_vector_product, neumann_series
@@ -51,6 +51,6 @@ class Neumann(Solver):
             return g, fast, support_before, query_after
 
         with torch.no_grad():
-            per_task, fast, support_before, query_after = vmap(one)(*batch)
+            per_task, fast, support_before, query_after = self.map(one)(*batch)
         grads = {k: g.mean(0) for k, g in per_task.items()}
         return grads, self.metrics(params, fast, batch, support_before, query_after)

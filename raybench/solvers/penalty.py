@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor
-from torch.func import grad, vmap
+from torch.func import grad
 
 from raybench.config import Bound, setting
 from raybench.models import Params
@@ -42,9 +42,5 @@ class Penalty(Solver):
         return total, (fast, support_before, (loss, logits))
 
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
-        def batch_objective(p: Params) -> tuple[Tensor, tuple[Params, Loss, Loss]]:
-            totals, aux = vmap(self.objective, in_dims=(None, 0, 0, 0, 0))(p, *batch)
-            return totals.mean(), aux
-
-        grads, (fast, support_before, query_after) = grad(batch_objective, has_aux=True)(params)
+        grads, (fast, support_before, query_after) = self.batch_grad(self.objective, params, batch)
         return grads, self.metrics(params, fast, batch, support_before, query_after)

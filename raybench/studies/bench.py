@@ -6,7 +6,10 @@ on a fixed batch after warm-up with the timed step itself, with the device synch
 around each timed step; the figure is the median, reported with the minimum, the maximum
 and the number of timed steps, and flagged when they spread widely or the CPU was busy.
 The reference loops (``raybench.reference``) stand in for MAML and FOMAML through the same
-code path, so the ratio compares implementations, not harnesses. On the CPU each
+code path, so the ratio compares implementations, not harnesses. Each row also has the
+step's arithmetic (FLOPs, counted once on the solver's per-task form), the rate it achieves
+and its fraction of the same process's float32 matrix-multiply rate
+(:mod:`raybench.studies.flops`): a figure comparable across machines. On the CPU each
 measurement runs in a fresh process (comparable memory, no interference between solvers)
 with one torch thread unless told otherwise, as each run of ``raybench run`` gets by
 default; on a GPU all run in this one.
@@ -29,9 +32,10 @@ from rich.text import Text
 
 from raybench.config import RunConfig
 from raybench.runtime import git_commit, library_versions
+from raybench.studies.flops import achieved
 from raybench.studies.measure import Measurement, measure, measure_isolated
 
-SCHEMA_VERSION = 2  # 2: ms_max, timed and warm-up steps, spread, CPU load
+SCHEMA_VERSION = 3  # 2: ms_max, timed and warm-up steps, spread, CPU load; 3: FLOPs, peak
 REFERENCES = ("maml", "fomaml")
 SPREAD_WARNING = 0.25  # (max - min) / median above this: the row's timings are not stable
 MIN_STABLE_STEPS = 5
@@ -117,6 +121,7 @@ def bench_table(
             "min_time_s": timing.min_time_s,
             "full_warmup": True,
             "reference": is_loop,
+            "flops": True,
         }
         if on_gpu:
             m = measure(config, data, **kw)
@@ -147,6 +152,7 @@ def _row(
     config: RunConfig, m: Measurement, is_loop: bool, family: str, experiment: str
 ) -> dict[str, Any]:
     ms = m.ms_per_step
+    rate = achieved(m.flops_per_step, ms)
     return {
         "schema_version": SCHEMA_VERSION,
         "bench_id": hashlib.sha1(config.to_json().encode()).hexdigest()[:10],
@@ -166,6 +172,10 @@ def _row(
         "meta_steps": config.meta_steps,
         "peak_memory_mb": m.peak_memory_mb,
         "memory_kind": m.memory_kind,
+        "flops_per_step": m.flops_per_step,
+        "gflops": rate,
+        "matmul_gflops": m.matmul_gflops,
+        "peak_fraction": None if rate is None or not m.matmul_gflops else rate / m.matmul_gflops,
         "device": m.device,
         "threads": m.threads,
         "torch_version": library_versions()["torch"],
@@ -205,6 +215,10 @@ BENCH_SCHEMA = pa.schema(
         pa.field("meta_steps", pa.int64()),
         pa.field("peak_memory_mb", pa.float64()),
         pa.field("memory_kind", pa.string()),
+        pa.field("flops_per_step", pa.int64()),  # counted on the per-task form
+        pa.field("gflops", pa.float64()),  # achieved: flops_per_step / median time
+        pa.field("matmul_gflops", pa.float64()),  # float32 matmul, same process and threads
+        pa.field("peak_fraction", pa.float64()),  # gflops / matmul_gflops
         pa.field("device", pa.string()),
         pa.field("threads", pa.int64()),
         pa.field("torch_version", pa.string()),
@@ -286,6 +300,9 @@ def bench_rich(table: pa.Table) -> RenderableType:
         ("max", "right"),
         ("steps", "right"),
         ("Peak mem.", "right"),
+        ("GFLOP/step", "right"),
+        ("GFLOP/s", "right"),
+        ("of matmul", "right"),
         (f"{first.get('meta_steps', '?')} steps", "right"),
         ("x its loop", "right"),
     ):
@@ -306,20 +323,26 @@ def bench_rich(table: pa.Table) -> RenderableType:
             f"[yellow]{ms(row.get('ms_max'))}[/]" if wide else ms(row.get("ms_max")),
             "—" if row.get("timed_steps") is None else str(row["timed_steps"]),
             format_memory(row["peak_memory_mb"]),
+            "—" if not row.get("flops_per_step") else f"{row['flops_per_step'] / 1e9:.2f}",
+            "—" if row.get("gflops") is None else f"{row['gflops']:.1f}",
+            "—" if row.get("peak_fraction") is None else f"{row['peak_fraction']:.0%}",
             format_duration(row["implied_run_s"]),
             "—" if speed is None else f"{speed:.1f}x vs {row['reference']}",
             end_section=i + 1 < len(rows)
             and rows[i + 1]["implementation"] != row["implementation"],
         )
         if row["error"]:
-            out.add_row("", "", f"[red]{row['error']}[/]", *[""] * 7)
+            out.add_row("", "", f"[red]{row['error']}[/]", *[""] * 10)
     warm = first.get("warmup_steps")
     out.caption = (
         f"memory: {memory_kind_name(first.get('memory_kind'))}; {first.get('threads')} torch "
         f"thread(s); median, min and max of the timed steps"
         + (f" after {warm} warm-up step(s)" if warm is not None else " after warm-up")
         + "; device synchronised around each step; a step here is meta_grad + Adam on one "
-        "fixed batch (no task sampling, no evaluation)"
+        "fixed batch (no task sampling, no evaluation); GFLOP/step: convolutions and matrix "
+        "products of meta_grad, counted on the per-task form; of matmul: the achieved GFLOP/s "
+        "over a float32 1024x1024 matmul's in the same process"
+        + (f" ({first['matmul_gflops']:.0f} GFLOP/s)" if first.get("matmul_gflops") else "")
     )
     out.caption_justify = "left"
     warnings = [Text(f"warning: {w}", style="yellow") for w in bench_warnings(table)]

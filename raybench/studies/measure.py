@@ -49,6 +49,8 @@ class Measurement:
     device: str = ""
     threads: int = 0
     n_params: int = 0
+    flops_per_step: int | None = None  # counted on the per-task form (studies.flops)
+    matmul_gflops: float | None = None  # this process's float32 matmul rate, same threads
     error: str | None = None
 
 
@@ -100,13 +102,16 @@ def measure(
     isolated: bool = False,
     reference: bool = False,
     process_peak: bool = False,
+    flops: bool = False,
 ) -> Measurement:
     """Time and memory of at least ``steps`` meta-steps (more, up to ``max_steps``, until
     ``min_time_s`` are timed) after ``warmup`` untimed ones, in this process. The warm-up
     matters: the first step pays one-time costs (lazy imports and initialisation, kernel
     selection, the allocator growing to the step's peak; some 200 MiB of RSS on the CPU)
     that are not the solver's. Warm-up steps use one inner step (same kernels, cheap at 20
-    inner steps) unless ``full_warmup``, which warms with the timed step itself."""
+    inner steps) unless ``full_warmup``, which warms with the timed step itself. With
+    ``flops``, the step's arithmetic is counted and the machine's matrix-multiply rate
+    measured right after the timed steps (:mod:`raybench.studies.flops`)."""
     from raybench.models import build_model
     from raybench.runtime import PeakMemory, device_name, resolve_device
     from raybench.solvers import make_solver
@@ -172,6 +177,15 @@ def measure(
             threads=torch.get_num_threads(),
             error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
         )
+    flops_per_step = rate = None
+    if flops:
+        from raybench.studies.flops import count_flops, matmul_gflops
+
+        rate = matmul_gflops(device=device)
+        counted = solver
+        if not reference:  # the algorithm's arithmetic: its per-task form
+            counted = make_solver(replace(config, batching="loop"), model)
+        flops_per_step = count_flops(lambda: counted.meta_grad(params, batch))
     kind = memory.kind + "_delta"
     if device.type == "cpu" and not isolated:
         kind += "_in_process"  # polluted by earlier measurements: see the module docstring
@@ -192,6 +206,8 @@ def measure(
         device=device_name(device),
         threads=torch.get_num_threads(),
         n_params=sum(p.numel() for p in params.values()),
+        flops_per_step=flops_per_step,
+        matmul_gflops=rate,
     )
 
 
@@ -208,6 +224,7 @@ def measure_isolated(
     timeout_s: float | None = None,
     reference: bool = False,
     for_timing: bool = False,
+    flops: bool = False,
 ) -> Measurement:
     """:func:`measure` in a fresh ``python -m raybench.studies.measure`` process.
     ``for_timing`` keeps the allocator's defaults (see :func:`measure`'s ``process_peak``)."""
@@ -225,6 +242,8 @@ def measure_isolated(
         command += ["--reference"]
     if for_timing:
         command += ["--for-timing"]
+    if flops:
+        command += ["--flops"]
     if data_dir is not None:
         command += ["--data-dir", str(data_dir)]
     try:
@@ -254,6 +273,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--reference", action="store_true", help="time the per-task loop")
     parser.add_argument("--for-timing", action="store_true", help="keep the allocator as is")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs, time a matmul")
     args = parser.parse_args(argv)
     if not args.for_timing:
         return_freed_memory()  # before anything big is allocated
@@ -274,6 +294,7 @@ def _main(argv: Sequence[str] | None = None) -> None:
         isolated=True,
         reference=args.reference,
         process_peak=args.for_timing,
+        flops=args.flops,
     )
     print(json.dumps(asdict(m)), flush=True)
 
