@@ -289,6 +289,14 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def check_preset(name: str) -> None:
+    """A one-line error naming every preset (as an unknown solver names the solvers)."""
+    if name not in PRESETS:
+        raise RaybenchError(
+            f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; presets: {', '.join(PRESETS)}"
+        )
+
+
 def parse_assignments(items: Iterable[str]) -> dict[str, str]:
     """``["inner_lr=0.4", "imaml.lam=2"]`` -> ``{"inner_lr": "0.4", "imaml.lam": "2"}``."""
     out: dict[str, str] = {}
@@ -314,8 +322,7 @@ def build_config(
     solvers, so one ``--set imaml.lam=2`` can be given to ``--solvers all``. An unknown key is
     an error naming the key, so a typo never silently does nothing.
     """
-    if preset not in PRESETS:
-        raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+    check_preset(preset)
     option_bounds = solver_option_bounds or {}
     values: dict[str, Any] = {}
     options: dict[str, Any] = dict(solver_option_defaults or {})

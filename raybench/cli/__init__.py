@@ -1,6 +1,8 @@
 """The ``raybench`` command line: Typer commands that wire the package together.
 
 Every user-fixable problem ends as one line on stderr and exit code 2, never a traceback.
+The options the commands share, and the conventions they follow, are in
+:mod:`raybench.cli.options`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,31 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from raybench.cli.options import (
+    HELP_NAMES,
+    AddressOption,
+    ConcurrencyOption,
+    CpusOption,
+    DashboardOption,
+    DataDirOption,
+    DeviceOption,
+    ExperimentOption,
+    GpusOption,
+    LogEveryOption,
+    MetaStepsOption,
+    OutOption,
+    PresetOption,
+    RetriesOption,
+    SeedsOption,
+    SettingsOption,
+    SolversOption,
+    TrackerOption,
+    TrackerUriOption,
+    deprecated,
+    hidden_option,
+    renamed,
+    tidy_help,
+)
 from raybench.errors import RaybenchError
 
 try:  # typer >= 0.25 carries its own copy of click
@@ -26,19 +53,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": HELP_NAMES},
 )
-
-OutOption = Annotated[
-    Path, typer.Option("--out", help="Root folder of the results store.", show_default=True)
-]
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Folder with images_background.zip and images_evaluation.zip "
-        "(else $RAYBENCH_DATA, else the user cache; downloaded if absent).",
-    ),
-]
 
 
 def stdout() -> Console:
@@ -53,59 +69,34 @@ def stdout() -> Console:
     return console
 
 
-SolversOption = Annotated[
-    str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
-]
-PresetOption = Annotated[
-    str,
-    typer.Option(
-        "--preset",
-        help="Starting configuration: paper (Table 1), smoke, 5w5s, 20w1s, 20w5s, "
-        "literature-5w1s, ... (`raybench settings` lists them).",
-    ),
-]
-SettingsOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="Override a setting, KEY=VALUE (repeatable); solver options as "
-        "SOLVER.KNOB=VALUE. See `raybench settings`.",
-    ),
-]
-SeedsOption = Annotated[int, typer.Option("--seeds", min=1, help="Number of seeds per solver.")]
-ExperimentOption = Annotated[
-    str | None, typer.Option("--experiment", "-e", help="Experiment name (a folder under --out).")
-]
-AddressOption = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="Ray cluster to use: 'auto', HOST:PORT or ray://HOST:PORT. Default: start a "
-        "local Ray (bound to localhost) for this command and stop it afterwards.",
-    ),
-]
-DashboardOption = Annotated[
-    bool, typer.Option("--dashboard", help="Start the local Ray's dashboard (on localhost).")
-]
-RetriesOption = Annotated[
-    int, typer.Option("--max-retries", min=0, help="Retries of a run whose worker dies.")
-]
-ConcurrencyOption = Annotated[
-    int | None, typer.Option("--max-concurrent", min=1, help="Most runs training at once.")
-]
-CpusOption = Annotated[float, typer.Option("--cpus-per-run", min=0.01, help="CPUs per run.")]
-DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (device).")]
-LogEveryOption = Annotated[
-    float,
-    typer.Option(
-        "--log-every",
-        min=0,
-        metavar="SECONDS",
-        help="When the output is not a terminal (a log, tee, nohup): a plain progress line "
-        "per run (step, validation accuracy, ms/step, ETA) and the overall ETA at least "
-        "this often; 0: only at evaluations and when runs end.",
-    ),
-]
+def _print_version(value: bool) -> None:
+    if value:
+        from raybench import __version__
+
+        print(f"raybench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+def _experiment(option: str | None, positional: str | None, command: str) -> str | None:
+    """``-e NAME``, or the experiment as the command's first argument (the old spelling)."""
+    if positional is None:
+        return option
+    deprecated(f"`raybench {command} EXPERIMENT`", f"`raybench {command} -e EXPERIMENT`")
+    if option is not None and option != positional:
+        raise RaybenchError(f"two experiments given ({positional!r} and -e {option!r})")
+    return positional
 
 
 @app.command("run")
@@ -115,8 +106,9 @@ def run_command(
         str,
         typer.Option(
             "--preset",
+            metavar="NAMES",
             help="Starting configuration, or several comma-separated (solvers x presets): "
-            "paper (Table 1), smoke, 5w5s, 20w1s, 20w5s, literature-5w1s, ...",
+            "paper (Table 1), quick, smoke, 5w5s, 20w1s, 20w5s, literature-5w1s, ...",
         ),
     ] = "paper",
     matrix: Annotated[
@@ -132,13 +124,15 @@ def run_command(
         list[Path] | None,
         typer.Option(
             "--config",
+            metavar="FILE",
             help="A config file (e.g. a sweep's best/<solver>.yaml) to run instead of "
-            "--solvers/--preset; repeatable. --set still applies on top.",
+            "--solvers/--preset; repeatable; the experiment defaults to the files' names. "
+            "--set still applies on top.",
         ),
     ] = None,
-    seeds: SeedsOption = 1,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
-    steps: Annotated[int | None, typer.Option("--steps", help="Meta-steps (meta_steps).")] = None,
+    seeds: SeedsOption = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, metavar="N", help="First seed.")] = 0,
+    steps: MetaStepsOption = None,
     device: DeviceOption = None,
     experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
@@ -146,20 +140,14 @@ def run_command(
     backend: Annotated[
         str,
         typer.Option(
-            "--backend", help="ray: each run on a Ray actor; inline: one after another here."
+            "--backend",
+            metavar="ray|inline",
+            help="ray: each run on a Ray actor; inline: one after another here.",
         ),
     ] = "ray",
     address: AddressOption = None,
-    gpus_per_run: Annotated[
-        float | None,
-        typer.Option(
-            "--gpus-per-run",
-            min=0,
-            help="GPU share of each run (e.g. 0.25). Default: the visible GPUs divided among "
-            "the concurrent runs; 0 without GPUs.",
-        ),
-    ] = None,
-    cpus_per_run: CpusOption = 1.0,
+    gpus_per_run: GpusOption = None,
+    cpus_per_run: CpusOption = None,
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
@@ -167,6 +155,7 @@ def run_command(
         str | None,
         typer.Option(
             "--resume",
+            metavar="EXPERIMENT",
             help="Continue an interrupted experiment: finished runs are kept, unfinished "
             "ones go on from their last evaluation point.",
         ),
@@ -177,21 +166,25 @@ def run_command(
     ] = False,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
     log_every: LogEveryOption = 60.0,
+    tracker: TrackerOption = None,
+    tracker_uri: TrackerUriOption = None,
 ) -> None:
     """Train, evaluate and store each solver (and seed), then print the report."""
     from raybench.cli.commands import run
     from raybench.execution import ExecutionOptions
+    from raybench.trackers import tracker_spec
 
     execution = ExecutionOptions(
         backend=backend,
         address=address,
         gpus_per_run=gpus_per_run,
-        cpus_per_run=cpus_per_run,
+        cpus_per_run=cpus_per_run or 1.0,
         max_concurrent=max_concurrent,
         max_retries=max_retries,
         dashboard=dashboard,
         rerun=rerun,
         log_every=log_every,
+        tracker=tracker_spec(tracker, tracker_uri),
     )
     run(
         solvers=solvers,
@@ -218,40 +211,66 @@ def sweep_command(
     solvers: SolversOption = "all",
     preset: PresetOption = "paper",
     settings: SettingsOption = None,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials per solver.")] = 32,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, metavar="N", help="Trials per solver.")
+    ] = 32,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="Meta-steps of each trial.")
+        int | None,
+        typer.Option("--steps", min=1, metavar="N", help="Meta-steps of each trial."),
     ] = 500,
-    seeds: SeedsOption = 3,
+    seeds: SeedsOption = None,
     final: Annotated[
         bool,
         typer.Option(help="Re-run each solver's best config with --seeds seeds at full length."),
     ] = True,
     final_steps: Annotated[
         int | None,
-        typer.Option("--final-steps", min=1, help="Meta-steps of the final runs (the preset's)."),
+        typer.Option(
+            "--final-steps",
+            min=1,
+            metavar="N",
+            help="Meta-steps of the final runs (default: the preset's).",
+        ),
     ] = None,
-    search_seed: Annotated[int, typer.Option("--search-seed", help="Seed of the TPE sampler.")] = 0,
+    search_seed: Annotated[
+        int, typer.Option("--search-seed", metavar="N", help="Seed of the TPE sampler.")
+    ] = 0,
     spaces: Annotated[
         Path | None,
-        typer.Option("--spaces", help="Folder of <solver>.yaml search spaces.", show_default=False),
+        typer.Option(
+            "--spaces",
+            metavar="DIR",
+            help="Folder of <solver>.yaml search spaces.",
+            show_default=False,
+        ),
     ] = None,
+    device: DeviceOption = None,
     experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
     address: AddressOption = None,
-    gpus_per_trial: Annotated[
+    gpus_per_run: Annotated[
         float | None,
         typer.Option(
-            "--gpus-per-trial",
+            "--gpus-per-run",
             min=0,
-            help="GPU share of each trial. Default: the visible GPUs divided among the "
-            "concurrent trials.",
+            metavar="FRACTION",
+            help="GPU share of each trial and final run. Default: the visible GPUs divided "
+            "among the concurrent trials.",
         ),
     ] = None,
-    cpus_per_trial: Annotated[
-        float, typer.Option("--cpus-per-trial", min=0.01, help="CPUs per trial.")
-    ] = 1.0,
+    cpus_per_run: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus-per-run",
+            min=0.01,
+            metavar="N",
+            help="CPUs of each trial and final run (its torch threads and the CPUs Ray "
+            "reserves for it). Default 1.",
+        ),
+    ] = None,
+    gpus_per_trial: Annotated[float | None, hidden_option("--gpus-per-trial", min=0)] = None,
+    cpus_per_trial: Annotated[float | None, hidden_option("--cpus-per-trial", min=0.01)] = None,
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
@@ -259,24 +278,30 @@ def sweep_command(
         str | None,
         typer.Option(
             "--resume",
+            metavar="EXPERIMENT",
             help="Continue an interrupted sweep (its experiment name): finished trials and "
             "solvers are kept, unfinished trials start again.",
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
     log_every: LogEveryOption = 60.0,
+    tracker: TrackerOption = None,
+    tracker_uri: TrackerUriOption = None,
 ) -> None:
     """Search each solver's hyperparameters (Ray Tune + Optuna TPE + ASHA), then re-run the
     best configuration of each with several seeds and report."""
     from raybench.cli.commands import sweep
     from raybench.search.sweep import SweepOptions
+    from raybench.trackers import tracker_spec
 
+    gpus = renamed("--gpus-per-run", gpus_per_run, "--gpus-per-trial", gpus_per_trial, "sweep")
+    cpus = renamed("--cpus-per-run", cpus_per_run, "--cpus-per-trial", cpus_per_trial, "sweep")
     options = SweepOptions(
         trials=trials,
         steps=steps,
         max_concurrent=max_concurrent,
-        gpus_per_trial=gpus_per_trial,
-        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus,
+        cpus_per_trial=cpus or 1.0,
         seed=search_seed,
         max_retries=max_retries,
     )
@@ -289,6 +314,7 @@ def sweep_command(
         final=final,
         final_steps=final_steps,
         spaces=spaces,
+        device=device,
         experiment=experiment,
         out=out,
         data_dir=data_dir,
@@ -298,56 +324,68 @@ def sweep_command(
         show_report=report,
         console=stdout(),
         log_every=log_every,
+        tracker=tracker_spec(tracker, tracker_uri),
     )
 
 
 @app.command("study")
 def study_command(
-    solver: Annotated[str, typer.Option("--solver", help="The solver to study.")],
+    solver: Annotated[str, typer.Option("--solver", metavar="NAME", help="The solver to study.")],
     param: Annotated[
         str,
         typer.Option(
-            "--param", help="The setting to vary: any `raybench settings` key or a solver option."
+            "--param",
+            metavar="KEY",
+            help="The setting to vary: any `raybench settings` key or a solver option.",
         ),
     ],
     values: Annotated[
-        str, typer.Option("--values", help="Comma-separated values, e.g. 0.001,0.01,0.1.")
+        str,
+        typer.Option(
+            "--values", metavar="V1,V2,...", help="Comma-separated values, e.g. 0.001,0.01,0.1."
+        ),
     ],
-    seeds: SeedsOption = 3,
+    seeds: SeedsOption = None,
     preset: PresetOption = "paper",
     settings: SettingsOption = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Meta-steps (meta_steps).")] = None,
+    steps: MetaStepsOption = None,
+    device: DeviceOption = None,
     experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="ray (default) or inline, as for `raybench run`.")
+        str,
+        typer.Option(
+            "--backend", metavar="ray|inline", help="ray (default) or inline, as for `run`."
+        ),
     ] = "ray",
     address: AddressOption = None,
-    gpus_per_run: Annotated[
-        float | None, typer.Option("--gpus-per-run", min=0, help="GPU share of each run.")
-    ] = None,
-    cpus_per_run: CpusOption = 1.0,
+    gpus_per_run: GpusOption = None,
+    cpus_per_run: CpusOption = None,
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
     log_every: LogEveryOption = 60.0,
+    tracker: TrackerOption = None,
+    tracker_uri: TrackerUriOption = None,
 ) -> None:
     """Train one solver over a list of values of one setting (several seeds each) and
-    report final accuracy, divergence and the validation curve per value: the report's
-    Reptile learning-rate study for any solver and setting."""
+    report final accuracy, divergence and the validation curve per value: the reference
+    report's Reptile learning-rate study for any solver and setting."""
     from raybench.cli.commands import study
     from raybench.execution import ExecutionOptions
+    from raybench.trackers import tracker_spec
 
     execution = ExecutionOptions(
         backend=backend,
         address=address,
         gpus_per_run=gpus_per_run,
-        cpus_per_run=cpus_per_run,
+        cpus_per_run=cpus_per_run or 1.0,
         max_concurrent=max_concurrent,
         max_retries=max_retries,
         dashboard=dashboard,
         log_every=log_every,
+        tracker=tracker_spec(tracker, tracker_uri),
     )
     study(
         solver=solver,
@@ -357,6 +395,7 @@ def study_command(
         preset=preset,
         settings=settings or [],
         steps=steps,
+        device=device,
         experiment=experiment,
         out=out,
         data_dir=data_dir,
@@ -370,28 +409,40 @@ def bench_command(
     solvers: SolversOption = "all",
     preset: PresetOption = "paper",
     settings: SettingsOption = None,
-    steps: Annotated[
+    timed_steps: Annotated[
         int | None,
         typer.Option(
-            "--steps",
+            "--timed-steps",
             min=1,
+            metavar="N",
             help="Timed meta-steps (default: 20 on a GPU; on a CPU at least 5, more up to 50 "
             "until 15 s are timed).",
         ),
     ] = None,
     warmup: Annotated[
         int | None,
-        typer.Option("--warmup", min=0, help="Untimed meta-steps first (default: 5 GPU, 2 CPU)."),
+        typer.Option(
+            "--warmup",
+            min=0,
+            metavar="N",
+            help="Untimed meta-steps first (default: 5 GPU, 2 CPU).",
+        ),
     ] = None,
     reference: Annotated[
         bool, typer.Option(help="Also time the per-task MAML and FOMAML loops (the reference).")
     ] = True,
-    threads: Annotated[
-        int | None,
+    cpus_per_run: Annotated[
+        float | None,
         typer.Option(
-            "--threads", min=1, help="torch CPU threads (CPU only; default 1, as a run gets)."
+            "--cpus-per-run",
+            min=1,
+            metavar="N",
+            help="CPUs of each measurement: its torch threads (CPU only; default 1, as a run "
+            "gets).",
         ),
     ] = None,
+    old_steps: Annotated[int | None, hidden_option("--steps", min=1)] = None,
+    old_threads: Annotated[int | None, hidden_option("--threads", min=1)] = None,
     device: DeviceOption = None,
     experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
@@ -401,6 +452,11 @@ def bench_command(
     the report-style per-task loop timed in the same run and each solver's speed-up."""
     from raybench.cli.commands import bench
 
+    steps = renamed("--timed-steps", timed_steps, "--steps", old_steps, "bench")
+    threads = renamed(
+        "--cpus-per-run", None if cpus_per_run is None else int(cpus_per_run), "--threads",
+        old_threads, "bench",
+    )  # fmt: skip
     bench(
         solvers=solvers,
         preset=preset,
@@ -434,12 +490,22 @@ class ReportTable(str, Enum):
     trials = "trials"
 
 
+ReadExperimentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--experiment",
+        "-e",
+        metavar="NAME",
+        help="The experiment: a name under --out, or a folder (default: the newest).",
+    ),
+]
+OldExperimentArgument = Annotated[str | None, typer.Argument(hidden=True, show_default=False)]
+
+
 @app.command("report")
 def report_command(
-    experiment: Annotated[
-        str | None,
-        typer.Argument(help="Experiment name under --out, or a folder (default: the newest)."),
-    ] = None,
+    experiment: ReadExperimentOption = None,
+    positional: OldExperimentArgument = None,
     out: OutOption = Path("outputs"),
     fmt: Annotated[
         ReportFormat,
@@ -453,7 +519,9 @@ def report_command(
     ] = ReportFormat.rich,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
+        ),
     ] = None,
     runs: Annotated[
         bool,
@@ -503,7 +571,7 @@ def report_command(
     from raybench.cli.reports import report
 
     report(
-        experiment,
+        _experiment(experiment, positional, "report"),
         out,
         stdout(),
         fmt=fmt.value,
@@ -522,9 +590,14 @@ class CompareFormat(str, Enum):
 
 @app.command("compare")
 def compare_command(
-    experiment: Annotated[str, typer.Argument(help="Experiment name under --out, or a folder.")],
-    a: Annotated[str, typer.Argument(help="A: a solver name or a configuration fingerprint.")],
-    b: Annotated[str, typer.Argument(help="B: a solver name or a configuration fingerprint.")],
+    a: Annotated[
+        str, typer.Argument(metavar="A", help="A solver name or a configuration fingerprint.")
+    ],
+    b: Annotated[
+        str, typer.Argument(metavar="B", help="A solver name or a configuration fingerprint.")
+    ],
+    old_b: OldExperimentArgument = None,
+    experiment: ReadExperimentOption = None,
     out: OutOption = Path("outputs"),
     fmt: Annotated[
         CompareFormat,
@@ -532,7 +605,9 @@ def compare_command(
     ] = CompareFormat.rich,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
+        ),
     ] = None,
 ) -> None:
     """Compare two configurations in every setting where both ran, paired over the same
@@ -540,9 +615,14 @@ def compare_command(
     a single pair), the method, tasks, seeds and variance terms. A solver name that has
     several configurations in a setting is ambiguous: give a fingerprint (`config` in
     `raybench report --format json`)."""
+    from raybench.cli.commands import newest_experiment
     from raybench.cli.reports import compare
 
-    compare(experiment, a, b, out, stdout(), fmt=fmt.value, output=output)
+    if old_b is not None:  # the old spelling: compare EXPERIMENT A B
+        experiment = _experiment(experiment, a, "compare")
+        a, b = b, old_b
+    name = experiment or newest_experiment(out)
+    compare(name, a, b, out, stdout(), fmt=fmt.value, output=output)
 
 
 class FigureFormat(str, Enum):
@@ -553,24 +633,20 @@ class FigureFormat(str, Enum):
 
 @app.command("plot")
 def plot_command(
-    experiment: Annotated[
-        str | None,
-        typer.Argument(help="Experiment name under --out, or a folder (default: the newest)."),
-    ] = None,
+    experiment: ReadExperimentOption = None,
+    positional: OldExperimentArgument = None,
     directory: Annotated[
         Path | None,
         typer.Option(
             "--dir",
             "-d",
+            metavar="DIR",
             help="Folder for the figure files (default: the experiment's plots/ folder, e.g. "
             "outputs/<experiment>/plots).",
             show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Path,
-        typer.Option("--out", help="Root folder of the results store (where to find it)."),
-    ] = Path("outputs"),
+    out: OutOption = Path("outputs"),
     fmt: Annotated[
         FigureFormat,
         typer.Option(
@@ -585,6 +661,7 @@ def plot_command(
             "--dpi",
             min=10,
             max=1200,
+            metavar="N",
             help="Resolution: a figure is 12 x 6 inches, so 100 gives 1200x600 pixels, 300 "
             "gives 3600x1800 (PDF and SVG stay vector graphics).",
         ),
@@ -594,7 +671,8 @@ def plot_command(
     accuracy against wall time, and the scaling, fidelity and sweep studies it has."""
     from raybench.cli.commands import plot
 
-    plot(experiment, directory, out, stdout(), fmt=fmt.value, dpi=dpi)
+    name = _experiment(experiment, positional, "plot")
+    plot(name, directory, out, stdout(), fmt=fmt.value, dpi=dpi)
 
 
 @app.command("solvers")
@@ -607,7 +685,9 @@ def solvers_command() -> None:
 
 @app.command("settings")
 def settings_command(
-    preset: Annotated[str, typer.Option("--preset", help="Show this preset's values.")] = "paper",
+    preset: Annotated[
+        str, typer.Option("--preset", metavar="NAME", help="Show this preset's values.")
+    ] = "paper",
 ) -> None:
     """List every setting with its value in a preset and its allowed range."""
     from raybench.cli.commands import list_settings
@@ -620,49 +700,48 @@ def fidelity_command(
     experiment: Annotated[
         str | None,
         typer.Option(
-            "--experiment", "-e", help="Where to store the table: a name under --out or a folder."
+            "--experiment",
+            "-e",
+            metavar="NAME",
+            help="The experiment to store the table in: a name under --out, or a folder "
+            "(default: fidelity).",
         ),
     ] = None,
     source: Annotated[
         str | None,
         typer.Option(
-            "--from", help="Compare at the final checkpoint of each run of this experiment."
+            "--from",
+            metavar="EXPERIMENT",
+            help="Compare at the final checkpoint of each run of this experiment.",
         ),
     ] = None,
     checkpoints: Annotated[
         list[Path] | None,
-        typer.Option("--checkpoint", help="Compare at this checkpoint file (repeatable)."),
-    ] = None,
-    init: Annotated[bool, typer.Option(help="Compare at the initialisation of --seed too.")] = True,
-    solvers: Annotated[
-        str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
-    ] = "all",
-    preset: Annotated[
-        str, typer.Option("--preset", help="Settings of the comparison: paper or smoke.")
-    ] = "paper",
-    settings: Annotated[
-        list[str] | None,
         typer.Option(
-            "--set", help="Override a setting, KEY=VALUE (repeatable), as for `raybench run`."
+            "--checkpoint", metavar="FILE", help="Compare at this checkpoint file (repeatable)."
         ),
     ] = None,
+    init: Annotated[bool, typer.Option(help="Compare at the initialisation of --seed too.")] = True,
+    solvers: SolversOption = "all",
+    preset: PresetOption = "paper",
+    settings: SettingsOption = None,
     sweeps: Annotated[
         list[str] | None,
         typer.Option(
             "--sweep",
-            help="Values of a solver's knob, SOLVER.KNOB=V1,V2,... (repeatable); defaults: "
+            metavar="SOLVER.KNOB=V1,V2,...",
+            help="Values of a solver's knob (repeatable); defaults: "
             "imaml.cg_steps=1,2,5,10,20 neumann.terms=0,1,2,3,5,10 penalty.lam=0,0.01,0.1,1.",
         ),
     ] = None,
     tasks: Annotated[
-        int, typer.Option("--tasks", min=1, help="Fixed validation tasks, one batch.")
+        int, typer.Option("--tasks", min=1, metavar="N", help="Fixed validation tasks, one batch.")
     ] = 16,
     seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Seed of the init point (default 0).")
+        int | None,
+        typer.Option("--seed", min=0, metavar="N", help="Seed of the init point (default 0)."),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu or cuda (device).")
-    ] = None,
+    device: DeviceOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
 ) -> None:
@@ -693,37 +772,48 @@ def scaling_command(
     experiment: Annotated[
         str | None,
         typer.Option(
-            "--experiment", "-e", help="Where to store the table: a name under --out or a folder."
+            "--experiment",
+            "-e",
+            metavar="NAME",
+            help="The experiment to store the table in: a name under --out, or a folder "
+            "(default: scaling).",
         ),
     ] = None,
-    solvers: Annotated[
-        str, typer.Option("--solvers", help="Comma-separated solver names, or 'all'.")
-    ] = "all",
+    solvers: SolversOption = "all",
     inner_steps: Annotated[
-        str, typer.Option("--inner-steps", help="Comma-separated inner-step counts.")
-    ] = "1,2,5,10,20",
-    preset: Annotated[
-        str, typer.Option("--preset", help="The other settings: paper (Table 1) or smoke.")
-    ] = "paper",
-    settings: Annotated[
-        list[str] | None,
+        str,
         typer.Option(
-            "--set", help="Override a setting, KEY=VALUE (repeatable), as for `raybench run`."
+            "--inner-steps", metavar="N1,N2,...", help="Comma-separated inner-step counts."
         ),
-    ] = None,
-    steps: Annotated[
+    ] = "1,2,5,10,20",
+    preset: PresetOption = "paper",
+    settings: SettingsOption = None,
+    timed_steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, help="Timed meta-steps per measurement (CPU 2, GPU 5)."),
+        typer.Option(
+            "--timed-steps",
+            min=1,
+            metavar="N",
+            help="Timed meta-steps per measurement (default: 2 CPU, 5 GPU).",
+        ),
     ] = None,
     warmup: Annotated[
-        int, typer.Option("--warmup", min=0, help="Untimed meta-steps before them.")
+        int,
+        typer.Option("--warmup", min=0, metavar="N", help="Untimed meta-steps before them."),
     ] = 1,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's).")
+    cpus_per_run: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus-per-run",
+            min=1,
+            metavar="N",
+            help="CPUs of each measuring process: its torch threads (default: torch's, "
+            "one per core).",
+        ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu or cuda (device).")
-    ] = None,
+    old_steps: Annotated[int | None, hidden_option("--steps", min=1)] = None,
+    old_threads: Annotated[int | None, hidden_option("--threads", min=1)] = None,
+    device: DeviceOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
 ) -> None:
@@ -731,6 +821,11 @@ def scaling_command(
     verdict on the expected shape (MAML and penalty grow, first-order and implicit flat)."""
     from raybench.cli.commands import scaling
 
+    steps = renamed("--timed-steps", timed_steps, "--steps", old_steps, "scaling")
+    threads = renamed(
+        "--cpus-per-run", None if cpus_per_run is None else int(cpus_per_run), "--threads",
+        old_threads, "scaling",
+    )  # fmt: skip
     scaling(
         experiment=experiment,
         solvers=solvers,
@@ -759,10 +854,12 @@ _add_subcommands()
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: Typer/Click errors and RaybenchError as one line, exit 2."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    command = typer.main.get_command(app)
+    tidy_help(command)
     try:
-        # Without standalone mode Typer returns an Exit's code (130 for Ctrl-C) instead of
+        # Without standalone mode Click returns an Exit's code (130 for Ctrl-C) instead of
         # exiting, and lets usage errors propagate, so each can be reported in one line.
-        code = app(args=argv, prog_name="raybench", standalone_mode=False)
+        code = command.main(args=argv, prog_name="raybench", standalone_mode=False)
     except typer.Exit as exc:
         code = exc.exit_code
     except UsageProblem as exc:  # usage errors, bad option values

@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
 from raybench.results import ExperimentStore
+
+if TYPE_CHECKING:
+    from raybench.data import OmniglotImages
+    from raybench.trackers import TrackerSpec
 
 BACKENDS = ("ray", "inline")
 
@@ -43,6 +48,8 @@ class ExecutionOptions:
     rerun: bool = False
     source: str = "preset"  # recorded with each run: preset, config file, tuned
     log_every: float = 60.0  # not in a terminal: a progress line per run this often (0: off)
+    tracker: TrackerSpec | None = None  # each stored run also logged to MLflow / TensorBoard
+    label_settings: tuple[str, ...] = ()  # settings named in progress rows (a study's value)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -67,6 +74,7 @@ def execute(
     """Train, test and store every config not already finished in the store (unless
     ``rerun``). Failed runs are stored with their error; the others go on."""
     from raybench.data import load_omniglot
+    from raybench.trackers import TrackedStore, open_trackers
 
     data = load_omniglot(data_dir)  # fail early, and build the cache once for local workers
     todo = [c for c in configs if options.rerun or not store.is_finished(c.run_id)]
@@ -78,13 +86,33 @@ def execute(
     if options.rerun:  # trained again from step 0, not continued
         for config in todo:
             store.progress_path(config.run_id).unlink(missing_ok=True)
+    trackers = open_trackers(options.tracker, store)
+    if trackers is not None:  # the driver logs each run from the store once it is written
+        for summary in skipped:
+            trackers.log_run(store, summary.run_id)
+        store = TrackedStore(store, trackers)
+    try:
+        return skipped + _run(todo, store, console, options, data, data_dir)
+    finally:
+        if trackers is not None:
+            trackers.close()
+
+
+def _run(
+    todo: Sequence[RunConfig],
+    store: ExperimentStore,
+    console: Console,
+    options: ExecutionOptions,
+    data: OmniglotImages,
+    data_dir: Path | None,
+) -> list[RunSummary]:
     if not todo:
-        return skipped
+        return []
     if options.backend == "inline":
         from raybench.execution.inline import run_inline
 
         threads = max(1, int(options.cpus_per_run))
-        return skipped + run_inline(
+        return run_inline(
             todo,
             data,
             store,
@@ -92,7 +120,8 @@ def execute(
             source=options.source,
             threads=threads,
             log_every=options.log_every,
+            label_settings=options.label_settings,
         )
     from raybench.execution.ray_backend import run_on_ray
 
-    return skipped + run_on_ray(todo, store, console, options, data_dir)
+    return run_on_ray(todo, store, console, options, data_dir)

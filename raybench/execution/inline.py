@@ -24,6 +24,7 @@ def run_inline(
     source: str = "preset",
     threads: int = 1,
     log_every: float = 60.0,
+    label_settings: Sequence[str] = (),
 ) -> list[RunSummary]:
     """Train, test and store each config; a failing run is stored as ``failed``.
 
@@ -34,7 +35,10 @@ def run_inline(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _run_all(configs, data, store, console, source, summaries, log_every)
+        progress = RunProgress(
+            console, len(configs), log_every=log_every, label_settings=label_settings
+        )
+        _run_all(configs, data, store, console, source, summaries, progress)
     finally:
         torch.set_num_threads(previous)
     return summaries
@@ -47,9 +51,9 @@ def _run_all(
     console: Console,
     source: str,
     summaries: list[RunSummary],
-    log_every: float,
+    progress: RunProgress,
 ) -> None:
-    with RunProgress(console, len(configs), log_every=log_every) as progress:
+    with progress:
         for config in configs:
             resume = store.progress_path(config.run_id)
             result = train(config, data, progress=progress.hook(config), resume=resume)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -88,6 +88,13 @@ class RunState:
         return max(0, self.config.meta_steps - self.step) * rate
 
 
+def setting_text(config: RunConfig, key: str) -> str:
+    """A setting's value as given (``0.01``, ``5``); solver options as ``solver.knob``."""
+    _, dot, knob = key.partition(".")
+    value = config.solver_options.get(knob) if dot else getattr(config, key, None)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class RunProgress:
     """A progress bar per run, and in a log plain lines (see the module docstring).
 
@@ -102,6 +109,7 @@ class RunProgress:
         log_every: float = LOG_EVERY,
         clock: Callable[[], float] = time.monotonic,
         ticker: bool = True,
+        label_settings: Sequence[str] = (),
     ) -> None:
         self.bars = Progress(
             TextColumn("{task.description}"),
@@ -116,6 +124,7 @@ class RunProgress:
         )
         self.console = console
         self.total_runs = total_runs
+        self.label_settings = tuple(label_settings)
         self.overall = self.bars.add_task("all runs", total=total_runs, status="", node="")
         self.tasks: dict[str, TaskID] = {}
         self.configs: dict[str, RunConfig] = {}
@@ -145,9 +154,11 @@ class RunProgress:
             self.thread.join()
         self.bars.stop()
 
-    @staticmethod
-    def label(config: RunConfig) -> str:
-        return f"{config.solver} seed {config.seed}"
+    def label(self, config: RunConfig) -> str:
+        """``reptile seed 0``; with ``label_settings`` (what a study varies) their values
+        too: ``reptile outer_lr=0.01 seed 0``."""
+        shown = (f"{k.rpartition('.')[2]}={setting_text(config, k)}" for k in self.label_settings)
+        return " ".join([config.solver, *shown, f"seed {config.seed}"])
 
     def skip(self, config: RunConfig, why: str) -> None:
         self.bars.console.print(f"[dim]{self.label(config)}: {why}[/]")

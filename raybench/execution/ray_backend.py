@@ -204,7 +204,12 @@ def run_on_ray(
         queue = list(configs)
         pending: dict[Any, tuple[RunConfig, Any]] = {}
         state: dict[str, dict[str, Any]] = {}
-        with RunProgress(console, len(configs), log_every=options.log_every) as progress:
+        with RunProgress(
+            console,
+            len(configs),
+            log_every=options.log_every,
+            label_settings=options.label_settings,
+        ) as progress:
             for config in configs:
                 progress.add(config)
             while queue or pending:

@@ -36,6 +36,7 @@ from raybench.results.schema import SCHEMA_VERSION
 from raybench.results.store import write_table
 from raybench.search.spaces import SearchSpace, decode
 from raybench.solvers import make_config
+from raybench.trackers import TrackerSpec
 
 METRIC = "val_acc"
 
@@ -230,13 +231,17 @@ def sweep_solver(
     options: SweepOptions,
     console: Console,
     data_dir: Path | None = None,
+    trackers: TrackerSpec | None = None,
 ) -> SolverSweep:
-    """Search one solver's space with Tune + Optuna + ASHA; write its trials and best."""
+    """Search one solver's space with Tune + Optuna + ASHA; write its trials and best.
+    ``trackers``: trials logged through Tune's own MLflow / TensorBoard callbacks."""
     import optuna
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
+
+    from raybench.trackers.tune import tune_callbacks
 
     solver = space.solver
     trial_overrides = dict(overrides)
@@ -303,7 +308,7 @@ def sweep_solver(
                 name=name,
                 storage_path=str(storage_root),
                 failure_config=tune.FailureConfig(max_failures=options.max_retries),
-                callbacks=[live],
+                callbacks=[live, *tune_callbacks(trackers, store, solver)],
                 verbose=0,
             ),
         )
@@ -353,6 +358,7 @@ def run_sweep(
     address: str | None = None,
     dashboard: bool = False,
     data_dir: Path | None = None,
+    trackers: TrackerSpec | None = None,
 ) -> dict[str, SolverSweep | None]:
     """Sweep each solver in turn on one Ray session. A solver whose sweep already finished
     in this experiment is not searched again (its best config stays)."""
@@ -371,7 +377,9 @@ def run_sweep(
                 console.print(f"[dim]{space.solver}: sweep already finished, kept[/]")
                 outcomes[space.solver] = None
                 continue
-            outcome = sweep_solver(space, preset, overrides, store, options, console, data_dir)
+            outcome = sweep_solver(
+                space, preset, overrides, store, options, console, data_dir, trackers
+            )
             counts = {
                 s: outcome.trials.column("status").to_pylist().count(s)
                 for s in ("completed", "stopped", "errored", "diverged")
