@@ -209,7 +209,7 @@ def run(
     preset: str | Sequence[str] = "paper",
     *,
     settings: Mapping[str, Any] | Sequence[str] | None = None,
-    seeds: int = 1,
+    seeds: int | None = None,
     first_seed: int = 0,
     steps: int | None = None,
     device: str | None = None,
@@ -228,6 +228,8 @@ def run(
     rerun: bool = False,
     resume: str | None = None,
     log_every: float = 60.0,
+    tracker: str | Sequence[str] | None = None,
+    tracker_uri: str | None = None,
     console: Console | None = None,
 ) -> Experiment:
     """Train, test and store every (solver, preset, seed), as ``raybench run`` does, and
@@ -240,8 +242,11 @@ def run(
     ``config_files`` runs config files (a sweep's ``best/<solver>.yaml``) instead.
     ``backend``: ``"ray"`` (each run on a Ray actor; an initialised Ray, e.g. the
     notebook's, is used as it is) or ``"inline"`` (one after another in this process).
-    ``resume``: an interrupted experiment's name, continued as it was planned. Progress
-    goes to ``console`` (a new Rich console by default; it renders in Jupyter too)."""
+    ``resume``: an interrupted experiment's name, continued as it was planned. ``seeds``:
+    3 by default, 1 when every preset is ``smoke`` (the CLI's rule). ``tracker``:
+    ``"mlflow"`` and/or ``"tensorboard"``, each run also logged there (``tracker_uri``:
+    MLflow's tracking URI, default a SQLite file in the experiment). Progress goes to
+    ``console`` (a new Rich console by default; it renders in Jupyter too)."""
     from dataclasses import replace
 
     from rich.console import Console
@@ -249,18 +254,19 @@ def run(
     from raybench.cli.commands import (
         build_configs,
         configs_from_files,
-        experiment_name,
+        default_seeds,
+        experiment_store,
         resolve_presets,
         resolve_solvers,
         resume_store,
     )
     from raybench.config import MATRIX_PRESETS
-    from raybench.configfile import config_from_dict
+    from raybench.configfile import config_from_dict, read_config_file
     from raybench.errors import RaybenchError
     from raybench.execution import ExecutionOptions, execute
-    from raybench.results import ExperimentStore
+    from raybench.trackers import tracker_spec
 
-    if seeds < 1 or first_seed < 0:
+    if (seeds is not None and seeds < 1) or first_seed < 0:
         raise RaybenchError(f"seeds {seeds} from {first_seed}: expected at least 1, from >= 0")
     console = console or Console()
     out = Path(out)
@@ -274,7 +280,9 @@ def run(
         dashboard=dashboard,
         rerun=rerun,
         log_every=log_every,
+        tracker=tracker_spec(tracker, tracker_uri),
     )
+    labels: tuple[str, ...] = ()
     if resume is not None:
         store = resume_store(resume, out)
         plan = store.read_manifest("run")
@@ -286,17 +294,23 @@ def run(
             overrides["meta_steps"] = str(steps)
         if device is not None:
             overrides["device"] = device
-        seed_range = range(first_seed, first_seed + seeds)
         if config_files:
-            configs = configs_from_files([Path(p) for p in config_files], overrides, seed_range)
-            source, default_name = "config", "configs"
+            files = [Path(p) for p in config_files]
+            presets = [read_config_file(f)[1] for f in files]
+            seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
+            configs = configs_from_files(files, overrides, seed_range)
+            source = "config"
+            default_name = "+".join(dict.fromkeys(f.stem for f in files))
         else:
             presets = list(MATRIX_PRESETS) if matrix else resolve_presets(_names(preset))
+            seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
             names = resolve_solvers(_names(solvers))
             configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
             source = "preset"
             default_name = "matrix" if matrix else "+".join(presets)
-        store = ExperimentStore(out / experiment_name(experiment or default_name))
+        if len(set(presets)) > 1:
+            labels = ("preset",)
+        store = experiment_store(experiment or default_name, out)
         store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
     names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
@@ -304,5 +318,6 @@ def run(
         f"({execution.backend} back end), experiment {store.root}"
     )
     data = None if data_dir is None else Path(data_dir)
-    outcomes = execute(configs, store, console, replace(execution, source=source), data)
+    execution = replace(execution, source=source, label_settings=labels)
+    outcomes = execute(configs, store, console, execution, data)
     return Experiment(store, outcomes)

@@ -17,7 +17,7 @@ from raybench.config import (
     PRESETS,
     RUN_BOUNDS,
     RunConfig,
-    did_you_mean,
+    check_preset,
     parse_assignments,
 )
 from raybench.errors import RaybenchError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from raybench.execution import ExecutionOptions
     from raybench.results import ExperimentStore
     from raybench.search.sweep import SweepOptions
+    from raybench.trackers import TrackerSpec
 
 
 def resolve_solvers(spec: str) -> list[str]:
@@ -65,7 +66,7 @@ def run(
     matrix: bool,
     settings: list[str],
     config_files: list[Path],
-    seeds: int,
+    seeds: int | None,
     first_seed: int,
     steps: int | None,
     device: str | None,
@@ -103,6 +104,8 @@ def run(
         rerun=execution.rerun,
         resume=resume,
         log_every=execution.log_every,
+        tracker=execution.tracker.names if execution.tracker else None,
+        tracker_uri=execution.tracker.uri if execution.tracker else None,
         console=console,
     )
     if show_report:
@@ -119,9 +122,23 @@ def resolve_presets(spec: str) -> list[str]:
     if not presets:
         raise RaybenchError("--preset is empty")
     for preset in presets:
-        if preset not in PRESETS:
-            raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+        check_preset(preset)
     return list(dict.fromkeys(presets))
+
+
+SMOKE_PRESETS = ("smoke",)
+DEFAULT_SEEDS = 3
+
+
+def default_seeds(presets: Sequence[str]) -> int:
+    """One rule for ``--seeds`` in run, sweep and study: 3 seeds, the fewest with which
+    the report's intervals and its paired comparison estimate seed-to-seed variation with
+    more than one degree of freedom (with one seed they can only use the test tasks, and
+    say so); 1 when every preset is ``smoke``, which checks that things run and measures
+    nothing."""
+    if presets and all(p in SMOKE_PRESETS for p in presets):
+        return 1
+    return DEFAULT_SEEDS
 
 
 def study(
@@ -129,7 +146,7 @@ def study(
     solver: str,
     param: str,
     values: str,
-    seeds: int,
+    seeds: int | None,
     preset: str,
     settings: list[str],
     steps: int | None,
@@ -138,9 +155,9 @@ def study(
     data_dir: Path | None,
     execution: ExecutionOptions,
     console: Console,
+    device: str | None = None,
 ) -> None:
     from raybench.execution import execute
-    from raybench.results import ExperimentStore
     from raybench.results.store import write_table
     from raybench.solvers import solver_class
     from raybench.studies.sensitivity import (
@@ -159,15 +176,19 @@ def study(
     overrides = parse_assignments(settings)
     if steps is not None:
         overrides["meta_steps"] = str(steps)
+    if device is not None:
+        overrides["device"] = device
+    seeds = seeds or default_seeds([preset])
     value_list = [v.strip() for v in values.split(",") if v.strip()]
     configs = study_configs(solver, preset, overrides, key, value_list, range(seeds))
-    store = ExperimentStore(out / experiment_name(experiment or f"study-{solver}-{param}"))
+    store = experiment_store(experiment or f"study-{solver}-{param}", out)
     store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": "study"})
     console.print(
         f"[bold]raybench study[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
         f"seed(s), experiment {store.root}"
     )
-    summaries = execute(configs, store, console, replace(execution, source="study"), data_dir)
+    execution = replace(execution, source="study", label_settings=(key,))
+    summaries = execute(configs, store, console, execution, data_dir)
     table = sensitivity_table(store.read("runs"), store.read("curves"), key, configs)
     write_table(store.root / "study.parquet", table)
     console.print(sensitivity_rich(table, solver, preset))
@@ -193,7 +214,6 @@ def bench(
     import hashlib
 
     from raybench.data import load_omniglot
-    from raybench.results import ExperimentStore
     from raybench.results.store import write_table
     from raybench.studies.bench import bench_rich, bench_table
 
@@ -205,7 +225,7 @@ def bench(
         overrides["device"] = device
     configs = build_configs(resolve_solvers(solvers), presets[0], overrides, [0])
     data = load_omniglot(data_dir)
-    store = ExperimentStore(out / experiment_name(experiment or "bench"))
+    store = experiment_store(experiment or "bench", out)
     console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
     table = bench_table(
         configs,
@@ -257,7 +277,7 @@ def sweep(
     preset: str,
     settings: list[str],
     options: SweepOptions,
-    seeds: int,
+    seeds: int | None,
     final: bool,
     final_steps: int | None,
     spaces: Path | None,
@@ -270,11 +290,12 @@ def sweep(
     show_report: bool,
     console: Console,
     log_every: float = 60.0,
+    device: str | None = None,
+    tracker: TrackerSpec | None = None,
 ) -> None:
     from raybench.configfile import read_config_file
     from raybench.execution import ExecutionOptions, execute
     from raybench.execution.ray_backend import ray_session
-    from raybench.results import ExperimentStore
     from raybench.search.sweep import SweepOptions, check_spaces, run_sweep
     from raybench.solvers import make_config
 
@@ -286,15 +307,17 @@ def sweep(
         seeds, final, final_steps = plan["seeds"], plan["final"], plan["final_steps"]
         spaces = Path(plan["spaces"]) if plan.get("spaces") else None
     else:
-        if preset not in PRESETS:
-            raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+        check_preset(preset)
         names = resolve_solvers(solvers)
         overrides = parse_assignments(settings)
+        if device is not None:
+            overrides["device"] = device
+        seeds = seeds or default_seeds([preset])
         for name in names:  # every setting checked before anything starts
             make_config(name, preset, overrides)
         spaces = spaces if spaces is not None else default_spaces()
         check_spaces(names, spaces)
-        store = ExperimentStore(out / experiment_name(experiment or "sweep"))
+        store = experiment_store(experiment or "sweep", out)
         store.write_manifest(
             "sweep",
             {
@@ -314,7 +337,15 @@ def sweep(
     )
     with ray_session(address, dashboard):
         run_sweep(
-            names, preset, overrides, store, options, console, spaces_dir=spaces, data_dir=data_dir
+            names,
+            preset,
+            overrides,
+            store,
+            options,
+            console,
+            spaces_dir=spaces,
+            data_dir=data_dir,
+            trackers=tracker,
         )
         if final:
             configs = []
@@ -338,6 +369,7 @@ def sweep(
                 cpus_per_run=options.cpus_per_trial,
                 source="tuned",
                 log_every=log_every,
+                tracker=tracker,
             )
             execute(configs, store, console, execution, data_dir)
     if show_report and store.files("runs"):
@@ -418,8 +450,7 @@ def list_solvers(console: Console) -> None:
 
 
 def list_settings(preset: str, console: Console) -> None:
-    if preset not in PRESETS:
-        raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+    check_preset(preset)
     values = {**{f.name: f.default for f in dataclasses.fields(RunConfig)}, **PRESETS[preset]}
     table = Table(title=f"Settings (preset {preset})", title_justify="left", header_style="bold")
     for column in ("Key", "Value", "Allowed", "Meaning"):
@@ -433,8 +464,8 @@ def list_settings(preset: str, console: Console) -> None:
 # -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
 
 
-def study_store(experiment: str, out: Path) -> ExperimentStore:
-    """A study's experiment: a plain name under ``out``, or a folder path."""
+def experiment_store(experiment: str, out: Path) -> ExperimentStore:
+    """``-e``'s experiment in every command: a plain name under ``out``, or a folder."""
     from raybench.results import ExperimentStore
 
     if "/" in experiment or experiment.startswith("."):
@@ -443,8 +474,7 @@ def study_store(experiment: str, out: Path) -> ExperimentStore:
 
 
 def _study_overrides(preset: str, settings: list[str], device: str | None) -> dict[str, str]:
-    if preset not in PRESETS:
-        raise RaybenchError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}")
+    check_preset(preset)
     overrides = parse_assignments(settings)
     if device is not None:
         overrides["device"] = device
@@ -503,7 +533,7 @@ def fidelity(
     points += [checkpoint_point(path) for path in checkpoints]
     if not init and not points:
         raise RaybenchError("nothing to compare at: give --from, --checkpoint, or keep --init")
-    store = study_store(experiment or "fidelity", out)
+    store = experiment_store(experiment or "fidelity", out)
     data = load_omniglot(data_dir)
     study = FidelityStudy(
         data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
@@ -578,7 +608,7 @@ def scaling(
         make_config(name, preset, overrides)
     on = resolve_device(make_config(names[0], preset, overrides).device)
     steps = steps or (5 if on.type == "cuda" else 2)
-    store = study_store(experiment or "scaling", out)
+    store = experiment_store(experiment or "scaling", out)
     data = load_omniglot(data_dir)  # found (and cached) once, before any measuring process
     console.print(
         f"[bold]raybench scaling[/] {', '.join(names)} at inner steps "

@@ -28,6 +28,7 @@ from rich.console import Console
 from raybench.config import RunConfig
 from raybench.execution import ExecutionOptions, RunSummary
 from raybench.execution.progress import RunProgress
+from raybench.execution.ray_auth import token_notice_silenced
 from raybench.results import ExperimentStore
 from raybench.train import Progress, RunResult
 
@@ -68,7 +69,9 @@ def ray_session(address: str | None, dashboard: bool = False) -> Iterator[bool]:
     if ray.is_initialized():
         yield False
         return
-    with loopback_only() if address is None else contextlib.nullcontext():
+    local = loopback_only() if address is None else contextlib.nullcontext()
+    quiet = token_notice_silenced() if address is None else contextlib.nullcontext()
+    with local, quiet:
         ray.init(
             address=address,
             include_dashboard=dashboard if address is None else None,

@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -184,14 +185,16 @@ class StoredRun:
         return {k: float(row[k]) for k in RESULT_COLUMNS if isinstance(row.get(k), int | float)}
 
     def curve_points(self) -> Iterator[tuple[int, dict[str, float]]]:
-        """(meta-step, {column: value}) per evaluation point, empty values left out."""
+        """(meta-step, {column: value}) per evaluation point. Empty and non-finite values
+        are left out: a column that does not apply to the solver is stored as NaN, and a
+        diverged run's last point says nothing a tracker can draw (its status says it)."""
         for point in self.curves:
             values = {
                 k: float(v)
                 for k, v in point.items()
                 if k not in CURVE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
             }
-            yield int(point["step"]), values
+            yield int(point["step"]), {k: v for k, v in values.items() if math.isfinite(v)}
 
     def tags(self) -> dict[str, str]:
         return {
