@@ -188,14 +188,17 @@ def renamed(new_name: str, new: T | None, old_name: str, old: T | None, command:
 
 def tidy_help(command: Any) -> None:
     """Typer shows ``<bool>`` after every flag (``--rerun <bool>``), though a flag takes no
-    value, and old spellings kept as hidden arguments in the usage line: give every flag,
-    the help options included, an empty metavar, and leave hidden arguments out of the
+    value, a type after each argument's name (``A <str>``), and old spellings kept as
+    hidden arguments in the usage line: give every flag, the help options included, an
+    empty metavar, show arguments by name only, and leave hidden arguments out of the
     usage. Recurses into sub-commands."""
     for param in command.params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
-        if param.param_type_name == "argument" and getattr(param, "hidden", False):
-            param.get_usage_pieces = lambda ctx: []
+        if param.param_type_name == "argument":
+            param.display_type_rich = lambda ctx: None  # its metavar says what it is
+            if getattr(param, "hidden", False):
+                param.get_usage_pieces = lambda ctx: []
     ctx = command.context_class(command, help_option_names=HELP_NAMES)
     help_option = command.get_help_option(ctx)  # made once per command, then reused
     if help_option is not None:
