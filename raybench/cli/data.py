@@ -9,8 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raybench.data import check_omniglot
-
 app = typer.Typer(help="Find, verify and preprocess the Omniglot data.", no_args_is_help=True)
 
 
@@ -32,6 +30,8 @@ def check(
     ] = None,
 ) -> None:
     """Show where Omniglot was found, its counts and the cache; build the cache if needed."""
+    from raybench.data import check_omniglot  # torch: not for --help
+
     report = check_omniglot(data_dir)
     console = Console()
 
