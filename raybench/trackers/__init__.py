@@ -104,6 +104,12 @@ class TrackerSpec:
                     f"--tracker {name} needs {module}, which is not installed ({exc}): "
                     f"pip install 'raybench[{extra}]'"
                 ) from None
+            except Exception as exc:  # installed but broken, e.g. mismatched dependencies
+                why = " ".join(str(exc).split())[:200]
+                raise RaybenchError(
+                    f"--tracker {name}: {module} does not import ({type(exc).__name__}: {why}); "
+                    f"reinstall it with pip install --force-reinstall 'raybench[{extra}]'"
+                ) from None
 
 
 def tracker_spec(
