@@ -51,6 +51,8 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
     cwd, proc = smoke_run
     assert proc.returncode == 0, proc.stderr
     assert "maml" in proc.stdout and "fomaml" in proc.stdout  # the report at the end
+    # the embedded Ray keeps token authentication without announcing it at every start
+    assert "Token authentication" not in proc.stderr + proc.stdout
     runs = ds.dataset(cwd / "outputs" / "smoke" / "runs").to_table().to_pylist()
     assert sorted(r["solver"] for r in runs) == sorted(SOLVERS)
     families = {name: cls.family for name, cls in SOLVERS.items()}
@@ -80,23 +82,36 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
 @pytest.mark.slow
 def test_report_reads_the_store(smoke_run) -> None:
     cwd, _ = smoke_run
-    proc = cli("report", "smoke", cwd=cwd)
+    proc = cli("report", "-e", "smoke", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     for word in ("maml", "fomaml", "second-order", "first-order", "completed", "±"):
         assert word in proc.stdout
     assert "5-way 1-shot, smoke" in proc.stdout  # grouped by setting
     assert (cwd / "outputs" / "smoke" / "summary.parquet").is_file()
-    as_json = cli("report", "smoke", "--format", "json", cwd=cwd)
+    as_json = cli("report", "-e", "smoke", "--format", "json", cwd=cwd)
     assert as_json.returncode == 0, as_json.stderr
     rows = json.loads(as_json.stdout)
     assert sorted(r["solver"] for r in rows) == sorted(SOLVERS)
     assert all(r["completed"] == 1 and r["ci_over"] == "test tasks" for r in rows)
-    per_run = cli("report", "smoke", "--runs", cwd=cwd)
+    per_run = cli("report", "-e", "smoke", "--runs", cwd=cwd)
     assert per_run.returncode == 0 and "per run" in per_run.stdout
     newest = cli("report", cwd=cwd)  # no argument: the newest experiment
     assert newest.returncode == 0 and "fomaml" in newest.stdout
-    by_path = cli("report", str(cwd / "outputs" / "smoke"), cwd=Path("/"))
+    by_path = cli("report", "-e", str(cwd / "outputs" / "smoke"), cwd=Path("/"))
     assert by_path.returncode == 0 and "fomaml" in by_path.stdout
+
+
+@pytest.mark.slow
+def test_compare_takes_the_experiment_as_everywhere_and_the_old_way(smoke_run) -> None:
+    cwd, _ = smoke_run
+    new = cli("compare", "fomaml", "maml", "-e", "smoke", "--format", "json", cwd=cwd)
+    assert new.returncode == 0 and new.stderr == "", new.stderr
+    (row,) = json.loads(new.stdout)
+    assert (row["a_solver"], row["b_solver"]) == ("fomaml", "maml")
+    old = cli("compare", "smoke", "fomaml", "maml", "--format", "json", cwd=cwd)
+    assert old.returncode == 0 and old.stdout == new.stdout
+    (line,) = old.stderr.strip().splitlines()
+    assert line.startswith("raybench: warning: ") and "deprecated" in line and "-e" in line
 
 
 @pytest.mark.slow
@@ -123,7 +138,7 @@ def test_python_dash_m_and_overrides(tmp_path: Path) -> None:
 
 
 def test_help_is_complete(tmp_path: Path) -> None:
-    top = cli("--help", cwd=tmp_path)
+    top = cli("-h", cwd=tmp_path)
     assert top.returncode == 0
     for command in ("run", "report", "data", "solvers", "settings"):
         assert command in top.stdout
@@ -148,10 +163,10 @@ def test_solvers_and_settings_listings(tmp_path: Path) -> None:
         (["run", "--set", "inner_lr=-1"], ["inner_lr", "> 0"]),
         (["run", "--set", "inner_lr"], ["key=value"]),
         (["run", "--solvers", "mamll"], ["unknown solver 'mamll'", "did you mean 'maml'"]),
-        (["run", "--preset", "huge"], ["unknown preset"]),
+        (["run", "--preset", "huge"], ["unknown preset", "presets: paper, quick, smoke"]),
         (["run", "--seeds", "0"], ["--seeds"]),
         (["run", "--bogus"], ["--bogus"]),
-        (["report", "nothing-here"], ["no experiment 'nothing-here'"]),
+        (["report", "-e", "nothing-here"], ["no experiment 'nothing-here'"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

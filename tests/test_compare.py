@@ -50,7 +50,7 @@ def fabricated(tmp_path_factory: pytest.TempPathFactory):
 
 def test_compare_json_is_the_paired_comparison(fabricated) -> None:
     cwd, _, matrices = fabricated
-    proc = cli("compare", "exp", "fomaml", "finetune-full", "--format", "json", cwd=cwd)
+    proc = cli("compare", "-e", "exp", "fomaml", "finetune-full", "--format", "json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
     expected = compare(matrices["fomaml"], matrices["finetune-full"])
@@ -77,7 +77,7 @@ def test_compare_json_is_the_paired_comparison(fabricated) -> None:
 
 def test_compare_rich_shows_every_detail(fabricated) -> None:
     cwd, _, matrices = fabricated
-    proc = cli("compare", "exp", "fomaml", "finetune-full", cwd=cwd)
+    proc = cli("compare", "-e", "exp", "fomaml", "finetune-full", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     expected = compare(matrices["fomaml"], matrices["finetune-full"])
@@ -94,9 +94,9 @@ def test_a_solver_with_several_configurations_needs_a_fingerprint(fabricated) ->
     cwd, _, matrices = fabricated
     preset = make_config("maml", "paper").fingerprint()
     tuned = make_config("maml", "paper", {"inner_lr": 0.05}).fingerprint()
-    line = one_line_error(cli("compare", "exp", "maml", "fomaml", cwd=cwd), "ambiguous")
+    line = one_line_error(cli("compare", "-e", "exp", "maml", "fomaml", cwd=cwd), "ambiguous")
     assert preset in line and tuned in line
-    proc = cli("compare", "exp", tuned, preset[:6], "--format", "json", cwd=cwd)
+    proc = cli("compare", "-e", "exp", tuned, preset[:6], "--format", "json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
     assert (row["a_config"], row["b_config"]) == (tuned, preset)
@@ -108,7 +108,7 @@ def test_a_solver_with_several_configurations_needs_a_fingerprint(fabricated) ->
 
 def test_bad_names_are_one_line(fabricated) -> None:
     cwd, _, _ = fabricated
-    one_line_error(cli("compare", "exp", "mamll", "fomaml", cwd=cwd), "mamll", "fomaml")
+    one_line_error(cli("compare", "-e", "exp", "mamll", "fomaml", cwd=cwd), "mamll", "fomaml")
     for a, b, words in (
         ("fomaml", "fomaml", "same configuration"),
         ("reptile", "fomaml", "nothing to compare"),  # a failed run has no test result

@@ -209,7 +209,7 @@ def test_cli_end_to_end_and_report(omniglot: OmniglotImages, tmp_path: Path) -> 
         ("neumann", 1.0),
     }
 
-    report = cli("report", "fid", cwd=tmp_path)
+    report = cli("report", "-e", "fid", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert report.stdout.count("Meta-gradient fidelity vs MAML") == 2
     assert "neumann" in report.stdout and "init-s0" in report.stdout

@@ -759,20 +759,20 @@ def test_cli_plot_end_to_end(tmp_path: Path) -> None:
         assert_png(folder / name)
 
     elsewhere = tmp_path / "elsewhere"
-    proc = cli("plot", "tiny", "--dir", str(elsewhere), "--format", "svg", cwd=tmp_path)
+    proc = cli("plot", "-e", "tiny", "--dir", str(elsewhere), "--format", "svg", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in elsewhere.iterdir()} == {n.replace(".png", ".svg") for n in names}
     assert all(p.read_bytes().startswith(b"<?xml") for p in elsewhere.iterdir())
 
-    proc = cli("plot", "tiny", "--dir", str(tmp_path / "hi"), "--dpi", "50", cwd=tmp_path)
+    proc = cli("plot", "-e", "tiny", "--dir", str(tmp_path / "hi"), "--dpi", "50", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert_png(tmp_path / "hi" / "validation-accuracy.png", (600, 300))
 
-    for args in (("plot", "nothing-here"), ("plot", "tiny", "--format", "gif"),
-                 ("plot", "tiny", "--dpi", "0")):  # fmt: skip
+    for args in (("plot", "-e", "nothing-here"), ("plot", "-e", "tiny", "--format", "gif"),
+                 ("plot", "-e", "tiny", "--dpi", "0")):  # fmt: skip
         proc = cli(*args, cwd=tmp_path)
         assert proc.returncode == 2, args
         assert "Traceback" not in proc.stderr + proc.stdout
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("raybench: error: "), lines
-    assert "nothing-here" in cli("plot", "nothing-here", cwd=tmp_path).stderr
+    assert "nothing-here" in cli("plot", "-e", "nothing-here", cwd=tmp_path).stderr

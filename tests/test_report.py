@@ -507,11 +507,11 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_report_json_and_invalid_format(store: ExperimentStore, tmp_path: Path) -> None:
-    proc = cli("report", "exp", "--out", str(tmp_path), "--format", "json", cwd=tmp_path)
+    proc = cli("report", "-e", "exp", "--out", str(tmp_path), "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == records_of(store)
     assert (store.root / "summary.parquet").is_file()
-    bad = cli("report", "exp", "--out", str(tmp_path), "--format", "xml", cwd=tmp_path)
+    bad = cli("report", "-e", "exp", "--out", str(tmp_path), "--format", "xml", cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raybench: error: ") and "xml" in lines[0]

@@ -222,7 +222,7 @@ def test_expected_shape_through_the_cli(omniglot: OmniglotImages, tmp_path: Path
     assert "NOT as expected" not in proc.stdout
     assert "Memory of a meta-step" in proc.stdout and "Time per meta-step" in proc.stdout
 
-    report = cli("report", "sc", cwd=tmp_path)
+    report = cli("report", "-e", "sc", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "Memory of a meta-step" in report.stdout and "maml: memory grows" in report.stdout
 
