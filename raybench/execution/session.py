@@ -13,9 +13,11 @@ import importlib.util
 import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import ray
 from ray._private import ray_constants
@@ -157,6 +159,7 @@ def ray_session(
         return
     preflight(address, dashboard)
     options = dict(log_to_driver=False, logging_level=logging.WARNING)
+    since = uptime()
     try:
         if address is None:
             with loopback_only():
@@ -172,10 +175,37 @@ def ray_session(
         hint = "" if address is None else "; check --address (is `ray start --head` running?)"
         raise RaybenchError(f"cannot {where}: {text}{hint}") from None
     signals.reassert()  # Ray's own SIGTERM handler exits with 1 and a stack dump
+    reaper = start_reaper(since) if address is None else None
     try:
         yield address is None
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.stdin.close()  # type: ignore[union-attr]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                reaper.wait(timeout=30)
+
+
+def uptime() -> float:
+    """Seconds since boot (Linux), the clock process start times are counted on."""
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def start_reaper(since: float) -> subprocess.Popen | None:
+    """``raybench.reaper``, watching this driver: if it dies without shutting Ray down,
+    the embedded Ray's processes go with it (see there). Linux only."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-m", "raybench.reaper", str(os.getpid()), f"{since:.2f}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not in the terminal's group: Ctrl-C is for the driver
+    )
 
 
 def check_cluster_devices(configs: Sequence[RunConfig]) -> None:
