@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raybench.results.locks import LOCKS, holder, is_locked
-from raybench.results.store import KEPT, ExperimentStore, scan_table
+from raybench.results.store import KEPT, ExperimentStore, scan_table, statuses
 
 QUARANTINE = "quarantine"
 PER_RUN = ("curves", "tasks")
@@ -52,9 +52,9 @@ def check_store(store: ExperimentStore) -> list[Finding]:
             for entry, units in scan.used:
                 runs.update(units)
                 assert entry.table is not None
-                for row in entry.table.select(["run_id", "status"]).to_pylist():
-                    if row["status"] in KEPT and row["run_id"] in units:
-                        kept.add(row["run_id"])
+                for run_id, status in statuses(entry.table):
+                    if status in KEPT and run_id in units:
+                        kept.add(run_id)
         elif table in PER_RUN:
             for entry, units in scan.used:
                 lost = [u for u in units if u not in runs]

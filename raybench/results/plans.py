@@ -19,7 +19,7 @@ from pathlib import Path
 from raybench.atomic import atomic_write_bytes
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
-from raybench.results.store import ExperimentStore, read_json
+from raybench.results.store import ExperimentStore, read_json, statuses
 
 MANIFESTS = "manifests"
 LEGACY = "run.json"
@@ -93,13 +93,7 @@ def plan_resume(store: ExperimentStore) -> ResumePlan:
             f"nothing to resume in {store.root}: no recorded command and no saved training state"
         )
     finished = store.finished_ids()
-    stored = store.read("runs")
-    if stored.num_rows:
-        plan.failed = {
-            r["run_id"]
-            for r in stored.select(["run_id", "status"]).to_pylist()
-            if r["status"] == "failed"
-        }
+    plan.failed = {rid for rid, status in statuses(store.read("runs")) if status == "failed"}
     for run_id, config in wanted.items():
         if run_id in finished:
             plan.finished += 1

@@ -38,8 +38,11 @@ from raybench.train import RunResult
 TABLES = ("runs", "curves", "tasks", "trials", "fidelity", "scaling")
 # Tables whose folder alone makes a folder an experiment (the studies need no runs).
 EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling")
-# The column that identifies a file's unit (what one file holds) and the columns a file
-# must have to be a row of the table; a file is canonically named ``<unit>.parquet``.
+# The column that identifies a file's unit (what one file holds; a file is canonically
+# named ``<unit>.parquet``), the columns a file must have to be a row of the table, and
+# columns that mark it as another table's file (a curves file copied into runs/, say).
+# Minimal on purpose: stores written by older versions have few columns. A study file
+# without a ``study_id`` is its own unit.
 UNIT = {
     "runs": "run_id",
     "curves": "run_id",
@@ -49,12 +52,20 @@ UNIT = {
     "scaling": "study_id",
 }
 REQUIRED = {
-    "runs": ("run_id", "status", "solver"),
+    "runs": ("run_id",),
     "curves": ("run_id", "step"),
     "tasks": ("run_id", "task"),
-    "trials": ("solver", "trial_id"),
-    "fidelity": ("study_id",),
-    "scaling": ("study_id",),
+    "trials": ("solver",),
+    "fidelity": (),
+    "scaling": (),
+}
+FOREIGN = {
+    "runs": ("step", "task", "trial_id"),
+    "curves": ("status", "task", "trial_id"),
+    "tasks": ("status", "step", "trial_id"),
+    "trials": ("run_id",),
+    "fidelity": ("run_id", "trial_id"),
+    "scaling": ("run_id", "trial_id"),
 }
 KEPT = ("completed", "diverged")  # a result to keep; ``failed`` runs are trained again
 
@@ -95,7 +106,11 @@ class StoredFile:
     problem: str = ""  # "unreadable: ..." or "foreign: ..."; "" when ``table`` is its rows
 
 
-def _units(table_name: str, table: pa.Table) -> list[str]:
+def _units(table_name: str, entry: StoredFile) -> list[str]:
+    table = entry.table
+    assert table is not None
+    if UNIT[table_name] not in table.column_names:
+        return [entry.path.stem]
     return list(dict.fromkeys(str(u) for u in table.column(UNIT[table_name]).to_pylist()))
 
 
@@ -110,10 +125,14 @@ def read_file(table_name: str, path: Path) -> StoredFile:
         return StoredFile(path, None, f"unreadable: {reason}")
     missing = [c for c in REQUIRED[table_name] if c not in table.column_names]
     if missing:
-        return StoredFile(path, None, f"foreign: not a {table_name} file (no {missing[0]!r})")
-    unit = table.schema.field(UNIT[table_name]).type
-    if not (pa.types.is_string(unit) or pa.types.is_large_string(unit)):
-        return StoredFile(path, None, f"foreign: {UNIT[table_name]!r} is not text")
+        return StoredFile(path, None, f"foreign: no {missing[0]!r} column")
+    other = [c for c in FOREIGN[table_name] if c in table.column_names]
+    if other:
+        return StoredFile(path, None, f"foreign: a {other[0]!r} column, as another table has")
+    if UNIT[table_name] in table.column_names:
+        unit = table.schema.field(UNIT[table_name]).type
+        if not (pa.types.is_string(unit) or pa.types.is_large_string(unit)):
+            return StoredFile(path, None, f"foreign: {UNIT[table_name]!r} is not text")
     if table.num_rows == 0 and table_name in ("runs", "trials"):
         return StoredFile(path, None, "foreign: no rows")
     try:
@@ -140,22 +159,33 @@ def scan_table(table_name: str, folder: Path) -> TableScan:
     bad = [e for e in entries if e.table is None]
 
     def order(entry: StoredFile) -> tuple[int, str]:
-        named = entry.path.stem in _units(table_name, entry.table)  # type: ignore[arg-type]
+        named = entry.path.stem in _units(table_name, entry)
         return (0 if named else 1, entry.path.name)
 
     holder: dict[str, Path] = {}
     for entry in sorted(good, key=order):
-        for unit in _units(table_name, entry.table):  # type: ignore[arg-type]
+        for unit in _units(table_name, entry):
             holder.setdefault(unit, entry.path)
     used, duplicates = [], []
     for entry in good:
-        units = _units(table_name, entry.table)  # type: ignore[arg-type]
+        units = _units(table_name, entry)
         mine = [u for u in units if holder[u] == entry.path]
         if mine:
             used.append((entry, mine))
         if len(mine) < len(units):
             duplicates.append((entry.path, {u: holder[u] for u in units if u not in mine}))
     return TableScan(used, duplicates, bad)
+
+
+def statuses(runs: pa.Table) -> list[tuple[str, str | None]]:
+    """(run id, status) of each row of a runs table; a status an old file lacks is None."""
+    if runs.num_rows == 0 or "run_id" not in runs.column_names:
+        return []
+    ids = runs.column("run_id").to_pylist()
+    states = (
+        runs.column("status").to_pylist() if "status" in runs.column_names else [None] * len(ids)
+    )
+    return list(zip(ids, states))
 
 
 def table_paths(folder: Path) -> list[Path]:
@@ -204,8 +234,7 @@ class ExperimentStore:
         if entry.table is None:
             self.warn(self._problem_line(entry, "runs") + "; the run is trained again")
             return False
-        rows = [r for r in entry.table.select(["run_id", "status"]).to_pylist()]
-        return any(r["run_id"] == run_id and r["status"] in KEPT for r in rows)
+        return any(rid == run_id and status in KEPT for rid, status in statuses(entry.table))
 
     def finished_ids(self) -> set[str]:
         """The run ids with a kept result, whatever their files are called."""
@@ -276,7 +305,7 @@ class ExperimentStore:
         for entry, units in scan.used:
             rows = entry.table
             assert rows is not None
-            if len(units) < len(_units(table, rows)):
+            if len(units) < len(_units(table, entry)):
                 keep = pa.array(units, rows.schema.field(UNIT[table]).type)
                 rows = rows.filter(pc.is_in(rows.column(UNIT[table]), value_set=keep))
             parts.append(rows)
