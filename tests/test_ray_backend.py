@@ -186,7 +186,7 @@ def descendants(root: int) -> dict[int, str]:
 def test_killing_the_progress_actor_never_stops_training(local_ray, tmp_path: Path) -> None:
     """The progress hub killed twice (as the out-of-memory killer would): the runs train
     on and are stored, each once."""
-    configs = [smoke("fomaml", meta_steps=60, eval_every=2), smoke("reptile", meta_steps=60)]
+    configs = [smoke("fomaml", meta_steps=30, eval_every=2), smoke("reptile", meta_steps=30)]
     store = ExperimentStore(tmp_path / "exp")
     killed: list[int] = []
     stop = threading.Event()
@@ -223,7 +223,7 @@ def test_an_unwritable_store_keeps_results_and_the_other_runs_go_on(
     final training state and the next command stores it without training it again."""
     from raybench.execution import storing
 
-    first, second = smoke("fomaml"), smoke("reptile", meta_steps=40, eval_every=2)
+    first, second = smoke("fomaml"), smoke("reptile", meta_steps=20, eval_every=2)
     store = ExperimentStore(tmp_path / "exp")
     real = ExperimentStore.write_run
     refused: list = []
