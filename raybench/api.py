@@ -228,6 +228,7 @@ def run(
     rerun: bool = False,
     resume: str | None = None,
     log_every: float = 60.0,
+    connect_timeout: float = 30.0,
     console: Console | None = None,
 ) -> Experiment:
     """Train, test and store every (solver, preset, seed), as ``raybench run`` does, and
@@ -240,8 +241,10 @@ def run(
     ``config_files`` runs config files (a sweep's ``best/<solver>.yaml``) instead.
     ``backend``: ``"ray"`` (each run on a Ray actor; an initialised Ray, e.g. the
     notebook's, is used as it is) or ``"inline"`` (one after another in this process).
-    ``resume``: an interrupted experiment's name, continued as it was planned. Progress
-    goes to ``console`` (a new Rich console by default; it renders in Jupyter too)."""
+    ``resume``: an interrupted experiment's name: every unfinished run of every command
+    that planned runs in it is continued (narrowed to ``solvers`` when given); options that
+    would define other runs are refused. Progress goes to ``console`` (a new Rich console
+    by default; it renders in Jupyter too)."""
     from dataclasses import replace
 
     from rich.console import Console
@@ -250,12 +253,13 @@ def run(
         build_configs,
         configs_from_files,
         experiment_name,
+        refuse_with_resume,
         resolve_presets,
         resolve_solvers,
+        resume_configs,
         resume_store,
     )
     from raybench.config import MATRIX_PRESETS
-    from raybench.configfile import config_from_dict
     from raybench.errors import RaybenchError
     from raybench.execution import ExecutionOptions, execute
     from raybench.results import ExperimentStore
@@ -274,12 +278,28 @@ def run(
         dashboard=dashboard,
         rerun=rerun,
         log_every=log_every,
+        connect_timeout=connect_timeout,
     )
+    sources: dict[str, str] | None = None
     if resume is not None:
+        given = {
+            "--set": bool(settings),
+            "--steps": steps is not None,
+            "--device": device is not None,
+            "--config": bool(config_files),
+            "--matrix": matrix,
+            "--preset": _names(preset) != "paper",
+            "--seeds": seeds != 1,
+            "--seed": first_seed != 0,
+            "--experiment": experiment is not None,
+            "--rerun": rerun,
+        }
+        refuse_with_resume([name for name, on in given.items() if on])
         store = resume_store(resume, out)
-        plan = store.read_manifest("run")
-        configs = [config_from_dict(c) for c in plan["configs"]]
-        source = plan.get("source", "preset")
+        configs, sources = resume_configs(store, _names(solvers), console)
+        source = "preset"
+        if not configs:
+            return Experiment(store, [])
     else:
         overrides = _settings(settings)
         if steps is not None:
@@ -297,12 +317,13 @@ def run(
             source = "preset"
             default_name = "matrix" if matrix else "+".join(presets)
         store = ExperimentStore(out / experiment_name(experiment or default_name))
-        store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
     names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
         f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
         f"({execution.backend} back end), experiment {store.root}"
     )
     data = None if data_dir is None else Path(data_dir)
-    outcomes = execute(configs, store, console, replace(execution, source=source), data)
+    outcomes = execute(
+        configs, store, console, replace(execution, source=source), data, sources=sources
+    )
     return Experiment(store, outcomes)

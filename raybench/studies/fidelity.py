@@ -149,8 +149,16 @@ def checkpoint_point(path: Path, *, name: str | None = None) -> Point:
     try:
         params = load_checkpoint(path)
     except Exception as exc:  # pickle errors, truncated files, weights_only refusals
-        message = f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]
-        raise RaybenchError(message) from None
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+            why = "not a file saved by torch.save (a checkpoint or a training state)"
+        else:
+            why = f"damaged or truncated ({' '.join(str(exc).split())[:120]})"
+        raise RaybenchError(
+            f"cannot read checkpoint {str(path)!r}: {why}; give a checkpoints/<run_id>.pt "
+            "or progress/<run_id>.pt file"
+        ) from None
     where = "checkpoint"
     in_progress = progress_params(params)
     if in_progress is not None:
@@ -180,7 +188,11 @@ def run_points(store: ExperimentStore) -> tuple[list[Point], list[str]]:
         elif not checkpoint or not (store.root / checkpoint).is_file():
             notes.append(f"{run_id}: skipped, no checkpoint file")
         else:
-            point = checkpoint_point(store.root / checkpoint, name=_safe(run_id))
+            try:
+                point = checkpoint_point(store.root / checkpoint, name=_safe(run_id))
+            except RaybenchError as exc:  # one damaged file never aborts the study
+                notes.append(f"{run_id}: skipped, {exc}")
+                continue
             points.append(
                 Point(point.name, "run", f"{store.name}/{run_id}", point.params, row.get("seed"))
             )
