@@ -100,6 +100,12 @@ def _solver_cell(record: Mapping[str, Any]) -> str:
     for key in ("options", "differs"):
         if record.get(key) is not None:
             lines.append(f"[dim]{record[key]}[/]")
+    assumptions = record.get("assumptions")  # implicit solvers: do their premises hold?
+    if assumptions is not None and assumptions.startswith("violated: "):
+        failed = assumptions.removeprefix("violated: ").split(", ")
+        lines += ["[red]assumptions violated:[/]", *(f"[red] {f}[/]" for f in failed)]
+    elif assumptions is not None:
+        lines.append(f"[green]assumptions {assumptions}[/]")
     return "\n".join(lines)
 
 
