@@ -100,15 +100,17 @@ def truncated_cg(matvec: MatVec, b: Params, iterations: int) -> tuple[Params, So
 
 
 def minres(
-    matvec: MatVec, b: Params, iterations: int, tol: float = 0.0
+    matvec: MatVec, b: Params, iterations: int, tol: float = 0.0, *, early_exit: bool = False
 ) -> tuple[Params, SolveInfo]:
     """At most ``iterations`` MINRES iterations (Paige and Saunders, 1975) on ``A x = b``
     from ``x = 0``, for any symmetric ``A``, indefinite included: iterate k minimises
     ``||A x - b||`` over the Krylov space ``span(b, Ab, ..., A^{k-1} b)``, so the residual
     never grows and, for a nonsingular ``A``, reaches zero once the space is exhausted.
     Stops (freezes) when the residual estimate falls to ``tol * ||b||`` (at least to
-    ``10 eps ||b||``, working precision) or the Krylov space is invariant. The recurrences
-    are those of SciPy's ``minres`` without preconditioner."""
+    ``10 eps ||b||``, working precision) or the Krylov space is invariant; with
+    ``early_exit`` the loop ends there too, which saves the remaining products but reads the
+    tensors' values (not under vmap). The recurrences are those of SciPy's ``minres``
+    without preconditioner."""
     zero = tree_dot(b, b) * 0
     x = {k: torch.zeros_like(v) for k, v in b.items()}
     w = dict(x)
@@ -149,6 +151,8 @@ def minres(
         steps = steps + active.to(steps.dtype)
         # the space is exhausted (beta = 0: this step solved the system) or tol is reached
         active = active & (beta > 0) & (phibar > stop * beta1)
+        if early_exit and not bool(active.any()):
+            break
     return x, SolveInfo(steps, torch.zeros_like(active))
 
 

@@ -104,7 +104,8 @@ def test_an_added_setting_at_its_neutral_value_leaves_the_id_alone(monkeypatch) 
     assert without_list != older  # what happened before ADDED_SETTINGS: every id changed
 
     # penalty.lam at imaml's lam default: another solver's knob, must not touch imaml
-    listed = {"cuda_graph": False, "imaml.damping": 0.0, "penalty.lam": 2.0}
+    listed = {**config.ADDED_SETTINGS, "cuda_graph": False, "imaml.damping": 0.0}
+    listed["penalty.lam"] = 2.0
     monkeypatch.setattr(config, "ADDED_SETTINGS", listed)
     assert make_config("imaml", "paper").fingerprint() == older
     assert make_config("imaml", "paper", changed).fingerprint() == changed_before != older
@@ -156,8 +157,8 @@ def test_assumption_settings_leave_stored_ids_alone(monkeypatch) -> None:
     for solver, overrides in cases.items():
         assert make_config(solver, "paper", overrides).fingerprint() == old[solver]
     # the ids of the version before, pinned
-    assert make_config("imaml", "paper", cases["imaml"]).run_id == "imaml-s0-IMAML_ID"
-    assert make_config("neumann", "paper").run_id == "neumann-s0-NEUMANN_ID"
+    assert make_config("imaml", "paper", cases["imaml"]).run_id == "imaml-s0-aa0371784c"
+    assert make_config("neumann", "paper").run_id == "neumann-s0-b938814867"
     for changed in (
         {"imaml.linear_solver": "minres"},
         {"imaml.proximal_steps": "5"},  # even equal to inner_steps: set, so recorded
