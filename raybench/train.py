@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from raybench.assumptions import Probe
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.models import Params, build_model
@@ -190,6 +191,7 @@ def _train(
     solver = make_solver(config, model)
     result.family = solver.family
     params = solver.init_params(config.seed, device, dtype, train_tasks)
+    probe = Probe.for_run(solver, config, val_tasks, val_index)  # implicit solvers only
     result.n_params = sum(p.numel() for p in params.values())
     optimiser = outer_optimiser(params, config.outer_lr, device)
     configure_device(device)
@@ -272,6 +274,8 @@ def _train(
             )
             val_means = {m: v.mean().item() for m, v in val.items()}
             row.update({f"val_{m}": val_means[m] for m in METRICS})
+            if probe is not None:  # the solver's assumptions, on a few validation tasks
+                row.update(probe(params))
             result.curves.append(row)
             val_acc = val_means["query_acc_post"]
             result.final_val_acc = val_acc
