@@ -233,7 +233,7 @@ def _train(
         if step_fn is None:  # built on the first batch: a CUDA graph needs its shapes
             step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
         grads, metrics = step_fn(batch)
-        if step == first_step:  # which metrics this solver reports in training; the rest stay NaN
+        if step == first_step:  # which metrics this solver reports in training
             present[: len(TRAIN_METRICS)] = torch.tensor([m in metrics for m in TRAIN_METRICS])
         for name, p in params.items():
             p.grad = grads[name]
@@ -252,9 +252,15 @@ def _train(
             elapsed = time.perf_counter() - interval_start
             train_time += elapsed
             interval_ms.append(1000 * elapsed / interval_steps)
-            row: dict[str, float] = {"step": step, "train_time_s": train_time}
+            row: dict[str, float | None] = {"step": step, "train_time_s": train_time}
             means = (train_sums * scale / interval_steps).tolist()
-            row.update({f"train_{m}": v for m, v in zip(TRAIN_METRICS, means)})
+            reported = present.tolist()  # a metric this solver does not report stays empty
+            row.update(
+                {
+                    f"train_{m}": v if on else None
+                    for m, v, on in zip(TRAIN_METRICS, means, reported)
+                }
+            )
             row["grad_norm"] = means[-1]
             row["ms_per_step"] = interval_ms[-1]
             if diverged:

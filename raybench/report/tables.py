@@ -277,7 +277,7 @@ def _solver_cell(record: Mapping[str, Any]) -> str:
         failed = assumptions.removeprefix("violated: ").split(", ")
         lines += ["[red]assumptions violated:[/]", *(f"[red] {escape(f)}[/]" for f in failed)]
     elif assumptions is not None:
-        lines.append(f"[green]assumptions {escape(assumptions)}[/]")
+        lines += ["[green]assumptions:[/]", f"[green] {escape(assumptions)}[/]"]
     return "\n".join(lines)
 
 

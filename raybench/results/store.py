@@ -136,7 +136,7 @@ def read_file(table_name: str, path: Path) -> StoredFile:
     if table.num_rows == 0 and table_name in ("runs", "trials"):
         return StoredFile(path, None, "foreign: no rows")
     try:
-        return StoredFile(path, upgrade(table))
+        return StoredFile(path, upgrade(table, table_name))
     except (pa.ArrowException, ValueError, TypeError) as exc:
         return StoredFile(path, None, f"unreadable: {' '.join(str(exc).split())[:200]}")
 

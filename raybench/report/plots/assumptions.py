@@ -6,16 +6,16 @@ residual of the inner problem, the support Hessian's extreme eigenvalues, the sm
 eigenvalue of ``I + H/lam`` (which must stay above 0), the spectral radius ``rho(H/lam)``
 (below 1 for the Neumann series), the relative residual of the linear solve, and the
 linear solver's iterations with the tasks whose CG stopped at negative curvature. Each line
-is the mean over seeds; the dotted lines are the thresholds of the checks.
-
-``figures`` is the hook for ``raybench plot``: the (what, draw) pairs to attempt.
+is the mean over seeds; the dotted lines are the thresholds of the checks. A solver with one
+configuration keeps its colour from the other figures; several configurations of one solver
+get one colour each.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from raybench.assumptions import SOLVE_TOL, STATIONARITY_TOL
-from raybench.atomic import atomic_write
-from raybench.report.plots import DPI, FIGSIZE, NothingToPlot, RunGroup, run_groups
-from raybench.results.store import ExperimentStore
-
-FILE = "assumptions.png"
+from raybench.report.plots.groups import RunGroup
+from raybench.report.plots.registry import Planned, PlotContext, figure_kind
+from raybench.report.plots.style import NothingToPlot, new_figure, solver_color
 
 # (column, panel title, y scale, threshold line and which side is fine)
 PANELS: tuple[tuple[str, str, str, float | None], ...] = (
@@ -70,14 +68,22 @@ def measured_groups(groups: Sequence[RunGroup]) -> list[RunGroup]:
     ]
 
 
-def plot_assumptions(groups: Sequence[RunGroup], out_dir: Path, *, experiment: str = "") -> Path:
-    """Six panels over meta-steps, one colour per configuration of an implicit solver."""
+def _colors(groups: Sequence[RunGroup]) -> list[str]:
+    configs = Counter(g.solver for g in groups)
+    return [
+        solver_color(g.solver) if configs[g.solver] == 1 else f"C{i % 10}"
+        for i, g in enumerate(groups)
+    ]
+
+
+def assumptions_figure(groups: Sequence[RunGroup], *, experiment: str = "") -> Figure:
+    """Six panels over meta-steps, one line per configuration of an implicit solver."""
     groups = measured_groups(groups)
     if not groups:
         raise NothingToPlot("no implicit solver's assumption measurements in the curves")
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-    axes = fig.subplots(2, 3, squeeze=False).ravel()
-    colors = [f"C{i % 10}" for i in range(len(groups))]
+    fig, grid = new_figure(2, 3)
+    axes = grid.ravel()
+    colors = _colors(groups)
     for ax, (column, title, scale, threshold) in zip(axes, PANELS):
         for group, color in zip(groups, colors):
             if column == "diag_hessian":
@@ -122,20 +128,13 @@ def plot_assumptions(groups: Sequence[RunGroup], out_dir: Path, *, experiment: s
         f"{groups[0].setting()}" + (f"; experiment {experiment}" if experiment else ""),
         fontsize="medium",
     )
-    path = Path(out_dir) / FILE
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    return path
+    return fig
 
 
-def figures(
-    store: ExperimentStore, out_dir: Path, experiment: str = ""
-) -> list[tuple[str, Callable[[], Path]]]:
-    """The hook for ``plot_experiment``: ``(what, draw)`` pairs, each draw raising
-    ``NothingToPlot`` (with the reason) when the experiment lacks its data."""
-    groups = run_groups(store.read("runs"), store.read("curves"))
-    return [
-        (
-            "implicit solvers' assumptions",
-            lambda: plot_assumptions(groups, out_dir, experiment=experiment),
-        )
-    ]
+@figure_kind("assumptions", order=35)
+def assumptions_figures(ctx: PlotContext) -> Iterator[Planned]:
+    yield Planned(
+        "implicit solvers' assumptions",
+        "assumptions",
+        lambda: assumptions_figure(ctx.groups, experiment=ctx.name),
+    )
