@@ -228,6 +228,7 @@ def run(
     rerun: bool = False,
     resume: str | None = None,
     log_every: float = 60.0,
+    connect_timeout: float = 30.0,
     tracker: str | Sequence[str] | None = None,
     tracker_uri: str | None = None,
     console: Console | None = None,
@@ -242,11 +243,13 @@ def run(
     ``config_files`` runs config files (a sweep's ``best/<solver>.yaml``) instead.
     ``backend``: ``"ray"`` (each run on a Ray actor; an initialised Ray, e.g. the
     notebook's, is used as it is) or ``"inline"`` (one after another in this process).
-    ``resume``: an interrupted experiment's name, continued as it was planned. ``seeds``:
-    3 by default, 1 when every preset is ``smoke`` (the CLI's rule). ``tracker``:
-    ``"mlflow"`` and/or ``"tensorboard"``, each run also logged there (``tracker_uri``:
-    MLflow's tracking URI, default a SQLite file in the experiment). Progress goes to
-    ``console`` (a new Rich console by default; it renders in Jupyter too)."""
+    ``resume``: an interrupted experiment's name: every unfinished run of every command
+    that planned runs in it is continued (narrowed to ``solvers`` when given); options that
+    would define other runs are refused. ``seeds``: 3 by default, 1 when every preset is
+    ``smoke`` (the CLI's rule). ``tracker``: ``"mlflow"`` and/or ``"tensorboard"``, each run
+    also logged there (``tracker_uri``: MLflow's tracking URI, default a SQLite file in the
+    experiment). Progress goes to ``console`` (a new Rich console by default; it renders in
+    Jupyter too)."""
     from dataclasses import replace
 
     from rich.console import Console
@@ -256,12 +259,14 @@ def run(
         configs_from_files,
         default_seeds,
         experiment_store,
+        refuse_with_resume,
         resolve_presets,
         resolve_solvers,
+        resume_configs,
         resume_store,
     )
     from raybench.config import MATRIX_PRESETS
-    from raybench.configfile import config_from_dict, read_config_file
+    from raybench.configfile import read_config_file
     from raybench.errors import RaybenchError
     from raybench.execution import ExecutionOptions, execute
     from raybench.trackers import tracker_spec
@@ -280,14 +285,30 @@ def run(
         dashboard=dashboard,
         rerun=rerun,
         log_every=log_every,
+        connect_timeout=connect_timeout,
         tracker=tracker_spec(tracker, tracker_uri),
     )
     labels: tuple[str, ...] = ()
+    sources: dict[str, str] | None = None
     if resume is not None:
+        given = {
+            "--set": bool(settings),
+            "--steps": steps is not None,
+            "--device": device is not None,
+            "--config": bool(config_files),
+            "--matrix": matrix,
+            "--preset": _names(preset) != "paper",
+            "--seeds": seeds is not None,
+            "--seed": first_seed != 0,
+            "--experiment": experiment is not None,
+            "--rerun": rerun,
+        }
+        refuse_with_resume([name for name, on in given.items() if on])
         store = resume_store(resume, out)
-        plan = store.read_manifest("run")
-        configs = [config_from_dict(c) for c in plan["configs"]]
-        source = plan.get("source", "preset")
+        configs, sources = resume_configs(store, _names(solvers), console)
+        source = "preset"
+        if not configs:
+            return Experiment(store, [])
     else:
         overrides = _settings(settings)
         if steps is not None:
@@ -311,7 +332,6 @@ def run(
         if len(set(presets)) > 1:
             labels = ("preset",)
         store = experiment_store(experiment or default_name, out)
-        store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": source})
     names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
         f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
@@ -319,5 +339,5 @@ def run(
     )
     data = None if data_dir is None else Path(data_dir)
     execution = replace(execution, source=source, label_settings=labels)
-    outcomes = execute(configs, store, console, execution, data)
+    outcomes = execute(configs, store, console, execution, data, sources=sources)
     return Experiment(store, outcomes)

@@ -144,6 +144,17 @@ class RunConfig:
             help="adaptation at evaluation: plain SGD (every solver alike) or the solver's own",
         ),
     )
+    # Implicit solvers' assumptions (raybench.assumptions), measured at evaluation points.
+    diag_tasks: int = setting(
+        8,
+        Bound(int, 0, 1000, help="validation tasks on which an implicit solver's assumptions "
+              "are measured at each evaluation (0: off)"),
+    )  # fmt: skip
+    diag_lanczos_steps: int = setting(
+        20,
+        Bound(int, 1, 500, help="Lanczos iterations for the support Hessian's extreme "
+              "eigenvalues in those measurements"),
+    )  # fmt: skip
     # Model and runtime.
     hidden: int = setting(64, Bound(int, 1, 1024, help="filters per conv block"))
     bn: str = setting("batch", Bound(str, choices=("batch",), help="batch-norm statistics"))
@@ -222,6 +233,14 @@ ADDED_SETTINGS: dict[str, Any] = {
     "eval_adaptation": PerSolver("plain", {"imaml": "solver"}),
     # How tasks are mapped (vmap or a loop) changes no result beyond float32 rounding.
     "batching": "auto",
+    # Measurements at evaluation points only: training and its results are unchanged.
+    "diag_tasks": 8,
+    "diag_lanczos_steps": 20,
+    # iMAML's options to meet its assumptions; their defaults are the solver as it was.
+    "imaml.linear_solver": "cg",
+    "imaml.proximal_steps": None,
+    "imaml.proximal_lr": None,
+    "imaml.proximal_tol": 0.0,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

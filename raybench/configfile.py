@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from raybench.atomic import atomic_write_bytes
 from raybench.config import RUN_BOUNDS, RunConfig
 from raybench.errors import RaybenchError
 from raybench.solvers import make_config
@@ -51,18 +52,19 @@ def write_config_file(path: Path, config: RunConfig, note: str = "") -> None:
     body = {"solver": config.solver, "preset": config.preset, "settings": settings_of(config)}
     body["settings"].pop("seed")
     header = "".join(f"# {line}\n" for line in note.splitlines())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(header + yaml.safe_dump(body, sort_keys=False))
-    tmp.replace(path)
+    atomic_write_bytes(path, (header + yaml.safe_dump(body, sort_keys=False)).encode("utf-8"))
 
 
 def read_config_file(path: Path) -> tuple[str, str, dict[str, Any]]:
     """``(solver, preset, overrides)`` from a config file; one-line errors naming the file."""
     try:
-        body = yaml.safe_load(Path(path).read_text())
+        body = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise RaybenchError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise RaybenchError(
+            f"{path}: not UTF-8 text (byte {exc.start}); a config file is YAML, saved as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise RaybenchError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(body, dict) or not isinstance(body.get("solver"), str):

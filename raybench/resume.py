@@ -14,13 +14,15 @@ run on another node starts from step 0, as it would without it.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from raybench.atomic import atomic_write
+from raybench.atomic import atomic_write_bytes, is_disk_full
 from raybench.config import RunConfig
 from raybench.models import Params
 
@@ -45,8 +47,24 @@ class TrainingState:
     started_at: str = ""  # ISO time of the run's first start
 
 
+class OwnerGone(BaseException):
+    """The driver that started this run is gone: nobody owns its state any more, and a new
+    driver may be training it. Not an ``Exception``: no handler may turn it into a result."""
+
+
+_owner_alive: Callable[[], bool] | None = None
+
+
+def watch_owner(alive: Callable[[], bool] | None) -> None:
+    """In a worker: check ``alive()`` right before each save, and never write a run's state
+    once it returns False (see :class:`OwnerGone`)."""
+    global _owner_alive
+    _owner_alive = alive
+
+
 def save_state(path: Path, config: RunConfig, state: TrainingState) -> None:
-    """Written under a temporary name and renamed: a kill mid-write leaves the old state."""
+    """Written under a temporary name and renamed: a kill mid-write leaves the old state,
+    and so does a full disk, which is then said in so many words."""
     payload = {
         "format": FORMAT,
         "run_id": config.run_id,
@@ -55,7 +73,26 @@ def save_state(path: Path, config: RunConfig, state: TrainingState) -> None:
         "params": {k: v.detach().cpu() for k, v in state.params.items()},
         "generator": state.generator.cpu(),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    if _owner_alive is not None and not _owner_alive():
+        raise OwnerGone(
+            f"the driver of {config.run_id} is gone; state of step {state.step} not saved"
+        )
+    try:
+        atomic_write_bytes(path, buffer.getbuffer())
+    except OSError as exc:
+        kept = "the previous state is kept" if path.is_file() else "no earlier state exists"
+        if is_disk_full(exc):
+            raise OSError(
+                exc.errno,
+                f"the disk is full: the training state of step {state.step} could not be "
+                f"saved to {path} ({exc.strerror}); {kept}: free some space, then "
+                f"`raybench run --resume {path.parent.parent.name}` continues the run",
+            ) from None
+        raise OSError(
+            exc.errno, f"cannot save the training state to {path} ({exc.strerror}); {kept}"
+        ) from None
 
 
 def load_state(path: Path, config: RunConfig) -> TrainingState | None:
@@ -92,3 +129,48 @@ def progress_params(payload: object) -> tuple[Params, int] | None:
         if isinstance(params, dict) and isinstance(step, int):
             return params, step
     return None
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A training state on disk, as ``--resume`` sees it: which run, how far it got."""
+
+    path: Path
+    run_id: str
+    step: int
+    config: RunConfig
+
+
+def saved_states(folder: Path) -> tuple[list[SavedState], list[tuple[Path, str]]]:
+    """Every state file of an experiment's ``progress/`` folder: those a run can continue
+    from, and the others with the reason (unreadable, another format, a name that is not
+    its run's id). Hidden files are a write in progress or one killed mid-way: ignored."""
+    from raybench.configfile import config_from_json
+    from raybench.errors import RaybenchError
+
+    usable: list[SavedState] = []
+    unusable: list[tuple[Path, str]] = []
+    if not folder.is_dir():
+        return usable, unusable
+    for path in sorted(folder.glob("*.pt")):
+        if path.name.startswith("."):
+            continue
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, not a torch file, refused by weights_only
+            unusable.append((path, f"unreadable ({' '.join(str(exc).split())[:120]})"))
+            continue
+        if not isinstance(payload, dict) or payload.get("format") not in (1, FORMAT):
+            unusable.append((path, "not a raybench training state"))
+            continue
+        try:
+            config = config_from_json(payload["config"])
+        except (KeyError, TypeError, ValueError, RaybenchError) as exc:
+            unusable.append((path, f"its configuration does not load ({exc})"))
+            continue
+        run_id = payload.get("run_id", config.run_id)
+        if run_id != config.run_id or path.stem != run_id:
+            unusable.append((path, f"holds run {run_id}, not {path.stem}"))
+            continue
+        usable.append(SavedState(path, run_id, int(payload.get("step", 0)), config))
+    return usable, unusable

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from raybench.assumptions import Probe
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.models import Params, build_model
@@ -190,6 +191,7 @@ def _train(
     solver = make_solver(config, model)
     result.family = solver.family
     params = solver.init_params(config.seed, device, dtype, train_tasks)
+    probe = Probe.for_run(solver, config, val_tasks, val_index)  # implicit solvers only
     result.n_params = sum(p.numel() for p in params.values())
     optimiser = outer_optimiser(params, config.outer_lr, device)
     configure_device(device)
@@ -231,7 +233,7 @@ def _train(
         if step_fn is None:  # built on the first batch: a CUDA graph needs its shapes
             step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
         grads, metrics = step_fn(batch)
-        if step == first_step:  # which metrics this solver reports in training; the rest stay NaN
+        if step == first_step:  # which metrics this solver reports in training
             present[: len(TRAIN_METRICS)] = torch.tensor([m in metrics for m in TRAIN_METRICS])
         for name, p in params.items():
             p.grad = grads[name]
@@ -250,9 +252,15 @@ def _train(
             elapsed = time.perf_counter() - interval_start
             train_time += elapsed
             interval_ms.append(1000 * elapsed / interval_steps)
-            row: dict[str, float] = {"step": step, "train_time_s": train_time}
+            row: dict[str, float | None] = {"step": step, "train_time_s": train_time}
             means = (train_sums * scale / interval_steps).tolist()
-            row.update({f"train_{m}": v for m, v in zip(TRAIN_METRICS, means)})
+            reported = present.tolist()  # a metric this solver does not report stays empty
+            row.update(
+                {
+                    f"train_{m}": v if on else None
+                    for m, v, on in zip(TRAIN_METRICS, means, reported)
+                }
+            )
             row["grad_norm"] = means[-1]
             row["ms_per_step"] = interval_ms[-1]
             if diverged:
@@ -272,6 +280,8 @@ def _train(
             )
             val_means = {m: v.mean().item() for m, v in val.items()}
             row.update({f"val_{m}": val_means[m] for m in METRICS})
+            if probe is not None:  # the solver's assumptions, on a few validation tasks
+                row.update(probe(params))
             result.curves.append(row)
             val_acc = val_means["query_acc_post"]
             result.final_val_acc = val_acc

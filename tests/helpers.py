@@ -106,3 +106,48 @@ def finite_difference(fn, params: Params, eps: float = 1e-6) -> torch.Tensor:
             minus[name].view(-1)[i] -= eps
             out.append((fn(plus) - fn(minus)) / (2 * eps))
     return torch.tensor(out, dtype=torch.float64)
+
+
+def query_gradient(model, fast: Params, x, y) -> torch.Tensor:
+    """grad L_query at ``fast``, flat."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in fast.items()}
+    grads = torch.autograd.grad(F.cross_entropy(model(leaves, x), y), list(leaves.values()))
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def proximal_descent(
+    model, theta: Params, x, y, lam: float, lr: float, steps: int, tol: float = 0.0
+) -> tuple[Params, int]:
+    """Gradient descent on L(phi) + lam/2 ||phi - theta||^2 from theta, stopping before the
+    first step whose gradient norm is at most ``tol`` times the first one; written
+    independently of the solvers. Returns phi and the steps taken."""
+    names = list(theta)
+    phi = [theta[n].detach().clone() for n in names]
+    first = None
+    for taken in range(steps):
+        leaves = [p.clone().requires_grad_(True) for p in phi]
+        loss = F.cross_entropy(model(dict(zip(names, leaves)), x), y)
+        grads = torch.autograd.grad(loss, leaves)
+        grads = [g + lam * (p - theta[n]) for g, p, n in zip(grads, phi, names)]
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        first = norm if first is None else first
+        if tol > 0 and norm <= tol * first:
+            return dict(zip(names, phi)), taken
+        phi = [p - lr * g for p, g in zip(phi, grads)]
+    return dict(zip(names, phi)), steps
+
+
+def dense_truncated_cg(a: torch.Tensor, b: torch.Tensor, iterations: int):
+    """Textbook CG with a Python break at the first non-positive curvature p^T A p: the
+    iterate, the steps taken, and whether it stopped there."""
+    x, r, p = torch.zeros_like(b), b.clone(), b.clone()
+    for k in range(iterations):
+        curvature = p @ a @ p
+        if curvature <= 0:
+            return x, k, True
+        alpha = (r @ r) / curvature
+        x = x + alpha * p
+        r_new = r - alpha * (a @ p)
+        p = r_new + (r_new @ r_new) / (r @ r) * p
+        r = r_new
+    return x, iterations, False

@@ -110,7 +110,8 @@ def test_run_from_python_is_the_cli_path(tmp_path: Path) -> None:
     assert len(exp.curves) == 4 and len(exp.tasks) == 2 * 8
     (row,) = exp.summary.to_dict("records")
     assert row["solver"] == "fomaml" and row["completed"] == 2 and row["ci_over"] == "seeds"
-    manifest = json.loads((exp.root / "run.json").read_text())
+    (plan,) = (exp.root / "manifests").glob("run-*.json")
+    manifest = json.loads(plan.read_text())
     assert sorted(c["seed"] for c in manifest["configs"]) == [0, 1]
     again = raybench.run(
         "fomaml", "smoke", settings=["meta_steps=2", "eval_every=1"], seeds=2,

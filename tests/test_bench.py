@@ -150,7 +150,7 @@ def test_bench_table_has_solvers_loops_and_ratios(omniglot: OmniglotImages) -> N
 @pytest.mark.slow
 def test_bench_cli_writes_parquet(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(RAYBENCH), "bench", "--solvers", "fomaml", "--preset", "smoke", "--steps", "1",
+        [str(RAYBENCH), "bench", "--solvers", "fomaml", "--preset", "smoke", "--timed-steps", "1",
          "--warmup", "0", "--no-reference"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},

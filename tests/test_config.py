@@ -132,3 +132,40 @@ def test_imaml_evaluated_its_own_way_before_keeps_its_old_id(monkeypatch) -> Non
         assert make_config(solver, "paper").fingerprint() == old[solver]
         changed = make_config(solver, "paper", {"eval_adaptation": "solver"}).fingerprint()
         assert changed != old[solver]
+
+
+def test_assumption_settings_leave_stored_ids_alone(monkeypatch) -> None:
+    """The diagnostics' settings and iMAML's new options, at their defaults, keep the ids of
+    runs stored before they existed; other values are other configurations."""
+    full_dict = RunConfig.to_dict
+
+    def older_dict(self: RunConfig) -> dict:
+        data = full_dict(self)
+        del data["diag_tasks"], data["diag_lanczos_steps"]
+        for knob in ("linear_solver", "proximal_steps", "proximal_lr", "proximal_tol"):
+            data["solver_options"].pop(knob, None)
+        return data
+
+    cases = {
+        "imaml": {"eval_adaptation": "solver"},  # as the older raybench evaluated it
+        "neumann": {},
+        "maml": {},
+    }
+    monkeypatch.setattr(RunConfig, "to_dict", older_dict)
+    old = {s: make_config(s, "paper", o).fingerprint() for s, o in cases.items()}
+    monkeypatch.setattr(RunConfig, "to_dict", full_dict)
+    for solver, overrides in cases.items():
+        assert make_config(solver, "paper", overrides).fingerprint() == old[solver]
+    # the ids of the version before, pinned
+    assert make_config("imaml", "paper", cases["imaml"]).run_id == "imaml-s0-aa0371784c"
+    assert make_config("neumann", "paper").run_id == "neumann-s0-b938814867"
+    for changed in (
+        {"imaml.linear_solver": "minres"},
+        {"imaml.proximal_steps": "5"},  # even equal to inner_steps: set, so recorded
+        {"imaml.proximal_lr": "0.01"},
+        {"imaml.proximal_tol": "0.1"},
+        {"diag_tasks": "0"},
+        {"diag_lanczos_steps": "30"},
+    ):
+        config = make_config("imaml", "paper", {**cases["imaml"], **changed})
+        assert config.fingerprint() != old["imaml"], changed

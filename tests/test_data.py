@@ -432,3 +432,66 @@ def test_download_with_wrong_md5_is_refused(
         load_omniglot()  # official MD5s: the fake zips do not match
     assert "failed: File not found or corrupted" in _one_line(exc)
     assert not list((fake_env / "cache").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# integrity: the cache by its content hash, a damaged image in a zip
+
+
+def _flip_a_pixel(npy: Path) -> None:
+    data = bytearray(npy.read_bytes())
+    data[-3] ^= 0xFF  # a pixel byte of the last drawing; the size stays the same
+    npy.write_bytes(bytes(data))
+
+
+def test_a_cache_with_flipped_bytes_is_rebuilt_not_used(
+    fake_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_fake(fake_env / "data")
+    original = load_omniglot()
+    npy = original.cache_path
+    _flip_a_pixel(npy)
+    builds = _count_builds(monkeypatch)
+    again = load_omniglot()
+    assert len(builds) == 1  # the hash did not match: decoded again from the zips
+    assert torch.equal(again.images, original.images)
+    _flip_a_pixel(npy)
+    monkeypatch.setenv("RAYBENCH_DATA", str(fake_env / "nowhere"))
+    with pytest.raises(DataNotFoundError, match="no valid preprocessed cache"):
+        load_omniglot(download=False)  # without a source, a changed cache is not used
+
+
+def test_check_says_what_it_verified(fake_env: Path) -> None:
+    make_fake(fake_env / "data")
+    npy = load_omniglot().cache_path
+    _flip_a_pixel(npy)
+    report = check_omniglot()
+    assert "SHA-256" in report.cache_before and report.cache_action == "built"
+    assert any("table of contents" in line for line in report.verified)
+    assert any("SHA-256" in line for line in report.verified)
+    npy.write_bytes(b"\0" * npy.stat().st_size)  # same size, not an array at all
+    report = check_omniglot()
+    assert report.cache_before.startswith("unreadable image file"), report.cache_before
+
+
+def test_a_damaged_compressed_image_is_one_line(fake_env: Path) -> None:
+    """A deflated member whose compressed bytes are damaged: zlib fails while decoding."""
+    make_fake(fake_env / "data")
+    zip_path = fake_env / "data" / "images_evaluation.zip"
+    with zipfile.ZipFile(zip_path) as src:
+        members = [(info.filename, src.read(info)) for info in src.infolist()]
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for name, data in members:
+            dst.writestr(name, data)
+    with zipfile.ZipFile(zip_path) as zf:
+        info = zf.infolist()[3]
+    raw = bytearray(zip_path.read_bytes())
+    name_len = int.from_bytes(raw[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(raw[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    raw[start : start + 4] = b"\xff\xff\xff\xff"  # a deflate block of the reserved type
+    zip_path.write_bytes(bytes(raw))
+    with pytest.raises(DataContentError) as exc:
+        load_omniglot()
+    message = _one_line(exc)
+    assert str(zip_path) in message and info.filename in message and "damaged" in message

@@ -120,6 +120,56 @@ def test_imaml_error_changes_with_cg_steps(rows) -> None:
     assert len({round(e, 9) for e in errors}) == 3
 
 
+def test_implicit_rows_separate_the_solver_s_error_from_the_objective_s(rows) -> None:
+    """Each implicit row compares the solver with the exact solution of its own system
+    (MINRES to 1e-10 here) and that solution with MAML: the second does not depend on how
+    the system is solved, the first shrinks as the solver works harder."""
+    imaml = [one(rows, "imaml", v) for v in (1.0, 3.0, 10.0)]
+    neumann = [one(rows, "neumann", v) for v in (0.0, 2.0)]
+    for group in (imaml, neumann):
+        assert {r["exact_method"] for r in group} == {"minres"}
+        assert all(r["exact_residual"] < 1e-8 for r in group)
+        assert len({r["exact_rel_error"] for r in group}) == 1  # one system, one mismatch
+        assert len({r["exact_cosine"] for r in group}) == 1
+        assert all(r["diag_tasks"] == 4 and r["diag_solve_residual"] >= 0 for r in group)
+    errors = [r["vs_exact_rel_error"] for r in imaml]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-6  # CG converges
+    assert [r["diag_negative_curvature"] for r in imaml] == [0, 0, 0]  # damping: definite
+    assert all(r["negative_curvature_first"] is None for r in imaml)
+    for solver in ("maml", "fomaml", "penalty", "reptile"):
+        assert all(r["exact_method"] is None and r["diag_tasks"] is None
+                   for r in rows if r["solver"] == solver)  # fmt: skip
+
+
+def test_an_indefinite_imaml_row_says_where_cg_met_negative_curvature(
+    omniglot: OmniglotImages,
+) -> None:
+    from rich.console import Console
+
+    from raybench.report.studies import fidelity_tables
+
+    study = FidelityStudy(
+        omniglot,
+        preset="smoke",
+        overrides={"hidden": 3, "dtype": "float64", "imaml.lam": 0.05},  # dense: 326 params
+        solvers=["maml", "imaml"],
+        sweeps={"imaml": ("cg_steps", (20,))},
+        n_tasks=2,
+    )
+    table = study.run(init_point(study.reference))
+    row = one(table.to_pylist(), "imaml", 20.0)
+    assert row["diag_convexity"] < 0 and row["diag_negative_curvature"] >= 1
+    assert 1 <= row["negative_curvature_first"] <= row["negative_curvature_last"] <= 20
+    assert row["exact_method"] == "dense" and row["exact_residual"] < 1e-8  # definite or not
+    assert row["exact_hessian_min"] < 0
+    assert row["vs_exact_rel_error"] > 1e-3  # truncated CG is not that solution
+    console = Console(width=300, record=True)
+    for rendered in fidelity_tables(table):
+        console.print(rendered)
+    text = console.export_text()
+    assert "CG met negative curvature on" in text and "indefinite" in text
+
+
 def test_checkpoint_points_and_their_shapes(omniglot: OmniglotImages, tmp_path: Path) -> None:
     small = FidelityStudy(
         omniglot, preset="smoke", overrides=TINY, solvers=["maml", "fomaml"], n_tasks=2

@@ -71,27 +71,37 @@ def test_ray_and_inline_give_identical_results(local_ray, tmp_path: Path) -> Non
     assert key(inline) == key(remote)
 
 
-def kill_when_running(run_id: str, killed: list[int], stop: threading.Event) -> None:
-    """Find the run's worker through the progress hub and SIGKILL it once, mid-run."""
-    while not stop.is_set() and not killed:
+def kill_when_running(
+    run_id: str, killed: list[int], stop: threading.Event, times: int = 1
+) -> None:
+    """Find the run's worker through the progress hub and SIGKILL it mid-run, ``times``
+    times (each retry's new worker once it has gone on a step)."""
+    while not stop.is_set() and len(killed) < times:
         names = [n for n in ray.util.list_named_actors() if n.startswith(HUB_PREFIX)]
         for name in names:
-            state = ray.get(ray.get_actor(name).snapshot.remote()).get(run_id, {})
-            if state.get("pid") and 2 <= state.get("step", 0) < state.get("total", 0):
-                os.kill(state["pid"], signal.SIGKILL)
-                killed.append(state["pid"])
-                return
+            try:
+                state = ray.get(ray.get_actor(name).snapshot.remote()).get(run_id, {})
+            except ray.exceptions.RayError:
+                continue
+            pid = state.get("pid")
+            if pid and pid not in killed and 2 <= state.get("step", 0) < state.get("total", 0):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
         time.sleep(0.1)
 
 
-def run_with_a_kill(store: ExperimentStore, configs: list, retries: int) -> tuple[list, list[int]]:
+def run_with_kills(
+    store: ExperimentStore, configs: list, retries: int, times: int = 1, console=QUIET
+) -> tuple[list, list[int]]:
     killed: list[int] = []
     stop = threading.Event()
-    killer = threading.Thread(target=kill_when_running, args=(configs[0].run_id, killed, stop))
+    killer = threading.Thread(
+        target=kill_when_running, args=(configs[0].run_id, killed, stop, times)
+    )
     killer.start()
     try:
         options = ExecutionOptions(backend="ray", gpus_per_run=0, max_retries=retries)
-        summaries = execute(configs, store, QUIET, options)
+        summaries = execute(configs, store, console, options)
     finally:
         stop.set()
         killer.join()
@@ -101,7 +111,7 @@ def run_with_a_kill(store: ExperimentStore, configs: list, retries: int) -> tupl
 def test_a_killed_worker_is_retried_and_completes(local_ray, tmp_path: Path) -> None:
     config = smoke("fomaml", meta_steps=60, eval_every=2)
     store = ExperimentStore(tmp_path / "exp")
-    summaries, killed = run_with_a_kill(store, [config], retries=1)
+    summaries, killed = run_with_kills(store, [config], retries=1)
     assert killed, "the worker was never seen running"
     assert summaries[0].status == "completed"
     (row,) = rows(store)
@@ -111,23 +121,143 @@ def test_a_killed_worker_is_retried_and_completes(local_ray, tmp_path: Path) -> 
     assert not store.progress_path(config.run_id).exists()
 
 
-def test_a_run_that_keeps_dying_is_failed_and_the_rest_go_on(local_ray, tmp_path: Path) -> None:
+def comparable(store: ExperimentStore, run_id: str) -> tuple:
+    curves = sorted(
+        (
+            {k: v for k, v in c.items() if k not in ("experiment", "train_time_s", "ms_per_step")}
+            for c in store.read("curves").to_pylist()
+            if c["run_id"] == run_id
+        ),
+        key=lambda c: c["step"],
+    )
+    (row,) = [r for r in rows(store) if r["run_id"] == run_id]
+    return curves, row["test_acc_mean"], row["final_val_acc"]
+
+
+def test_a_run_killed_past_its_retries_fails_and_resumes_bit_for_bit(
+    local_ray, tmp_path: Path
+) -> None:
     doomed = smoke("fomaml", meta_steps=60, eval_every=2)
     other = smoke("reptile")
     store = ExperimentStore(tmp_path / "exp")
-    summaries, killed = run_with_a_kill(store, [doomed, other], retries=0)
-    assert killed
+    summaries, killed = run_with_kills(store, [doomed, other], retries=1, times=2)
+    assert len(killed) == 2
     status = {s.run_id: s.status for s in summaries}
     assert status == {doomed.run_id: "failed", other.run_id: "completed"}
     failed = next(r for r in rows(store) if r["run_id"] == doomed.run_id)
     assert "died" in failed["error"].lower() and failed["steps_done"] >= 2
-    # resume trains the failed run again and keeps the finished one
+    assert store.progress_path(doomed.run_id).is_file()  # kept for the resume
+    # resume trains the failed run again from its state and keeps the finished one
     again = execute([doomed, other], store, QUIET, ExecutionOptions(backend="ray", gpus_per_run=0))
     assert {s.run_id: s.status for s in again} == {
         doomed.run_id: "completed",
         other.run_id: "skipped",
     }
+    assert len(store.files("runs")) == 2 and len(rows(store)) == 2
+    resumed = next(r for r in rows(store) if r["run_id"] == doomed.run_id)
+    assert resumed["resumed_from_step"] >= 2
+    whole = ExperimentStore(tmp_path / "whole")
+    execute([doomed], whole, QUIET, ExecutionOptions(backend="inline"))
+    assert comparable(store, doomed.run_id) == comparable(whole, doomed.run_id)
+
+
+def descendants(root: int) -> dict[int, str]:
+    """This process's descendants (never another user's Ray): pid -> command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = {}, [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            try:
+                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            todo.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killing_the_progress_actor_never_stops_training(local_ray, tmp_path: Path) -> None:
+    """The progress hub killed twice (as the out-of-memory killer would): the runs train
+    on and are stored, each once."""
+    configs = [smoke("fomaml", meta_steps=30, eval_every=2), smoke("reptile", meta_steps=30)]
+    store = ExperimentStore(tmp_path / "exp")
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_hub() -> None:
+        while not stop.is_set() and len(killed) < 2:
+            if store.progress_path(configs[0].run_id).is_file():
+                hubs = [p for p, c in descendants(os.getpid()).items() if "ProgressHub" in c]
+                for pid in hubs:
+                    if pid not in killed:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                        time.sleep(0.5)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_hub)
+    killer.start()
+    try:
+        summaries = execute(configs, store, QUIET, ExecutionOptions(backend="ray", gpus_per_run=0))
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) >= 1
+    assert [s.status for s in summaries] == ["completed", "completed"]
+    assert sorted(r["run_id"] for r in rows(store)) == sorted(c.run_id for c in configs)
     assert len(store.files("runs")) == 2
+
+
+def test_an_unwritable_store_keeps_results_and_the_other_runs_go_on(
+    local_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runs/ unwritable after a run finished: the driver says so, the other run trains and
+    is stored, the result is retried; still unwritable at the end, it stays as the run's
+    final training state and the next command stores it without training it again."""
+    from raybench.execution import storing
+
+    first, second = smoke("fomaml"), smoke("reptile", meta_steps=20, eval_every=2)
+    store = ExperimentStore(tmp_path / "exp")
+    real = ExperimentStore.write_run
+    refused: list = []
+
+    def read_only_for_fomaml(self, result, **kwargs):
+        if result.config.run_id == first.run_id:
+            refused.append(result)
+            raise PermissionError(13, "Permission denied", str(self.root / "runs"))
+        return real(self, result, **kwargs)
+
+    monkeypatch.setattr(ExperimentStore, "write_run", read_only_for_fomaml)
+    monkeypatch.setattr(storing, "RETRY_EVERY_S", 0.0)
+    console = Console(record=True, width=300)
+    summaries = execute([first, second], store, console, ExecutionOptions(backend="ray"))
+    text = console.export_text()
+    assert {s.run_id: s.status for s in summaries} == {
+        first.run_id: "unstored",
+        second.run_id: "completed",
+    }
+    assert "could not store its result" in text and "Permission denied" in text
+    assert len(refused) >= 2  # written once, then retried
+    assert [r["run_id"] for r in rows(store)] == [second.run_id]
+    state = store.progress_path(first.run_id)
+    assert state.is_file()  # the final state, for --resume
+    monkeypatch.setattr(ExperimentStore, "write_run", real)  # writable again
+    again = execute([first, second], store, QUIET, ExecutionOptions(backend="ray"))
+    assert {s.run_id: s.status for s in again} == {
+        first.run_id: "completed",
+        second.run_id: "skipped",
+    }
+    row = next(r for r in rows(store) if r["run_id"] == first.run_id)
+    assert row["resumed_from_step"] == first.meta_steps  # tested again, not trained again
+    assert row["test_acc_mean"] == refused[0].test_acc_mean
+    assert len(rows(store)) == 2 and not state.exists()
 
 
 def test_two_node_cluster_spreads_runs_and_stores_each_once(

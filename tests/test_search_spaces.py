@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from raybench.configfile import read_config_file
 from raybench.errors import RaybenchError
 from raybench.search.spaces import DEFAULT_DIR, decode, load_space
 from raybench.solvers import SOLVERS, make_config
+
+DEFINITE_CONFIG = DEFAULT_DIR.parent / "configs" / "imaml-paper-definite.yaml"
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
@@ -23,10 +26,35 @@ def test_every_solver_has_a_valid_space(solver: str) -> None:
 
 
 def test_solver_knobs_are_searched() -> None:
-    assert {"imaml.lam", "imaml.cg_steps"} <= set(load_space("imaml").keys)
+    assert {"imaml.lam", "imaml.cg_steps", "imaml.proximal_steps", "imaml.proximal_lr"} <= set(
+        load_space("imaml").keys
+    )
     assert {"neumann.alpha", "neumann.terms"} <= set(load_space("neumann").keys)
     assert "penalty.lam" in load_space("penalty").keys
     assert DEFAULT_DIR.is_dir()
+
+
+def test_the_imaml_space_reaches_the_documented_paper_configuration() -> None:
+    """Every setting of the configuration the README documents for iMAML at the paper
+    preset is inside the space, or not searched and then equal to the paper preset's value
+    (what a sweep keeps)."""
+    solver, preset, settings = read_config_file(DEFINITE_CONFIG)
+    assert (solver, preset) == ("imaml", "paper")
+    config = make_config(solver, preset, settings)
+    paper = make_config(solver, preset)
+    dimensions = {d.key: d for d in load_space("imaml").dimensions}
+    values = {k: getattr(config, k) for k in ("inner_lr", "inner_steps", "outer_lr")}
+    values.update({f"imaml.{k}": v for k, v in config.solver_options.items()})
+    for key, value in values.items():
+        dim = dimensions.get(key)
+        if dim is None:
+            default = paper.solver_options[key[6:]] if "." in key else getattr(paper, key)
+            assert value == default, key
+        elif dim.distribution == "categorical":
+            assert value in dim.values, key
+        else:
+            assert dim.low <= value <= dim.high, key
+    assert settings  # it changes something
 
 
 @pytest.mark.parametrize(

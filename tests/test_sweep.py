@@ -94,7 +94,23 @@ def completed_trials(db: Path) -> int:
         return 0
 
 
-def test_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path: Path) -> None:
+class Planted:
+    """A pickle that runs a shell command when loaded, as a crafted results folder would."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code(
+    tmp_path: Path,
+) -> None:
+    """An interrupted sweep keeps its finished trials, samples only the rest, and never
+    unpickles Ray Tune's state: a tuner.pkl planted in the folder is not executed."""
+    import pickle
+
     args = [
         "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "5", "--steps", "30",
         "--set", "eval_every=10", "--max-concurrent", "1", "--no-final", "-e", "cut",
@@ -112,14 +128,17 @@ def test_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path: Pat
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert not (exp / "trials").exists()  # an interrupted sweep is not written up as finished
-    done_before = completed_trials(exp / "optuna.db")
-    assert 2 <= done_before < 5
-    first = sorted(p.name for p in (exp / "tune" / "fomaml").glob("sweep_trial_*"))
+    records = exp / "trial-records" / "fomaml"
+    kept = sorted(p.stem for p in records.glob("*.parquet"))
+    assert 2 <= len(kept) < 5
+    marker = tmp_path / "planted-code-ran"
+    for pkl in [exp / "tune" / "fomaml" / "tuner.pkl", *exp.glob("tune/fomaml/*.pkl")]:
+        pkl.write_bytes(pickle.dumps(Planted(marker)))
     resumed = cli("sweep", "--resume", "cut", cwd=tmp_path, env={**os.environ})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not marker.exists(), "code planted in the results folder ran"
     trials = ExperimentStore(exp).read("trials").to_pylist()
-    assert len(trials) == 5
-    # the finished trials were kept, not run again: still one trial folder each, same names
-    after = sorted(p.name for p in (exp / "tune" / "fomaml").glob("sweep_trial_*"))
-    assert set(first) <= set(after) and len(after) == 5
+    assert len(trials) == 5 and len({t["trial_id"] for t in trials}) == 5
+    assert set(kept) <= {t["trial_id"] for t in trials}  # the finished ones were kept
     assert completed_trials(exp / "optuna.db") == 5
+    assert not records.exists()  # all in the trials table now

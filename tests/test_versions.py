@@ -109,3 +109,18 @@ def test_every_stored_accuracy_column_is_known_as_one() -> None:
     for schema in (RUNS_SCHEMA, CURVES_SCHEMA, TASKS_SCHEMA):
         for name in schema.names:
             assert is_accuracy(name) == ("acc" in name), name
+
+
+def test_only_the_results_tables_are_upgraded() -> None:
+    """A study's table has its own schema version: its version 1 is not the results' 1."""
+    from raybench.results.versions import upgrade
+
+    config = json.dumps(make_config("imaml", "smoke").to_dict())
+    row = {"schema_version": 1, "solver": "imaml", "config_json": config, "rel_acc": 0.5}
+    study = pa.Table.from_pylist([{**row, "study_id": "s"}])
+    assert upgrade(study, "fidelity").equals(study)
+    curves = upgrade(pa.Table.from_pylist([{**row, "run_id": "r"}]), "curves")
+    assert curves.column("rel_acc").to_pylist() == [50.0]
+    assert "eval_adaptation" not in curves.column_names
+    runs = upgrade(pa.Table.from_pylist([{**row, "run_id": "r"}]), "runs")
+    assert runs.column("eval_adaptation").to_pylist() == ["solver"]

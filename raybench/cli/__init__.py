@@ -19,6 +19,7 @@ from raybench.cli.options import (
     HELP_NAMES,
     AddressOption,
     ConcurrencyOption,
+    ConnectTimeoutOption,
     CpusOption,
     DashboardOption,
     DataDirOption,
@@ -151,13 +152,15 @@ def run_command(
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
+    connect_timeout: ConnectTimeoutOption = 30.0,
     resume: Annotated[
         str | None,
         typer.Option(
             "--resume",
             metavar="EXPERIMENT",
-            help="Continue an interrupted experiment: finished runs are kept, unfinished "
-            "ones go on from their last evaluation point.",
+            help="Continue an interrupted experiment: finished runs are kept, every "
+            "unfinished one (of any earlier command) goes on from its last evaluation point; "
+            "--solvers narrows it.",
         ),
     ] = None,
     rerun: Annotated[
@@ -184,6 +187,7 @@ def run_command(
         dashboard=dashboard,
         rerun=rerun,
         log_every=log_every,
+        connect_timeout=connect_timeout,
         tracker=tracker_spec(tracker, tracker_uri),
     )
     run(
@@ -274,13 +278,14 @@ def sweep_command(
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
+    connect_timeout: ConnectTimeoutOption = 30.0,
     resume: Annotated[
         str | None,
         typer.Option(
             "--resume",
             metavar="EXPERIMENT",
             help="Continue an interrupted sweep (its experiment name): finished trials and "
-            "solvers are kept, unfinished trials start again.",
+            "solvers are kept, unfinished trials are sampled again.",
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
@@ -324,6 +329,7 @@ def sweep_command(
         show_report=report,
         console=stdout(),
         log_every=log_every,
+        connect_timeout=connect_timeout,
         tracker=tracker_spec(tracker, tracker_uri),
     )
 
@@ -366,6 +372,7 @@ def study_command(
     max_retries: RetriesOption = 2,
     dashboard: DashboardOption = False,
     log_every: LogEveryOption = 60.0,
+    connect_timeout: ConnectTimeoutOption = 30.0,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
 ) -> None:
@@ -385,6 +392,7 @@ def study_command(
         max_retries=max_retries,
         dashboard=dashboard,
         log_every=log_every,
+        connect_timeout=connect_timeout,
         tracker=tracker_spec(tracker, tracker_uri),
     )
     study(
@@ -843,17 +851,22 @@ def scaling_command(
 
 
 def _add_subcommands() -> None:
-    from raybench.cli import data
+    from raybench.cli import data, store
 
     app.add_typer(data.app, name="data")
+    app.add_typer(store.app, name="store")
 
 
 _add_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: Typer/Click errors and RaybenchError as one line, exit 2."""
+    """Console-script entry point: Typer/Click errors and RaybenchError as one line, exit 2;
+    Ctrl-C and SIGTERM as one line, exit 130."""
+    from raybench import signals
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    signals.stop_on_sigterm()
     command = typer.main.get_command(app)
     tidy_help(command)
     try:
@@ -865,13 +878,17 @@ def main(argv: list[str] | None = None) -> None:
     except UsageProblem as exc:  # usage errors, bad option values
         message = exc.format_message()
         if message:  # empty when bare `raybench` printed the help
-            err.print(f"raybench: error: {message}", markup=False)
+            err.print(f"raybench: error: {one_line(message)}", markup=False)
         sys.exit(2)
     except RaybenchError as exc:
-        err.print(f"raybench: error: {exc}", markup=False)
+        err.print(f"raybench: error: {one_line(str(exc))}", markup=False)
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         code = 130
     if code == 130:
         err.print("raybench: interrupted; finished results are stored, --resume continues")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from raybench.cli.reports import report
@@ -104,16 +105,71 @@ def run(
         rerun=execution.rerun,
         resume=resume,
         log_every=execution.log_every,
+        connect_timeout=execution.connect_timeout,
         tracker=execution.tracker.names if execution.tracker else None,
         tracker_uri=execution.tracker.uri if execution.tracker else None,
         console=console,
     )
-    if show_report:
+    if show_report and exp.store.files("runs"):
         report(str(exp.root), out, console)
     failed = [s for s in exp.outcomes if s.status == "failed"]
+    unstored = [s for s in exp.outcomes if s.status == "unstored"]
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed; their rows say why[/]")
+    if failed or unstored:
         raise typer.Exit(1)
+
+
+def refuse_with_resume(given: list[str]) -> None:
+    """``--resume`` continues runs as they were started: options that would define other
+    runs (another run id) or another experiment have no meaning there."""
+    if given:
+        them = "it" if len(given) == 1 else "them"
+        raise RaybenchError(
+            f"--resume continues the experiment's runs as they were started; "
+            f"{', '.join(given)} would make other runs. Leave {them} out (--solvers narrows "
+            "what is continued), or start the new runs with `raybench run ... --experiment NAME`"
+        )
+
+
+def resume_configs(
+    store: ExperimentStore, solvers: str, console: Console
+) -> tuple[list[RunConfig], dict[str, str]]:
+    """Every unfinished run of every command in the experiment (narrowed to ``solvers``),
+    each said with where it goes on from."""
+    from raybench.results.plans import plan_resume
+
+    plan = plan_resume(store)
+    for path, why in plan.unusable_states:
+        console.print(
+            f"[yellow]{escape(str(path))}: {escape(why)}; not continued "
+            f"(`raybench store check -e {escape(str(store.root))} --fix` moves it away)[/]"
+        )
+    configs = plan.configs
+    if solvers != "all":
+        wanted = set(resolve_solvers(solvers))
+        configs = [c for c in configs if c.solver in wanted]
+    if not configs:
+        console.print(
+            f"[bold]raybench[/] nothing to resume in {escape(str(store.root))}: "
+            f"{plan.finished} run(s) finished, none unfinished"
+            + ("" if solvers == "all" else f" among --solvers {escape(solvers)}")
+        )
+        return [], plan.sources
+    console.print(
+        f"[bold]raybench[/] resuming {escape(str(store.root))}: {len(configs)} unfinished "
+        f"run(s) ({plan.finished} finished, kept)"
+    )
+    for config in configs:
+        step = plan.from_step.get(config.run_id)
+        if step is not None:
+            where = f"from step {step} of {config.meta_steps} (saved state)"
+        elif config.run_id in plan.failed:
+            where = "from step 0 (stored as failed, no saved state)"
+        else:
+            where = "from step 0 (not started)"
+        console.print(f"  {config.solver} seed {config.seed} ({config.run_id}): {where}")
+    return configs, plan.sources
 
 
 def resolve_presets(spec: str) -> list[str]:
@@ -158,7 +214,7 @@ def study(
     device: str | None = None,
 ) -> None:
     from raybench.execution import execute
-    from raybench.results.store import write_table
+    from raybench.results.store import ensure_writable, write_table
     from raybench.solvers import solver_class
     from raybench.studies.sensitivity import (
         sensitivity_rich,
@@ -182,7 +238,7 @@ def study(
     value_list = [v.strip() for v in values.split(",") if v.strip()]
     configs = study_configs(solver, preset, overrides, key, value_list, range(seeds))
     store = experiment_store(experiment or f"study-{solver}-{param}", out)
-    store.write_manifest("run", {"configs": [c.to_dict() for c in configs], "source": "study"})
+    ensure_writable(store.root)
     console.print(
         f"[bold]raybench study[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
         f"seed(s), experiment {store.root}"
@@ -290,22 +346,29 @@ def sweep(
     show_report: bool,
     console: Console,
     log_every: float = 60.0,
+    connect_timeout: float = 30.0,
     device: str | None = None,
     tracker: TrackerSpec | None = None,
 ) -> None:
     from raybench.configfile import read_config_file
     from raybench.execution import ExecutionOptions, execute
     from raybench.execution.ray_backend import ray_session
+    from raybench.results.store import ensure_writable
     from raybench.search.sweep import SweepOptions, check_spaces, run_sweep
     from raybench.solvers import make_config
 
     if resume is not None:
         store = resume_store(resume, out)
         plan = store.read_manifest("sweep")
-        names, preset, overrides = plan["solvers"], plan["preset"], plan["overrides"]
-        options = replace(SweepOptions(**plan["options"]), resume=True)
-        seeds, final, final_steps = plan["seeds"], plan["final"], plan["final_steps"]
-        spaces = Path(plan["spaces"]) if plan.get("spaces") else None
+        try:
+            names, preset, overrides = plan["solvers"], plan["preset"], plan["overrides"]
+            options = replace(SweepOptions(**plan["options"]), resume=True)
+            seeds, final, final_steps = plan["seeds"], plan["final"], plan["final_steps"]
+            spaces = Path(plan["spaces"]) if plan.get("spaces") else None
+        except (KeyError, TypeError) as exc:
+            raise RaybenchError(
+                f"{store.root / 'sweep.json'} is damaged (bad or missing {exc}); move it away"
+            ) from None
     else:
         check_preset(preset)
         names = resolve_solvers(solvers)
@@ -318,24 +381,24 @@ def sweep(
         spaces = spaces if spaces is not None else default_spaces()
         check_spaces(names, spaces)
         store = experiment_store(experiment or "sweep", out)
-        store.write_manifest(
-            "sweep",
-            {
-                "solvers": names,
-                "preset": preset,
-                "overrides": overrides,
-                "options": asdict(options),
-                "seeds": seeds,
-                "final": final,
-                "final_steps": final_steps,
-                "spaces": str(spaces.resolve()) if spaces else None,
-            },
-        )
+        manifest = {
+            "solvers": names,
+            "preset": preset,
+            "overrides": overrides,
+            "options": asdict(options),
+            "seeds": seeds,
+            "final": final,
+            "final_steps": final_steps,
+            "spaces": str(spaces.resolve()) if spaces else None,
+        }
+    ensure_writable(store.root)
     console.print(
         f"[bold]raybench sweep[/] {', '.join(names)}: {options.trials} trials each of "
         f"{options.steps or 'preset'} meta-steps; experiment {store.root}"
     )
-    with ray_session(address, dashboard):
+    with ray_session(address, dashboard, connect_timeout):
+        if resume is None:  # recorded once the sweep is under way
+            store.write_manifest("sweep", manifest)
         run_sweep(
             names,
             preset,
@@ -369,9 +432,11 @@ def sweep(
                 cpus_per_run=options.cpus_per_trial,
                 source="tuned",
                 log_every=log_every,
+                connect_timeout=connect_timeout,
                 tracker=tracker,
             )
-            execute(configs, store, console, execution, data_dir)
+            if configs:
+                execute(configs, store, console, execution, data_dir)
     if show_report and store.files("runs"):
         report(str(store.root), out, console)
 
@@ -382,6 +447,20 @@ def default_spaces() -> Path:
 
     local = Path("search_spaces")
     return local if local.is_dir() else DEFAULT_DIR
+
+
+def warn_missing(store: ExperimentStore, runs: object) -> None:
+    """Say which finished runs lost their curves or per-task file: the report's stability
+    measures (curves) and paired comparison (tasks) of their row leave them out."""
+    for table, what in (
+        ("curves", "its stability measures (roughness, steps to 90%/95%)"),
+        ("tasks", "the paired comparison"),
+    ):
+        for run_id in store.runs_without(table, runs):  # type: ignore[arg-type]
+            store.warn(
+                f"run {run_id} has no {table} file ({store.path(table, run_id)}): "
+                f"{what} of its row leave this run out"
+            )
 
 
 def newest_experiment(out: Path) -> str:

@@ -73,3 +73,6 @@ def check(
     cache.add_row("load", f"{report.load_seconds:.2f} s")
     cache.add_row("cached load", f"{report.cached_load_seconds:.3f} s")
     console.print(cache)
+    console.print("Verified:")
+    for line in report.verified:
+        console.print(f"  - {line}")

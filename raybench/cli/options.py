@@ -117,6 +117,15 @@ AddressOption = Annotated[
 DashboardOption = Annotated[
     bool, typer.Option("--dashboard", help="Start the local Ray's dashboard (on localhost).")
 ]
+ConnectTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--connect-timeout",
+        min=1,
+        metavar="SECONDS",
+        help="Seconds to reach the Ray cluster at --address before giving up.",
+    ),
+]
 RetriesOption = Annotated[
     int,
     typer.Option("--max-retries", min=0, metavar="N", help="Retries of a run whose worker dies."),

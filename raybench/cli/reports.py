@@ -32,6 +32,7 @@ def report(
     stdout or ``output``; ``table`` picks one, ``columns`` the summary's columns;
     ``compact`` Markdown shows one column per group, as the terminal does."""
     from raybench import api
+    from raybench.cli.commands import warn_missing  # commands imports this module
     from raybench.report import flat, study_records
     from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, parse_columns
     from raybench.report.records import summary_arrow
@@ -45,7 +46,12 @@ def report(
         raise RaybenchError(
             f"unknown --table {table!r}: expected {', '.join(study_records.TABLE_NAMES)}"
         )
+    if output is not None and not output.parent.is_dir():
+        raise RaybenchError(
+            f"cannot write the report to {output}: folder {output.parent} does not exist"
+        )
     store = api.open_store(experiment, out)
+    warn_missing(store, store.read("runs"))
     stored = study_records.stored_tables(store)
     if not stored:
         raise RaybenchError(f"experiment {store.root} has no finished runs or studies yet")
@@ -74,7 +80,10 @@ def report(
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise RaybenchError(f"cannot write the report to {output}: {exc.strerror}") from None
 
 
 def _report_tables(stored: list[str], fmt: str, table: str | None, show_runs: bool) -> list[str]:
@@ -114,7 +123,10 @@ def _report_rich(
     target = console
     handle = None
     if output is not None:
-        handle = output.open("w", encoding="utf-8")
+        try:
+            handle = output.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise RaybenchError(f"cannot write the report to {output}: {exc.strerror}") from None
         target = Console(file=handle, width=report_width(), color_system=None, highlight=False)
     try:
         title = f"raybench: {store.name} ({store.root})"
@@ -252,7 +264,10 @@ def compare(
         return
     target, handle = console, None
     if output is not None:
-        handle = output.open("w", encoding="utf-8")
+        try:
+            handle = output.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise RaybenchError(f"cannot write the report to {output}: {exc.strerror}") from None
         target = Console(file=handle, width=report_width(), color_system=None, highlight=False)
     try:
         for result in results:

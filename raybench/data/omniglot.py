@@ -2,7 +2,9 @@
 
 Decoding 32,460 PNGs takes seconds; a benchmark loads the data many times, so the images are
 decoded once into one uint8 array (``omniglot-28x28.npy``) with a JSON sidecar
-(``omniglot-28x28.json``) and every later load reads only those two files.
+(``omniglot-28x28.json``) and every later load reads only those two files. The sidecar
+records the SHA-256 of the pixels; every load checks it (one hash of ~40 MB), so a cache
+whose bytes changed is rebuilt from the source (or refused without one), never used.
 
 A local copy is accepted by its *content* (alphabet, character and drawing counts, read from
 the zip's table of contents), not by checksum: repackaged zips with identical pixels are
@@ -23,6 +25,7 @@ import socket
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ from PIL import Image
 
 from raybench.errors import RaybenchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sidecar records the pixels' SHA-256 (images_sha256)
 IMAGE_SIZE = 28
 DRAWINGS = 20
 SPLITS = ("images_background", "images_evaluation")
@@ -400,16 +403,23 @@ def _read_meta(folder: Path) -> tuple[dict[str, Any], str]:
     return meta, ""
 
 
+def _pixels_sha256(images: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(images)).cast("B")).hexdigest()
+
+
 def _read_cache(folder: Path) -> _Cached:
+    """The cache if it is sound: metadata, shape and the pixels' SHA-256 all as recorded."""
     meta, problem = _read_meta(folder)
     if problem:
         return _Cached(None, {}, problem)
     try:
         images = np.load(_cache_files(folder)[0], allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         return _Cached(None, {}, f"unreadable image file ({_one_line(exc)})")
     if images.dtype != np.uint8 or list(images.shape) != meta["shape"]:
         return _Cached(None, {}, "image file does not match its metadata")
+    if _pixels_sha256(images) != meta.get("images_sha256"):
+        return _Cached(None, {}, "image content changed (SHA-256 does not match the recorded one)")
     return _Cached(images, meta, "")
 
 
@@ -446,9 +456,10 @@ def _build_cache(source: _Source, folder: Path) -> _Cached:
             for col, member in enumerate(per_split[i][name]):
                 try:
                     images[row, col] = _decode(reader.read(member))
-                except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+                except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
                     raise DataContentError(
-                        f"{reader.part.path}: cannot read {member} ({_one_line(exc)})"
+                        f"{reader.part.path}: cannot read {member} ({_one_line(exc)}); the "
+                        "copy is damaged: replace it with a fresh one"
                     ) from None
     finally:
         for reader in readers:
@@ -480,6 +491,7 @@ def _build_cache(source: _Source, folder: Path) -> _Cached:
         "fingerprint": _fingerprint(source),
         "images_file": npy.name,
         "images_bytes": npy.stat().st_size,
+        "images_sha256": _pixels_sha256(images),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.perf_counter() - start, 3),
         "characters": [name for name, _ in order],
@@ -603,6 +615,7 @@ class OmniglotCheck:
     cache_dir: Path
     cache_before: str  # "valid", "missing", "stale (source changed)", or what is wrong
     cache_action: str  # "used" or "built"
+    verified: tuple[str, ...]  # what was actually checked, in words
     n_characters: int
     n_background: int
     shape: tuple[int, ...]
@@ -633,8 +646,9 @@ def check_omniglot(data_dir: str | Path | None = None) -> OmniglotCheck:
     """
     folder = cache_dir()
     locations, source = _locate(data_dir)
-    meta, before = _read_meta(folder)
-    if source is not None and not before and meta.get("fingerprint") != _fingerprint(source):
+    cached = _read_cache(folder)  # the whole check a load does, pixels' hash included
+    before = cached.problem
+    if source is not None and not before and cached.meta.get("fingerprint") != _fingerprint(source):
         before = "stale (source changed)"
     (data, action), seconds = _timed(lambda: _load(data_dir, True))
     _, cached_seconds = _timed(lambda: _load(data_dir, False))
@@ -647,6 +661,16 @@ def check_omniglot(data_dir: str | Path | None = None) -> OmniglotCheck:
             splits.append(_count(part, _characters_of(part, reader.names)))
         finally:
             reader.close()
+    verified = [
+        "zips: alphabet, character and drawing counts from their table of contents "
+        "(names only; the pixels are checked through the cache)"
+        if splits
+        else "no source copy to count (the cache alone was used)",
+        "cache: metadata, shape and the SHA-256 of every pixel byte, "
+        + ("rebuilt from the source now" if action == "built" else "as recorded at its build"),
+    ]
+    if source is not None:
+        verified.append("cache against its source: zip sizes (or folder listings) as recorded")
     return OmniglotCheck(
         locations=tuple(locations),
         source=data.source,
@@ -654,6 +678,7 @@ def check_omniglot(data_dir: str | Path | None = None) -> OmniglotCheck:
         cache_dir=folder,
         cache_before=before or "valid",
         cache_action=action,
+        verified=tuple(verified),
         n_characters=data.n_characters,
         n_background=sum(data.background),
         shape=tuple(data.images.shape),

@@ -9,28 +9,30 @@ each run's files once, atomically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
 from raybench.results import ExperimentStore
 
 if TYPE_CHECKING:
-    from raybench.data import OmniglotImages
     from raybench.trackers import TrackerSpec
 
 BACKENDS = ("ray", "inline")
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    status: str  # completed | diverged | failed | skipped
+    status: str  # completed | diverged | failed | skipped | busy | unstored
     error: str | None = None
 
 
@@ -50,6 +52,7 @@ class ExecutionOptions:
     log_every: float = 60.0  # not in a terminal: a progress line per run this often (0: off)
     tracker: TrackerSpec | None = None  # each stored run also logged to MLflow / TensorBoard
     label_settings: tuple[str, ...] = ()  # settings named in progress rows (a study's value)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S  # seconds to reach --address
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -62,6 +65,23 @@ class ExecutionOptions:
             raise RaybenchError(f"--max-retries {self.max_retries}: expected >= 0")
         if self.log_every < 0:
             raise RaybenchError(f"--log-every {self.log_every}: expected >= 0 seconds")
+        if self.connect_timeout <= 0:
+            raise RaybenchError(f"--connect-timeout {self.connect_timeout}: expected > 0")
+
+
+def check_local_devices(configs: Sequence[RunConfig], options: ExecutionOptions) -> None:
+    """Runs that ask for CUDA on a machine without it are refused before anything starts
+    (where this machine is the one that trains: inline, or an embedded Ray)."""
+    if options.backend == "ray" and options.address is not None:
+        return  # the cluster's GPUs are checked once connected
+    if any(c.device == "cuda" for c in configs):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RaybenchError(
+                "device=cuda was asked for but torch sees no CUDA device here; "
+                "use --device auto or cpu, or a machine (or --address cluster) with a GPU"
+            )
 
 
 def execute(
@@ -70,58 +90,95 @@ def execute(
     console: Console,
     options: ExecutionOptions,
     data_dir: Path | None = None,
+    *,
+    sources: Mapping[str, str] | None = None,
 ) -> list[RunSummary]:
     """Train, test and store every config not already finished in the store (unless
-    ``rerun``). Failed runs are stored with their error; the others go on."""
+    ``rerun``). Failed runs are stored with their error; the others go on. A run another
+    driver is training (it holds the run's lock) is left to it. ``sources`` overrides the
+    options' source per run id (a resume of several commands' runs)."""
     from raybench.data import load_omniglot
+    from raybench.execution.storing import ResultWriter
+    from raybench.results.locks import RunLocks, holder, lock_path
+    from raybench.results.plans import record_plan
+    from raybench.results.store import ensure_writable
     from raybench.trackers import TrackedStore, open_trackers
 
+    configs = list({c.run_id: c for c in configs}.values())
+    check_local_devices(configs, options)
+    ensure_writable(store.root)
     data = load_omniglot(data_dir)  # fail early, and build the cache once for local workers
-    todo = [c for c in configs if options.rerun or not store.is_finished(c.run_id)]
-    skipped = [RunSummary(c.run_id, "skipped") for c in configs if c not in todo]
-    if skipped:
-        console.print(
-            f"[dim]{len(skipped)} run(s) already stored, skipped (--rerun trains them again)[/]"
-        )
-    if options.rerun:  # trained again from step 0, not continued
-        for config in todo:
-            store.progress_path(config.run_id).unlink(missing_ok=True)
-    trackers = open_trackers(options.tracker, store)
-    if trackers is not None:  # the driver logs each run from the store once it is written
-        for summary in skipped:
-            trackers.log_run(store, summary.run_id)
-        store = TrackedStore(store, trackers)
-    try:
-        return skipped + _run(todo, store, console, options, data, data_dir)
-    finally:
-        if trackers is not None:
-            trackers.close()
+    with contextlib.ExitStack() as stack:
+        if options.backend == "ray":
+            from raybench.execution.ray_backend import check_cluster_devices, ray_session
 
+            stack.enter_context(
+                ray_session(options.address, options.dashboard, options.connect_timeout)
+            )
+            check_cluster_devices(configs)
+        # from here on the command is under way: its plan is recorded for --resume
+        record_plan(store, configs, options.source, sources)
+        locks = stack.enter_context(RunLocks(store.root))
+        finished = set() if options.rerun else store.finished_ids()
+        todo: list[RunConfig] = []
+        skipped: list[RunSummary] = []
+        busy: list[RunSummary] = []
+        for config in configs:
+            if config.run_id in finished:
+                skipped.append(RunSummary(config.run_id, "skipped"))
+            elif not locks.acquire(config.run_id):
+                who = holder(lock_path(store.root, config.run_id))
+                busy.append(RunSummary(config.run_id, "busy", f"being trained by {who}"))
+            elif not options.rerun and store.is_finished(config.run_id):  # finished meanwhile
+                locks.release(config.run_id)
+                skipped.append(RunSummary(config.run_id, "skipped"))
+            else:
+                todo.append(config)
+        if skipped:
+            console.print(
+                f"[dim]{len(skipped)} run(s) already stored, skipped (--rerun trains them again)[/]"
+            )
+        if busy:
+            console.print(
+                f"[yellow]{len(busy)} run(s) left to another raybench training them on this "
+                f"store ({escape(busy[0].error or '')}); run this command again once it has "
+                "finished to store anything it leaves undone[/]"
+            )
+        if options.rerun:  # trained again from step 0, not continued
+            for config in todo:
+                store.progress_path(config.run_id).unlink(missing_ok=True)
+        trackers = open_trackers(options.tracker, store)
+        if trackers is not None:  # the driver logs each run from the store once it is written
+            stack.callback(trackers.close)
+            for summary in skipped:
+                trackers.log_run(store, summary.run_id)
+            store = TrackedStore(store, trackers)
+        if not todo:
+            return skipped + busy
+        writer = ResultWriter(store, console, options.source, sources)
+        if options.backend == "inline":
+            from raybench.execution.inline import run_inline
 
-def _run(
-    todo: Sequence[RunConfig],
-    store: ExperimentStore,
-    console: Console,
-    options: ExecutionOptions,
-    data: OmniglotImages,
-    data_dir: Path | None,
-) -> list[RunSummary]:
-    if not todo:
-        return []
-    if options.backend == "inline":
-        from raybench.execution.inline import run_inline
+            threads = max(1, int(options.cpus_per_run))
+            done = run_inline(
+                todo,
+                data,
+                writer,
+                console,
+                threads=threads,
+                log_every=options.log_every,
+                label_settings=options.label_settings,
+            )
+        else:
+            from raybench.execution.ray_backend import run_on_ray
 
-        threads = max(1, int(options.cpus_per_run))
-        return run_inline(
-            todo,
-            data,
-            store,
-            console,
-            source=options.source,
-            threads=threads,
-            log_every=options.log_every,
-            label_settings=options.label_settings,
-        )
-    from raybench.execution.ray_backend import run_on_ray
-
-    return run_on_ray(todo, store, console, options, data_dir)
+            done = run_on_ray(todo, writer, console, options, data_dir)
+        writer.retry(force=True)
+        writer.report_unstored()
+        unstored = [
+            RunSummary(s.run_id, "unstored", writer.errors[s.run_id])
+            if s.run_id in writer.pending
+            else s
+            for s in done
+        ]
+        return skipped + busy + unstored

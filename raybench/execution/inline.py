@@ -6,27 +6,28 @@ from collections.abc import Sequence
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.execution import RunSummary
 from raybench.execution.progress import RunProgress
-from raybench.results import ExperimentStore
+from raybench.execution.storing import ResultWriter
 from raybench.train import train
 
 
 def run_inline(
     configs: Sequence[RunConfig],
     data: OmniglotImages,
-    store: ExperimentStore,
+    writer: ResultWriter,
     console: Console,
     *,
-    source: str = "preset",
     threads: int = 1,
     log_every: float = 60.0,
     label_settings: Sequence[str] = (),
 ) -> list[RunSummary]:
-    """Train, test and store each config; a failing run is stored as ``failed``.
+    """Train, test and store each config; a failing run is stored as ``failed``, and a
+    result the store cannot take is kept by ``writer`` while the next run trains.
 
     Runs use ``threads`` CPU threads, as a Ray actor given that many CPUs does: float
     reductions depend on the thread count, so this is what makes both back ends give
@@ -38,7 +39,7 @@ def run_inline(
         progress = RunProgress(
             console, len(configs), log_every=log_every, label_settings=label_settings
         )
-        _run_all(configs, data, store, console, source, summaries, progress)
+        _run_all(configs, data, writer, console, summaries, progress)
     finally:
         torch.set_num_threads(previous)
     return summaries
@@ -47,19 +48,20 @@ def run_inline(
 def _run_all(
     configs: Sequence[RunConfig],
     data: OmniglotImages,
-    store: ExperimentStore,
+    writer: ResultWriter,
     console: Console,
-    source: str,
     summaries: list[RunSummary],
     progress: RunProgress,
 ) -> None:
+    store = writer.store
     with progress:
         for config in configs:
             resume = store.progress_path(config.run_id)
             result = train(config, data, progress=progress.hook(config), resume=resume)
             result.resources = f"inline, {torch.get_num_threads()} threads"
-            store.write_run(result, source=source)
+            writer.write(result, progress.label(config))
+            writer.retry()
             progress.finish(config.run_id, result.status, result.steps_done)
             summaries.append(RunSummary(config.run_id, result.status, result.error))
             if result.error:
-                console.print(f"[red]{progress.label(config)}: {result.error}[/]")
+                console.print(f"[red]{escape(progress.label(config))}: {escape(result.error)}[/]")

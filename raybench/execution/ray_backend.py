@@ -5,83 +5,45 @@ so several solvers train side by side on one GPU), Ray restarts a worker process
 (``max_restarts``) and retries its run (``max_task_retries``). The driver is the only writer
 of the results store: each actor returns its ``RunResult`` and the driver writes it once.
 Progress travels through a small hub actor that workers notify at most about once a second
-(fire-and-forget, never per step) and the driver polls twice a second.
+(fire-and-forget, never per step) and the driver polls twice a second. Progress is advisory:
+the hub restarts if it dies, and while it is gone the runs train and are stored as before.
+
+A worker belongs to the driver that started it: on the driver's machine it watches the
+driver process and exits the moment it is gone (killed, say), and it never writes a run's
+training state once the driver is gone, since a new driver may be continuing that run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
-from ray._private import ray_constants
 from rich.console import Console
+from rich.markup import escape
 
 from raybench.config import RunConfig
 from raybench.execution import ExecutionOptions, RunSummary
 from raybench.execution.progress import RunProgress
-from raybench.execution.ray_auth import token_notice_silenced
-from raybench.results import ExperimentStore
+from raybench.execution.session import (  # noqa: F401 - re-exported
+    LOCAL_ONLY,
+    check_cluster_devices,
+    loopback_only,
+    ray_session,
+)
+from raybench.execution.storing import ResultWriter
 from raybench.train import Progress, RunResult
 
 HUB_PREFIX = "raybench-progress-"
-LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's services bind to loopback
-
-
-@contextlib.contextmanager
-def loopback_only() -> Iterator[None]:
-    """Make the Ray started inside bind its services to 127.0.0.1, not every interface.
-
-    Ray on Linux listens on all interfaces; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` its
-    node address is loopback and its servers bind there. Ray reads the variable once, at
-    import: the processes Ray spawns see it in their environment, and for this process,
-    which imported Ray already, the constant it was read into is set as well. Both are
-    restored on exit, so a later connection to a real cluster is unaffected."""
-    previous_env = os.environ.get(LOCAL_ONLY)
-    previous_flag = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
-    os.environ[LOCAL_ONLY] = "0"
-    if previous_flag is not None:
-        ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        if previous_env is None:
-            os.environ.pop(LOCAL_ONLY, None)
-        else:
-            os.environ[LOCAL_ONLY] = previous_env
-        if previous_flag is not None:
-            ray_constants.ENABLE_RAY_CLUSTER = previous_flag
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None, dashboard: bool = False) -> Iterator[bool]:
-    """Connect to ``address``, or start an embedded local Ray bound to localhost (no
-    dashboard unless asked) and shut it down afterwards. A Ray already initialised in this
-    process (a test's cluster, a notebook) is used as it is. Yields whether it is local."""
-    if ray.is_initialized():
-        yield False
-        return
-    local = loopback_only() if address is None else contextlib.nullcontext()
-    quiet = token_notice_silenced() if address is None else contextlib.nullcontext()
-    with local, quiet:
-        ray.init(
-            address=address,
-            include_dashboard=dashboard if address is None else None,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
-        try:
-            yield address is None
-        finally:
-            ray.shutdown()
+WATCH_EVERY_S = 0.2  # how often a worker looks for its driver
 
 
 @ray.remote(num_cpus=0)
@@ -98,13 +60,73 @@ class ProgressHub:
         return self.state
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: its start time in clock ticks), None if there
+    is no such process (or it has ended and awaits its parent); with the pid, it names one
+    process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc: existence only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has ended
+
+
+def driver_identity() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
+
+
+def owner_check(driver: dict[str, Any] | None) -> Any:
+    """A function telling whether the driver is still there, or None where this process
+    cannot see it (another machine: Ray ends a dead driver's actors there)."""
+    if not driver or driver.get("host") != socket.gethostname():
+        return None
+    pid, start = int(driver["pid"]), driver.get("start")
+
+    def alive() -> bool:
+        now = process_start(pid)
+        return now is not None and (start is None or now == start or now == "?")
+
+    # not visible from here although it started this worker (another pid namespace on a
+    # host of the same name): this process cannot tell, so it does not watch
+    return alive if alive() else None
+
+
+def watch_driver(alive: Any) -> None:
+    """Exit this worker as soon as its driver is gone: no orphan keeps training."""
+
+    def watch() -> None:
+        while alive():
+            time.sleep(WATCH_EVERY_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="raybench-driver-watch", daemon=True).start()
+
+
 class RunWorker:
     """Trains one run. Made a Ray actor with its resources in :func:`run_on_ray`."""
 
-    def __init__(self, hub_name: str, threads: int) -> None:
+    def __init__(self, hub_name: str, threads: int, driver: dict[str, Any] | None = None) -> None:
+        from raybench import resume
+
+        alive = owner_check(driver)
+        if alive is not None:
+            resume.watch_owner(alive)  # never save a state for a driver that is gone
+            watch_driver(alive)
         # looked up by name: a handle argument would live in the object store, which a
-        # restarted actor cannot rely on
-        self.hub = ray.get_actor(hub_name)
+        # restarted actor cannot rely on. Optional: progress is advisory.
+        try:
+            self.hub = ray.get_actor(hub_name)
+        except Exception:
+            self.hub = None
         torch.set_num_threads(threads)  # the CPUs Ray gave this actor, not the machine's
         context = ray.get_runtime_context()
         self.node = f"{socket.gethostname()}:{context.get_node_id()[:8]}"
@@ -124,7 +146,7 @@ class RunWorker:
         def notify(event: Progress) -> None:
             now = time.monotonic()
             at_eval = event.step % config.eval_every == 0
-            if event.phase != "train" or at_eval or now - last[0] > 1.0:
+            if self.hub is not None and (event.phase != "train" or at_eval or now - last[0] > 1):
                 last[0] = now
                 fields = {
                     "step": event.step,
@@ -135,12 +157,50 @@ class RunWorker:
                     "node": self.node,
                     "pid": pid,
                 }
-                self.hub.update.remote(event.run_id, fields)  # not awaited: no round trip
+                with contextlib.suppress(Exception):  # a lost hub never stops a run
+                    self.hub.update.remote(event.run_id, fields)  # not awaited: no round trip
 
         # a retry after this actor died calls this again and continues from the saved state
         result = train(config, data, progress=notify, resume=Path(resume) if resume else None)
         result.node, result.resources = self.node, resources
         return result
+
+
+class ProgressFeed:
+    """The driver's view of the hub: polled without blocking, never fatal. If the hub
+    dies, Ray restarts it (empty) and the workers' updates fill it again; until then the
+    last known progress stands."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.name = f"{HUB_PREFIX}{uuid.uuid4().hex[:8]}"
+        self.hub = ProgressHub.options(name=self.name, max_restarts=-1).remote()
+        self.pending: Any = None
+        self.state: dict[str, dict[str, Any]] = {}
+        self.lost = False
+
+    def poll(self) -> dict[str, dict[str, Any]]:
+        """Merge in the hub's latest snapshot, if one has arrived."""
+        try:
+            if self.pending is None:
+                self.pending = self.hub.snapshot.remote()
+            ready, _ = ray.wait([self.pending], timeout=0)
+            if ready:
+                ref, self.pending = self.pending, None
+                for run_id, fields in ray.get(ref).items():
+                    self.state[run_id] = {**self.state.get(run_id, {}), **fields}
+                if self.lost:
+                    self.console.print("[dim]progress display back[/]")
+                    self.lost = False
+        except ray.exceptions.RayError:
+            self.pending = None
+            if not self.lost:
+                self.console.print(
+                    "[yellow]progress display lost (its actor died; Ray restarts it): "
+                    "training and storing go on[/]"
+                )
+                self.lost = True
+        return self.state
 
 
 MAX_RUNS_PER_GPU = 8  # Ray shares compute, not memory: beyond this, runs wait their turn
@@ -180,33 +240,34 @@ def failed_result(config: RunConfig, error: BaseException, last: dict[str, Any])
 
 def run_on_ray(
     configs: Sequence[RunConfig],
-    store: ExperimentStore,
+    writer: ResultWriter,
     console: Console,
     options: ExecutionOptions,
     data_dir: Path | None = None,
 ) -> list[RunSummary]:
-    """Every config on its own actor; results stored by this process as they arrive."""
+    """Every config on its own actor; results stored by this process as they arrive. Runs
+    in the Ray session the caller opened (``execute`` does)."""
     summaries: list[RunSummary] = []
-    with ray_session(options.address, options.dashboard):
+    store = writer.store
+    with ray_session(options.address, options.dashboard, options.connect_timeout):
         concurrent = min(len(configs), options.max_concurrent or len(configs))
         gpus = gpus_per_run(options, concurrent)
         cpus = options.cpus_per_run
         resources = f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
-        hub_name = f"{HUB_PREFIX}{uuid.uuid4().hex[:8]}"
-        hub = ProgressHub.options(name=hub_name).remote()
+        feed = ProgressFeed(console)
         worker = ray.remote(RunWorker).options(
             num_cpus=cpus,
             num_gpus=gpus,
             max_restarts=options.max_retries,
             max_task_retries=options.max_retries,
         )
+        driver = driver_identity()
         console.print(
             f"[dim]ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
             f"{ray.cluster_resources().get('GPU', 0):g} GPUs; each run gets {resources}[/]"
         )
         queue = list(configs)
         pending: dict[Any, tuple[RunConfig, Any]] = {}
-        state: dict[str, dict[str, Any]] = {}
         with RunProgress(
             console,
             len(configs),
@@ -218,12 +279,12 @@ def run_on_ray(
             while queue or pending:
                 while queue and len(pending) < concurrent:
                     config = queue.pop(0)
-                    actor = worker.remote(hub_name, max(1, int(cpus)))
+                    actor = worker.remote(feed.name, max(1, int(cpus)), driver)
                     resume = str(store.progress_path(config.run_id).resolve())
                     ref = actor.train.remote(config.to_json(), _str(data_dir), resources, resume)
                     pending[ref] = (config, actor)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                state = ray.get(hub.snapshot.remote())
+                state = feed.poll()
                 for run_id, fields in state.items():
                     if run_id in progress.tasks and fields.get("phase") != "done":
                         progress.update(_event(run_id, fields), node=fields.get("node", ""))
@@ -233,22 +294,25 @@ def run_on_ray(
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         result = failed_result(config, exc, state.get(config.run_id, {}))
-                    store.write_run(result, source=options.source)
-                    ray.kill(actor)
+                    writer.write(result, progress.label(config))
+                    with contextlib.suppress(Exception):
+                        ray.kill(actor)
                     progress.finish(config.run_id, result.status, result.steps_done)
                     summaries.append(RunSummary(config.run_id, result.status, result.error))
                     if result.error:
-                        console.print(f"[red]{progress.label(config)}: {result.error}[/]")
+                        label = escape(progress.label(config))
+                        console.print(f"[red]{label}: {escape(result.error)}[/]")
+                writer.retry()
     return summaries
 
 
 def _event(run_id: str, fields: dict[str, Any]) -> Progress:
     return Progress(
         run_id,
-        int(fields["step"]),
-        int(fields["total"]),
+        int(fields.get("step") or 0),
+        int(fields.get("total") or 0),
         fields.get("val_acc"),
-        fields["phase"],
+        fields.get("phase") or "train",
         ms_per_step=fields.get("ms_per_step"),
     )
 

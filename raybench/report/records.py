@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from raybench.assumptions import CURVE_COLUMNS, verdict
 from raybench.config import PRESETS
 from raybench.report import paired
 from raybench.report import references as refs
@@ -73,6 +74,9 @@ SUMMARY_SCHEMA = pa.schema(
         ("wall_time_s", pa.float64()),  # mean over completed runs
         ("ms_per_step", pa.float64()),  # mean over completed and diverged runs
         ("peak_memory_mb", pa.float64()),  # max over completed and diverged runs
+        # implicit solvers: "hold (n evaluations)" or "violated: <check> k/n, ..." over the
+        # evaluation points of its runs (raybench.assumptions)
+        ("assumptions", pa.string()),
         ("ref_acc", pa.float64()),  # %, the closest reference
         ("ref_pm", pa.float64()),  # its published ±, if any
         ("ref_method", pa.string()),
@@ -104,6 +108,7 @@ RUNS_SCHEMA = pa.schema(
         ("wall_time_s", pa.float64()),
         ("ms_per_step", pa.float64()),
         ("peak_memory_mb", pa.float64()),
+        ("assumptions", pa.string()),
         ("steps_done", pa.int64()),
         ("meta_steps", pa.int64()),
         ("error", pa.string()),
@@ -192,7 +197,23 @@ def config_key(row: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- per run
 
 
-def _run_view(row: Mapping[str, Any], points: Sequence[tuple[int, float]]) -> dict[str, Any]:
+def diagnostics_by_run(curves: pa.Table | None) -> dict[str, list[dict[str, Any]]]:
+    """Each run's evaluation points that carry assumption measurements (implicit solvers)."""
+    if curves is None or not {"run_id", "diag_tasks"} <= set(curves.column_names):
+        return {}
+    names = [n for n in ("run_id", *CURVE_COLUMNS) if n in curves.column_names]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in curves.select(names).to_pylist():
+        if row.get("diag_tasks"):
+            out.setdefault(str(row["run_id"]), []).append(row)
+    return out
+
+
+def _run_view(
+    row: Mapping[str, Any],
+    points: Sequence[tuple[int, float]],
+    diagnostics: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """A run's raw values (fractions, unrounded) with its stability measures."""
     stab = run_stability(points)
     return {
@@ -215,6 +236,8 @@ def _run_view(row: Mapping[str, Any], points: Sequence[tuple[int, float]]) -> di
         "wall_time_s": _num(row.get("wall_time_s")),
         "ms_per_step": _num(row.get("ms_per_step")),
         "peak_memory_mb": _num(row.get("peak_memory_mb")),
+        "assumptions": verdict(row.get("solver"), diagnostics),
+        "diagnostics": list(diagnostics),
         "steps_done": row.get("steps_done"),
         "meta_steps": row.get("meta_steps"),
         "error": row.get("error") or None,
@@ -232,7 +255,16 @@ def registry_family(solver: Any) -> str | None:
 
 def run_views(runs: pa.Table, curves: pa.Table | None) -> list[tuple[dict, dict]]:
     points = curves_by_run(curves) if curves is not None else {}
-    out = [(row, _run_view(row, points.get(row.get("run_id"), []))) for row in runs.to_pylist()]
+    diagnostics = diagnostics_by_run(curves)
+    out = [
+        (
+            row,
+            _run_view(
+                row, points.get(row.get("run_id"), []), diagnostics.get(row.get("run_id"), [])
+            ),
+        )
+        for row in runs.to_pylist()
+    ]
     return sorted(
         out,
         key=lambda rv: (
@@ -400,6 +432,7 @@ def _aggregate(members: list[tuple[dict, dict]]) -> dict[str, Any]:
         "wall_time_s": mean_or_none(v["wall_time_s"] for v in done),
         "ms_per_step": mean_or_none(v["ms_per_step"] for v in finished),
         "peak_memory_mb": max(memories) if memories else None,
+        "assumptions": verdict(first["solver"], [d for v in finished for d in v["diagnostics"]]),
     }
     record.update(_reference_columns(row, record["test_acc"], record["test_ci95"]))
     return record
@@ -497,6 +530,13 @@ _REFERENCE_NOTE = (
     f"interval of at most ±{refs.MAX_HALF_WIDTH:g} points (else not comparable, with why); a "
     "reference whose protocol differs is context, not a target."
 )
+_ASSUMPTIONS_NOTE = (
+    "what an implicit solver's meta-gradient rests on, measured at every evaluation point "
+    "on a few fixed validation tasks: hold, or each violated check with the evaluations it "
+    "failed at (not stationary: the inner problem is not solved; indefinite: I + H/lam is "
+    "not positive definite; series diverges: rho(alpha H) >= 1; inaccurate solve: the "
+    "linear system's relative residual is above its tolerance); see the README."
+)
 _VERSUS_NOTE = (
     "difference in test accuracy to the best configuration of the setting (accuracy points), "
     "paired over the same test tasks and accounting for seed-to-seed variation (a two-way "
@@ -514,6 +554,7 @@ NOTES = (
     "runs failed or diverged, under the table of their setting.",
     f"Δ best: {_VERSUS_NOTE}; ★ = not significantly worse than the best (adjusted p ≥ 0.05).",
     f"Rough. = {_STABILITY_NOTE}",
+    f"Assumptions (implicit solvers, under the solver's name): {_ASSUMPTIONS_NOTE}",
     f"Reference: {_REFERENCE_NOTE} ≠ marks a differing protocol. T2 = the report's Table 2; "
     "MAML'17 = Finn et al. 2017, Table 1; Reptile'18 = Nichol et al. 2018 (with "
     "transduction); iMAML'19 GD/HF = Rajeswaran et al. 2019, Table 2.",
@@ -528,6 +569,7 @@ FLAT_NOTES = (
     f"vs_best, vs_best_ci95, vs_best_p: {_VERSUS_NOTE}; vs_best_verdict: best, tied (not "
     "significantly worse than the best, adjusted p ≥ 0.05) or worse.",
     f"{_STABILITY_NOTE[0].upper()}{_STABILITY_NOTE[1:]}",
+    f"assumptions: {_ASSUMPTIONS_NOTE}",
     f"ref_*: {_REFERENCE_NOTE}",
 )
 

@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from raybench.assumptions import VIOLATIONS, solver_assumptions, violations
 from raybench.report.records import format_memory
 from raybench.solvers.base import family_rank
 from raybench.studies.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
@@ -43,6 +44,29 @@ def _other_options(row: dict[str, Any]) -> str:
         if k != row.get("knob") and v is not None
     ]
     return " ".join(shown) or ""
+
+
+EXACT_NOTE = (
+    "implicit solvers: 'vs own exact' is the relative error of the solver's answer against "
+    "the exact solution of its own linear system at its own adapted weights (its "
+    "approximation error); 'exact vs MAML' that exact solution against MAML (the mismatch "
+    "between the implicit and the unrolled objective); assumptions as measured on the same "
+    "tasks (see the README)"
+)
+
+
+def assumption_notes(row: dict[str, Any]) -> str:
+    """``hold``, or the failed checks; and where CG met negative curvature."""
+    failed = violations(row, solver_assumptions(row.get("solver")))
+    if failed is None:
+        return ""
+    parts = [", ".join(VIOLATIONS[c] for c in failed) if failed else "hold"]
+    stopped, tasks = row.get("diag_negative_curvature"), row.get("diag_tasks")
+    if stopped:
+        first, last = row.get("negative_curvature_first"), row.get("negative_curvature_last")
+        at = f"{first}" if first == last else f"{first}-{last}"
+        parts.append(f"CG met negative curvature on {stopped}/{tasks} tasks at iteration {at}")
+    return "; ".join(parts)
 
 
 def _memory(mb: float | None) -> str:
@@ -81,7 +105,10 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
         t.add_column("Rel. error", justify="right")
         t.add_column("Norm ratio", justify="right")
         t.add_column("ms", justify="right")
+        t.add_column("Vs own exact", justify="right")
+        t.add_column("Exact vs MAML", justify="right")
         t.add_column("Other options")
+        t.add_column("Assumptions")
         rows = sorted(
             rows,
             key=lambda r: (
@@ -90,7 +117,7 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
                 _num(r.get("knob_value")) or 0.0,
             ),
         )
-        pseudo = False
+        pseudo = implicit = False
         for row in rows:
             name = str(row.get("solver"))
             if row.get("pseudo_gradient"):
@@ -105,8 +132,12 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
                 _fmt(_num(row.get("rel_error")), ".3e"),
                 _fmt(_num(row.get("norm_ratio")), ".4f"),
                 _fmt(_num(row.get("time_ms")), ".0f"),
+                _fmt(_num(row.get("vs_exact_rel_error")), ".3e"),
+                _fmt(_num(row.get("exact_rel_error")), ".3e"),
                 _other_options(row),
+                assumption_notes(row),
             )
+            implicit = implicit or row.get("exact_method") is not None
         caption = [
             "reference: explicit MAML, ||g_maml|| = "
             f"{_fmt(_num(first.get('maml_grad_norm')), '.4g')}; "
@@ -116,6 +147,13 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
         ]
         if pseudo:
             caption.append(PSEUDO_NOTE)
+        if implicit:
+            methods = sorted({str(r["exact_method"]) for r in rows if r.get("exact_method")})
+            worst = max((_num(r.get("exact_residual")) or 0.0) for r in rows)
+            caption.append(
+                f"{EXACT_NOTE}; exact solutions by {'/'.join(methods)}, relative residual "
+                f"at most {worst:.1e}"
+            )
         t.caption = "\n".join(caption)
         t.caption_justify = "left"
         out.append(t)

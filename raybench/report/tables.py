@@ -272,6 +272,12 @@ def _solver_cell(record: Mapping[str, Any]) -> str:
     bad = [f"{record[k]} {k}" for k in ("failed", "diverged") if record.get(k)]
     if bad and record.get("errors"):
         lines.append(f"[red]✗ {', '.join(bad)}[/]")
+    assumptions = record.get("assumptions")  # implicit solvers: do their premises hold?
+    if assumptions is not None and assumptions.startswith("violated: "):
+        failed = assumptions.removeprefix("violated: ").split(", ")
+        lines += ["[red]assumptions violated:[/]", *(f"[red] {escape(f)}[/]" for f in failed)]
+    elif assumptions is not None:
+        lines += ["[green]assumptions:[/]", f"[green] {escape(assumptions)}[/]"]
     return "\n".join(lines)
 
 

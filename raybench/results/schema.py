@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from raybench.assumptions import CURVE_FIELDS
 from raybench.config import RUN_BOUNDS
 from raybench.runtime import git_commit, library_versions
 from raybench.solvers import METRICS, TRAIN_METRICS
@@ -90,6 +91,8 @@ CURVES_SCHEMA = pa.schema(
         pa.field("ms_per_step", pa.float64()),
         pa.field("grad_norm", pa.float64()),
         *[pa.field(name, pa.float64()) for name in CURVE_METRICS],
+        # implicit solvers' assumptions at the evaluation point (null for other solvers)
+        *[pa.field(name, _ARROW[kind]) for name, kind in CURVE_FIELDS],
     ]
 )
 

@@ -2,22 +2,33 @@
 
 ``<out>/<experiment>/curves/<run_id>.parquet`` and ``tasks/<run_id>.parquet`` (the per-task
 test results) are written first, then ``runs/<run_id>.parquet``: a run is finished exactly
-when its ``runs`` file exists. Every
-file is written under a hidden temporary name and renamed, so a killed process never leaves
-a half-written file, and parallel runs never write the same file. The files are plain
-Parquet: pandas, polars and DuckDB read ``runs/*.parquet`` as they are.
+when its ``runs`` file exists. Every file is written under a hidden temporary name and
+renamed, so a killed process never leaves a half-written file, and parallel runs never
+write the same file. The files are plain Parquet: pandas, polars and DuckDB read
+``runs/*.parquet`` as they are.
+
+Reading trusts nothing about the folder: a file that does not read, or is not a row of its
+table (``foreign``), is skipped with one warning naming it; rows are identified by the ids
+inside them (a run by its run id, never by its file name), so a copied file is counted once.
+``raybench store check`` lists such files and moves them to ``quarantine/``.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from raybench.atomic import atomic_write
+from raybench.atomic import atomic_write_bytes
 from raybench.errors import RaybenchError
 from raybench.models import Params
 from raybench.results.schema import curve_rows, run_row, task_rows
@@ -27,32 +38,180 @@ from raybench.train import RunResult
 TABLES = ("runs", "curves", "tasks", "trials", "fidelity", "scaling")
 # Tables whose folder alone makes a folder an experiment (the studies need no runs).
 EXPERIMENT_TABLES = ("runs", "trials", "fidelity", "scaling", "bench")
+# The column that identifies a file's unit (what one file holds; a file is canonically
+# named ``<unit>.parquet``), the columns a file must have to be a row of the table, and
+# columns that mark it as another table's file (a curves file copied into runs/, say).
+# Minimal on purpose: stores written by older versions have few columns. A study file
+# without a ``study_id`` is its own unit.
+UNIT = {
+    "runs": "run_id",
+    "curves": "run_id",
+    "tasks": "run_id",
+    "trials": "solver",
+    "fidelity": "study_id",
+    "scaling": "study_id",
+}
+REQUIRED = {
+    "runs": ("run_id",),
+    "curves": ("run_id", "step"),
+    "tasks": ("run_id", "task"),
+    "trials": ("solver",),
+    "fidelity": (),
+    "scaling": (),
+}
+FOREIGN = {
+    "runs": ("step", "task", "trial_id"),
+    "curves": ("status", "task", "trial_id"),
+    "tasks": ("status", "step", "trial_id"),
+    "trials": ("run_id",),
+    "fidelity": ("run_id", "trial_id"),
+    "scaling": ("run_id", "trial_id"),
+}
+KEPT = ("completed", "diverged")  # a result to keep; ``failed`` runs are trained again
+
+Warn = Callable[[str], None]
+
+
+def warn_stderr(message: str) -> None:
+    print(f"raybench: warning: {message}", file=sys.stderr, flush=True)
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    atomic_write_bytes(path, table_bytes(table))
 
 
 def save_checkpoint(path: Path, params: Params) -> None:
     """Meta-parameters as a plain tensor dict, readable with ``weights_only=True``."""
-    atomic_write(
-        path, lambda tmp: torch.save({k: v.detach().cpu() for k, v in params.items()}, tmp)
-    )
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in params.items()}, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> Params:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """One ``*.parquet`` entry of a table folder, as read: its rows, or why it has none."""
+
+    path: Path
+    table: pa.Table | None  # None: unreadable or foreign
+    problem: str = ""  # "unreadable: ..." or "foreign: ..."; "" when ``table`` is its rows
+
+
+def _units(table_name: str, entry: StoredFile) -> list[str]:
+    table = entry.table
+    assert table is not None
+    if UNIT[table_name] not in table.column_names:
+        return [entry.path.stem]
+    return list(dict.fromkeys(str(u) for u in table.column(UNIT[table_name]).to_pylist()))
+
+
+def read_file(table_name: str, path: Path) -> StoredFile:
+    """A table file, upgraded to today's meaning, or why it cannot be used."""
+    if not path.is_file():
+        return StoredFile(path, None, "unreadable: not a file")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return StoredFile(path, None, f"unreadable: {reason}")
+    missing = [c for c in REQUIRED[table_name] if c not in table.column_names]
+    if missing:
+        return StoredFile(path, None, f"foreign: no {missing[0]!r} column")
+    other = [c for c in FOREIGN[table_name] if c in table.column_names]
+    if other:
+        return StoredFile(path, None, f"foreign: a {other[0]!r} column, as another table has")
+    if UNIT[table_name] in table.column_names:
+        unit = table.schema.field(UNIT[table_name]).type
+        if not (pa.types.is_string(unit) or pa.types.is_large_string(unit)):
+            return StoredFile(path, None, f"foreign: {UNIT[table_name]!r} is not text")
+    if table.num_rows == 0 and table_name in ("runs", "trials"):
+        return StoredFile(path, None, "foreign: no rows")
+    try:
+        return StoredFile(path, upgrade(table, table_name))
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        return StoredFile(path, None, f"unreadable: {' '.join(str(exc).split())[:200]}")
+
+
+@dataclass(frozen=True)
+class TableScan:
+    """A table folder: the files used (each with the units it contributes), the duplicates
+    (every unit they hold is held by a file chosen before), and the unusable files."""
+
+    used: list[tuple[StoredFile, list[str]]]
+    duplicates: list[tuple[Path, dict[str, Path]]]  # file -> {unit: the file that holds it}
+    bad: list[StoredFile]
+
+
+def scan_table(table_name: str, folder: Path) -> TableScan:
+    """Choose, for every unit (run, solver, study), the one file that holds it: the file
+    named after it first, then the others by name."""
+    entries = [read_file(table_name, p) for p in table_paths(folder)]
+    good = [e for e in entries if e.table is not None]
+    bad = [e for e in entries if e.table is None]
+
+    def order(entry: StoredFile) -> tuple[int, str]:
+        named = entry.path.stem in _units(table_name, entry)
+        return (0 if named else 1, entry.path.name)
+
+    holder: dict[str, Path] = {}
+    for entry in sorted(good, key=order):
+        for unit in _units(table_name, entry):
+            holder.setdefault(unit, entry.path)
+    used, duplicates = [], []
+    for entry in good:
+        units = _units(table_name, entry)
+        mine = [u for u in units if holder[u] == entry.path]
+        if mine:
+            used.append((entry, mine))
+        if len(mine) < len(units):
+            duplicates.append((entry.path, {u: holder[u] for u in units if u not in mine}))
+    return TableScan(used, duplicates, bad)
+
+
+def statuses(runs: pa.Table) -> list[tuple[str, str | None]]:
+    """(run id, status) of each row of a runs table; a status an old file lacks is None."""
+    if runs.num_rows == 0 or "run_id" not in runs.column_names:
+        return []
+    ids = runs.column("run_id").to_pylist()
+    states = (
+        runs.column("status").to_pylist() if "status" in runs.column_names else [None] * len(ids)
+    )
+    return list(zip(ids, states))
+
+
+def table_paths(folder: Path) -> list[Path]:
+    """Every ``*.parquet`` entry of a table folder but hidden ones (temporary writes)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+
 class ExperimentStore:
     """The folder of one experiment."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, warn: Warn | None = None) -> None:
         self.root = Path(root)
+        self._warn = warn or warn_stderr
+        self._warned: set[str] = set()
 
     @property
     def name(self) -> str:
         return self.root.name
+
+    def warn(self, message: str) -> None:
+        """Each problem once per store object, however often the table is read."""
+        if message not in self._warned:
+            self._warned.add(message)
+            self._warn(message)
 
     def path(self, table: str, run_id: str) -> Path:
         return self.root / table / f"{run_id}.parquet"
@@ -66,12 +225,27 @@ class ExperimentStore:
 
     def is_finished(self, run_id: str) -> bool:
         """Stored as completed or diverged: a result to keep. A ``failed`` run (its worker
-        died, say) is stored for the record but trained again on resume."""
+        died, say) is stored for the record but trained again on resume; so is a run whose
+        file does not read."""
         path = self.path("runs", run_id)
         if not path.exists():
             return False
-        status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
-        return bool(status) and status[0] in ("completed", "diverged")
+        entry = read_file("runs", path)
+        if entry.table is None:
+            self.warn(self._problem_line(entry, "runs") + "; the run is trained again")
+            return False
+        return any(rid == run_id and status in KEPT for rid, status in statuses(entry.table))
+
+    def finished_ids(self) -> set[str]:
+        """The run ids with a kept result, whatever their files are called."""
+        runs = self.read("runs")
+        if runs.num_rows == 0:
+            return set()
+        return {
+            r["run_id"]
+            for r in runs.select(["run_id", "status"]).to_pylist()
+            if r["status"] in KEPT
+        }
 
     def write_run(self, result: RunResult, *, source: str = "preset") -> Path:
         """Curves, checkpoint, then the run row (the commit point). The training state of a
@@ -91,7 +265,7 @@ class ExperimentStore:
         row = run_row(result, self.name, source=source, checkpoint=checkpoint)
         path = self.path("runs", run_id)
         write_table(path, row)
-        if result.status in ("completed", "diverged"):
+        if result.status in KEPT:
             self.progress_path(run_id).unlink(missing_ok=True)
         return path
 
@@ -99,39 +273,109 @@ class ExperimentStore:
         """What a command was asked to do, so ``--resume`` can do the rest of it."""
         text = json.dumps(plan, indent=2, sort_keys=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.root / f"{kind}.json", lambda tmp: tmp.write_text(text))
+        atomic_write_bytes(self.root / f"{kind}.json", text.encode())
 
     def read_manifest(self, kind: str) -> dict:
         path = self.root / f"{kind}.json"
         if not path.is_file():
             raise RaybenchError(f"nothing to resume: {path} does not exist")
-        return json.loads(path.read_text())
+        return read_json(path)
 
     def files(self, table: str) -> list[Path]:
-        folder = self.root / table
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+        return table_paths(self.root / table)
 
     def read(self, table: str) -> pa.Table:
         """All rows of one table of the experiment, across schema versions: each file read
         with today's meaning (``raybench.results.versions``), the union of the files'
-        columns, missing values as nulls."""
+        columns, missing values as nulls. Unreadable, foreign and duplicate files are
+        skipped, each with one warning."""
         if table not in TABLES:
             raise ValueError(table)
-        files = self.files(table)
-        if not files:
+        scan = scan_table(table, self.root / table)
+        for entry in scan.bad:
+            self.warn(self._problem_line(entry, table))
+        for path, held in scan.duplicates:
+            unit, other = next(iter(held.items()))
+            more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+            self.warn(
+                f"{path} repeats {UNIT[table].replace('_', ' ')} {unit}{more} (also in "
+                f"{other.name}): counted once. {self._fix_hint()}"
+            )
+        parts: list[pa.Table] = []
+        for entry, units in scan.used:
+            rows = entry.table
+            assert rows is not None
+            if len(units) < len(_units(table, entry)):
+                keep = pa.array(units, rows.schema.field(UNIT[table]).type)
+                rows = rows.filter(pc.is_in(rows.column(UNIT[table]), value_set=keep))
+            parts.append(rows)
+        return self._concat(parts, [e.path for e, _ in scan.used], table)
+
+    def _concat(self, parts: list[pa.Table], paths: list[Path], table: str) -> pa.Table:
+        if not parts:
             return pa.table({})
-        parts = [upgrade(pq.read_table(f)) for f in files]
-        return pa.concat_tables(parts, promote_options="permissive")
+        try:
+            return pa.concat_tables(parts, promote_options="permissive")
+        except (pa.ArrowException, ValueError):
+            pass
+        kept = [parts[0]]
+        for part, path in zip(parts[1:], paths[1:]):
+            try:
+                pa.concat_tables([*kept, part], promote_options="permissive")
+            except (pa.ArrowException, ValueError):
+                self.warn(f"{path}: columns of other types than the rest of {table}/, skipped")
+                continue
+            kept.append(part)
+        return pa.concat_tables(kept, promote_options="permissive")
+
+    def runs_without(self, table: str, runs: pa.Table) -> list[str]:
+        """Run ids of kept runs with no rows in ``table`` (a curves or tasks file lost)."""
+        if runs.num_rows == 0:
+            return []
+        rows = self.read(table)
+        have = set(rows.column("run_id").to_pylist()) if rows.num_rows else set()
+        missing = []
+        for row in runs.to_pylist():
+            if row.get("status") not in KEPT or row["run_id"] in have:
+                continue
+            tested = row.get("test_tasks_n") and (row.get("schema_version") or 1) >= 2
+            if table == "tasks" and not tested:
+                continue  # never tested, or from before the tasks table existed
+            missing.append(row["run_id"])
+        return sorted(missing)
+
+    def _problem_line(self, entry: StoredFile, table: str) -> str:
+        kind, _, reason = entry.problem.partition(": ")
+        what = "unreadable" if kind == "unreadable" else f"not a {table} file"
+        return f"skipped {entry.path} ({what}: {reason}). {self._fix_hint()}"
+
+    def _fix_hint(self) -> str:
+        return f"`raybench store check -e {self.root} --fix` moves it to quarantine/"
 
 
-def open_experiment(name_or_path: str, out: Path) -> ExperimentStore:
+def read_json(path: Path) -> dict:
+    """A JSON object written by raybench; a damaged one is a one-line error naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RaybenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        reason = " ".join(str(exc).split())[:120]
+        raise RaybenchError(
+            f"{path} is damaged ({reason}); move it away, e.g. with "
+            f"`raybench store check -e {path.parent} --fix`"
+        ) from None
+    if not isinstance(data, dict):
+        raise RaybenchError(f"{path} is damaged (not a JSON object); move it away")
+    return data
+
+
+def open_experiment(name_or_path: str, out: Path, warn: Warn | None = None) -> ExperimentStore:
     """An experiment by name under ``out`` or by folder path; a clear error otherwise."""
     candidates = [Path(name_or_path), out / name_or_path]
     for path in candidates:
         if any((path / table).is_dir() for table in EXPERIMENT_TABLES):
-            return ExperimentStore(path)
+            return ExperimentStore(path, warn)
     existing = (
         sorted(p.name for p in out.glob("*") if any((p / t).is_dir() for t in EXPERIMENT_TABLES))
         if out.is_dir()
@@ -140,3 +384,23 @@ def open_experiment(name_or_path: str, out: Path) -> ExperimentStore:
     hint = f"; experiments in {out}: {', '.join(existing)}" if existing else f"; {out} has none"
     tables = "/".join(EXPERIMENT_TABLES)
     raise RaybenchError(f"no experiment {name_or_path!r} (no {tables} folder there){hint}")
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail now, in one line, if results could not be written under ``folder``: the
+    nearest existing ancestor must be a writable folder. Creates nothing."""
+    probe = Path(folder).absolute()
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RaybenchError(
+            f"cannot write results under {folder}: {probe} is a file, not a folder; "
+            "choose another --out"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RaybenchError(
+            f"cannot write results under {folder}: {probe} is not writable; "
+            "choose another --out or fix its permissions"
+        )

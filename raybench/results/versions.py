@@ -16,6 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# The tables whose files carry the results schema's version (studies version their own).
+RESULTS_TABLES = ("runs", "curves", "tasks", "trials")
 ACCURACY_COLUMNS = ("final_val_acc", "test_acc_mean", "test_acc_ci95", "val_acc", "best_val_acc")
 
 
@@ -32,8 +34,11 @@ def file_version(table: pa.Table) -> int:
     return int(value) if value is not None else 1
 
 
-def upgrade(table: pa.Table) -> pa.Table:
-    """``table`` (one stored file) with the meaning of the current schema version."""
+def upgrade(table: pa.Table, table_name: str = "runs") -> pa.Table:
+    """``table`` (one stored file of the store's ``table_name`` table) with the meaning of
+    the current schema version; a study's table (own version) is returned as it is."""
+    if table_name not in RESULTS_TABLES:
+        return table
     table = _baseline_classifier_columns(table)
     if file_version(table) >= 2:
         return table
@@ -43,7 +48,11 @@ def upgrade(table: pa.Table) -> pa.Table:
     if "history_json" in table.column_names:  # a sweep's trials: each trial's curve
         histories = [_history_to_percent(h) for h in table.column("history_json").to_pylist()]
         table = _replace(table, "history_json", pa.array(histories, pa.string()))
-    if "solver" in table.column_names and "config_json" in table.column_names:
+    if (
+        table_name == "runs"
+        and "solver" in table.column_names
+        and "config_json" in table.column_names
+    ):
         table = _eval_adaptation_v1(table)
     return table
 

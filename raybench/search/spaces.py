@@ -163,9 +163,15 @@ def load_space(solver: str, directory: Path | None = None) -> SearchSpace:
     if not path.is_file():
         raise RaybenchError(f"no search space for {solver!r}: {path} does not exist")
     try:
-        body = yaml.safe_load(path.read_text())
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RaybenchError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except UnicodeDecodeError as exc:
+        raise RaybenchError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise RaybenchError(f"cannot read {path}: {exc.strerror}") from None
     if not isinstance(body, dict) or not body:
         raise RaybenchError(f"{path}: expected a mapping of parameter: distribution")
     dims = tuple(parse_dimension(solver, str(k), v, path) for k, v in body.items())

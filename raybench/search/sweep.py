@@ -4,10 +4,15 @@ stops the poor ones early on validation accuracy.
 Per solver: one ``ray.tune.Tuner`` over ``search_spaces/<solver>.yaml`` with
 ``OptunaSearch`` (seeded TPE, its study persisted in SQLite under the experiment so Optuna's
 own tools can open it), ``ASHAScheduler`` on the validation accuracy each trial reports at
-every evaluation, capped concurrency, ``FailureConfig`` retries. Tune keeps its experiment
-state under ``<experiment>/tune/<solver>``, which is what ``--resume`` restores: finished
-trials are kept, unfinished ones start again. When a solver's search ends, the driver writes
-its ``trials`` table and ``best/<solver>.yaml``.
+every evaluation, capped concurrency, ``FailureConfig`` retries. When a solver's search
+ends, the driver writes its ``trials`` table and ``best/<solver>.yaml``.
+
+Resuming never reads Ray Tune's own state (``tune/``: Python pickles, which would run any
+code a crafted results folder put in them). Each trial that ends is recorded by the driver
+as it ends, as a Parquet row in ``trial-records/<solver>/``, and Optuna keeps every told
+trial in its SQLite study: ``--resume`` keeps the recorded trials, marks the trials that
+were running as failed in the study, and lets a fresh Tuner sample the rest, with TPE
+informed by every finished trial.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +39,7 @@ from raybench.errors import RaybenchError
 from raybench.execution.ray_backend import gpu_share
 from raybench.results import ExperimentStore
 from raybench.results.schema import SCHEMA_VERSION
-from raybench.results.store import write_table
+from raybench.results.store import read_file, warn_stderr, write_table
 from raybench.search.spaces import SearchSpace, decode
 from raybench.solvers import make_config
 from raybench.trackers import TrackerSpec
@@ -163,60 +169,132 @@ def interruption_watch() -> Iterator[_InterruptionLog]:
         logger.removeHandler(handler)
 
 
-def trials_table(
-    solver: str, experiment: str, results: Any, base: RunConfig
-) -> tuple[pa.Table, dict | None, float | None]:
-    """Every trial as a row (config, history, final metrics, status, time), and the best
-    completed trial's parameters."""
-    rows: list[dict[str, Any]] = []
-    best_params, best_value = None, None
-    for result in results:
-        metrics = result.metrics or {}
-        params = decode(result.config or {})
-        history = []
-        if result.metrics_dataframe is not None and METRIC in result.metrics_dataframe:
-            frame = result.metrics_dataframe
-            history = [
-                {"step": int(s), METRIC: float(v)} for s, v in zip(frame["step"], frame[METRIC])
-            ]
-        steps = int(metrics.get("step") or 0)
-        target = trial_steps(base, params)
-        if result.error is not None:
-            status = "errored"
-        elif metrics.get("status") == "diverged":
-            status = "diverged"
-        elif steps >= target:
-            status = "completed"
-        else:
-            status = "stopped"
-        value = metrics.get(METRIC)
-        rows.append(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "experiment": experiment,
-                "solver": solver,
-                "trial_id": str(metrics.get("trial_id") or Path(result.path).name),
-                "status": status,
-                "val_acc": None if value is None else float(value),
-                "best_val_acc": max((h[METRIC] for h in history), default=None),
-                "steps": steps,
-                "evaluations": int(metrics.get("training_iteration") or 0),
-                "time_s": float(metrics.get("time_total_s") or 0.0),
-                "error": None
-                if result.error is None
-                else " ".join(str(result.error).split())[:500],
-                "params_json": json.dumps(params, sort_keys=True),
-                "history_json": json.dumps(history),
-                **{f"param_{k.replace('.', '_')}": float(v) for k, v in params.items()},
-            }
+def trial_row(
+    solver: str,
+    experiment: str,
+    base: RunConfig,
+    trial_id: str,
+    config: dict,
+    history: list[dict[str, float]],
+    metrics: dict[str, Any],
+    error: str | None,
+) -> dict[str, Any]:
+    """One row of the ``trials`` table: a trial's settings, curve, final metrics, status."""
+    params = decode(config or {})
+    steps = int(metrics.get("step") or 0)
+    if error is not None:
+        status = "errored"
+    elif metrics.get("status") == "diverged":
+        status = "diverged"
+    elif steps >= trial_steps(base, params):
+        status = "completed"
+    else:
+        status = "stopped"
+    value = metrics.get(METRIC)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": experiment,
+        "solver": solver,
+        "trial_id": trial_id,
+        "status": status,
+        "val_acc": None if value is None else float(value),
+        "best_val_acc": max((h[METRIC] for h in history), default=None),
+        "steps": steps,
+        "evaluations": int(metrics.get("training_iteration") or 0),
+        "time_s": float(metrics.get("time_total_s") or 0.0),
+        "error": None if error is None else " ".join(error.split())[:500],
+        "params_json": json.dumps(params, sort_keys=True),
+        "history_json": json.dumps(history),
+        **{f"param_{k.replace('.', '_')}": float(v) for k, v in params.items()},
+    }
+
+
+class TrialRecorder(Callback):
+    """Writes each trial's row the moment the trial ends: raybench's own record of the
+    search, which ``--resume`` continues from (Tune's pickled state is never read)."""
+
+    def __init__(self, folder: Path, solver: str, experiment: str, base: RunConfig) -> None:
+        self.folder, self.solver, self.experiment, self.base = folder, solver, experiment, base
+        self.history: dict[str, list[dict[str, float]]] = {}
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        if result.get(METRIC) is not None and result.get("status") == "running":
+            point = {"step": int(result.get("step") or 0), METRIC: float(result[METRIC])}
+            self.history.setdefault(trial.trial_id, []).append(point)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.history.pop(trial.trial_id, None)  # the retry reports its curve from the start
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, _error_text(trial))
+
+    def _record(self, trial: Any, error: str | None) -> None:
+        row = trial_row(
+            self.solver,
+            self.experiment,
+            self.base,
+            str(trial.trial_id),
+            dict(trial.config or {}),
+            self.history.pop(trial.trial_id, []),
+            dict(trial.last_result or {}),
+            error,
         )
-        if (
-            status == "completed"
-            and value is not None
-            and (best_value is None or value > best_value)
-        ):
-            best_params, best_value = params, float(value)
-    return pa.Table.from_pylist(rows), best_params, best_value
+        path = self.folder / f"{trial.trial_id}.parquet"
+        try:
+            write_table(path, pa.Table.from_pylist([row]))
+        except OSError as exc:  # the search goes on; --resume would sample this trial again
+            warn_stderr(f"trial {trial.trial_id} not recorded in {path}: {exc.strerror or exc}")
+
+
+def _error_text(trial: Any) -> str:
+    """The last line of a trial's error file (the exception), or a generic word."""
+    with contextlib.suppress(Exception):
+        path = trial.error_file
+        if path and os.path.isfile(path):
+            lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                return lines[-1]
+    return "the trial failed"
+
+
+def recorded_trials(folder: Path) -> list[dict[str, Any]]:
+    """The trials recorded so far (an unreadable record is a trial to sample again)."""
+    rows = []
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        entry = read_file("trials", path)
+        if entry.table is not None:
+            rows += entry.table.to_pylist()
+    return rows
+
+
+def best_trial(rows: list[dict[str, Any]]) -> tuple[dict | None, float | None]:
+    """The best completed trial's parameters and validation accuracy."""
+    done = [r for r in rows if r["status"] == "completed" and r["val_acc"] is not None]
+    if not done:
+        return None, None
+    best = max(done, key=lambda r: r["val_acc"])
+    return json.loads(best["params_json"]), float(best["val_acc"])
+
+
+def fail_unfinished(study_db: Path, study_name: str) -> int:
+    """Trials an interrupted sweep left running in the Optuna study, told as failed (TPE
+    then ignores them); their number."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{study_db}")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study yet
+        return 0
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return len(running)
 
 
 def trial_steps(base: RunConfig, params: dict[str, Any]) -> int:
@@ -234,7 +312,70 @@ def sweep_solver(
     trackers: TrackerSpec | None = None,
 ) -> SolverSweep:
     """Search one solver's space with Tune + Optuna + ASHA; write its trials and best.
-    ``trackers``: trials logged through Tune's own MLflow / TensorBoard callbacks."""
+    With ``options.resume``, the trials recorded by an interrupted search are kept and
+    only the rest are sampled. ``trackers``: trials logged through Tune's own MLflow /
+    TensorBoard callbacks."""
+    solver = space.solver
+    trial_overrides = dict(overrides)
+    if options.steps is not None:
+        trial_overrides["meta_steps"] = options.steps
+    base = make_config(solver, preset, trial_overrides)  # validates the fixed settings now
+    store.root.mkdir(parents=True, exist_ok=True)
+    study_db = (store.root / "optuna.db").resolve()
+    study_name = f"{store.name}-{solver}"
+    records = store.root / "trial-records" / solver
+    if not options.resume:
+        shutil.rmtree(records, ignore_errors=True)  # an earlier, abandoned search's
+    earlier = recorded_trials(records)
+    remaining = options.trials - len(earlier)
+    if options.resume:
+        failed = fail_unfinished(study_db, study_name) if study_db.is_file() else 0
+        console.print(
+            f"[dim]{solver}: {len(earlier)} trial(s) recorded, kept; {failed} interrupted, "
+            f"{max(0, remaining)} to sample[/]"
+        )
+    if remaining > 0:
+        _search(
+            space, solver, base, trial_overrides, preset, store, options, console, data_dir,
+            records=records, study_db=study_db, study_name=study_name,
+            samples=remaining, sampler_seed=options.seed + len(earlier), trackers=trackers,
+        )  # fmt: skip
+    rows = recorded_trials(records)
+    table = pa.Table.from_pylist(rows)
+    write_table(store.root / "trials" / f"{solver}.parquet", table)
+    shutil.rmtree(records, ignore_errors=True)  # all in the trials table now
+    best_params, best_value = best_trial(rows)
+    best = None
+    if best_params is not None:
+        best = trial_config(solver, preset, overrides, best_params)
+        note = (
+            f"best of {table.num_rows} trials of sweep {store.name!r} for {solver} "
+            f"(validation accuracy {best_value:.2f}% after {base.meta_steps} meta-steps); "
+            f"run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
+        )
+        write_config_file(store.root / "best" / f"{solver}.yaml", best, note)
+    return SolverSweep(solver, table, best, best_value)
+
+
+def _search(
+    space: SearchSpace,
+    solver: str,
+    base: RunConfig,
+    trial_overrides: dict[str, Any],
+    preset: str,
+    store: ExperimentStore,
+    options: SweepOptions,
+    console: Console,
+    data_dir: Path | None,
+    *,
+    records: Path,
+    study_db: Path,
+    study_name: str,
+    samples: int,
+    sampler_seed: int,
+    trackers: TrackerSpec | None = None,
+) -> None:
+    """One Tune run of ``samples`` trials; each writes its record under ``records``."""
     import optuna
     import ray
     from ray import tune
@@ -243,22 +384,14 @@ def sweep_solver(
 
     from raybench.trackers.tune import tune_callbacks
 
-    solver = space.solver
-    trial_overrides = dict(overrides)
-    if options.steps is not None:
-        trial_overrides["meta_steps"] = options.steps
-    base = make_config(solver, preset, trial_overrides)  # validates the fixed settings now
     evaluations = max(1, math.ceil(base.meta_steps / base.eval_every))
-    store.root.mkdir(parents=True, exist_ok=True)
     storage_root = (store.root / "tune").resolve()
-    name = solver
-    study_db = (store.root / "optuna.db").resolve()
     searcher = OptunaSearch(
         metric=METRIC,
         mode="max",
-        sampler=optuna.samplers.TPESampler(seed=options.seed),
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
         storage=optuna.storages.RDBStorage(f"sqlite:///{study_db}"),
-        study_name=f"{store.name}-{solver}",
+        study_name=study_name,
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
@@ -270,7 +403,7 @@ def sweep_solver(
     concurrent = options.max_concurrent or max(
         1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_trial)
     )
-    concurrent = min(concurrent, options.trials)
+    concurrent = min(concurrent, samples)
     gpus = options.gpus_per_trial
     if gpus is None:
         gpus = gpu_share(total_gpus, concurrent)
@@ -285,51 +418,36 @@ def sweep_solver(
         {"cpu": options.cpus_per_trial, "gpu": gpus},
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off: ours are live
-    live = LiveSweep(console, solver, options.trials)
-    path = storage_root / name
-    if options.resume and tune.Tuner.can_restore(str(path)):
-        console.print(f"[dim]{solver}: resuming the sweep in {path}[/]")
-        tuner = tune.Tuner.restore(
-            str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space.to_tune(),
-            tune_config=tune.TuneConfig(
-                metric=METRIC,
-                mode="max",
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=options.trials,
-                max_concurrent_trials=concurrent,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=str(storage_root),
-                failure_config=tune.FailureConfig(max_failures=options.max_retries),
-                callbacks=[live, *tune_callbacks(trackers, store, solver)],
-                verbose=0,
-            ),
-        )
+    recorder = TrialRecorder(records, solver, store.name, base)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space.to_tune(),
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode="max",
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=samples,
+            max_concurrent_trials=concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=solver,
+            storage_path=str(storage_root),
+            failure_config=tune.FailureConfig(max_failures=options.max_retries),
+            callbacks=[
+                recorder,
+                LiveSweep(console, solver, samples),
+                *tune_callbacks(trackers, store, solver),
+            ],
+            verbose=0,
+        ),
+    )
     with interruption_watch() as interrupted:
-        results = tuner.fit()
+        tuner.fit()
     if interrupted.seen:
-        # Tune saved its state and returned the partial results; writing them would mark
-        # the sweep finished. Stop here: `--resume` continues from the saved state.
+        # Tune returned the partial results; writing them would mark the sweep finished.
+        # Stop here: the trials that ended are recorded, and `--resume` samples the rest.
         raise KeyboardInterrupt
-    table, best_params, best_value = trials_table(solver, store.name, results, base)
-    write_table(store.root / "trials" / f"{solver}.parquet", table)
-    best = None
-    if best_params is not None:
-        best = trial_config(solver, preset, overrides, best_params)
-        note = (
-            f"best of {table.num_rows} trials of sweep {store.name!r} for {solver} "
-            f"(validation accuracy {best_value:.2f}% after {base.meta_steps} meta-steps); "
-            f"run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
-        )
-        write_config_file(store.root / "best" / f"{solver}.yaml", best, note)
-    return SolverSweep(solver, table, best, best_value)
 
 
 def sweep_done(store: ExperimentStore, solver: str) -> bool:
@@ -380,10 +498,10 @@ def run_sweep(
             outcome = sweep_solver(
                 space, preset, overrides, store, options, console, data_dir, trackers
             )
-            counts = {
-                s: outcome.trials.column("status").to_pylist().count(s)
-                for s in ("completed", "stopped", "errored", "diverged")
-            }
+            statuses = (
+                outcome.trials.column("status").to_pylist() if outcome.trials.num_rows else []
+            )
+            counts = {s: statuses.count(s) for s in ("completed", "stopped", "errored", "diverged")}
             best = (
                 "none completed"
                 if outcome.best is None

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, grad_and_value, vmap
 
+from raybench import autodiff, linalg
 from raybench.batching import resolve, task_map
 from raybench.config import (
     EVAL_ADAPTATIONS,
@@ -111,6 +112,25 @@ class Solver(ABC):
         """``fn`` (one task) over every task of a batch, as ``vmap(fn, in_dims)`` would."""
         return task_map(fn, self.batching, in_dims)
 
+    def grad_and_value(self, f: Any, has_aux: bool = False) -> Any:
+        """``torch.func.grad_and_value`` under vmap; plain autograd in the task loop, where
+        the transforms only add overhead (:mod:`raybench.autodiff`): same contract."""
+        if self.batching == "loop":
+            return autodiff.grad_and_value(f, has_aux=has_aux)
+        return grad_and_value(f, has_aux=has_aux)
+
+    def grad(self, f: Any, has_aux: bool = False) -> Any:
+        """``torch.func.grad``, or its autograd form in the task loop."""
+        if self.batching == "loop":
+            return autodiff.grad(f, has_aux=has_aux)
+        return grad(f, has_aux=has_aux)
+
+    def hessian_vector_product(self, loss: Any, params: Params, *args: Tensor) -> Any:
+        """``v -> H v`` for one task's loss at ``params`` (linalg's, or autodiff's)."""
+        if self.batching == "loop":
+            return autodiff.hessian_vector_product(loss, params, *args)
+        return linalg.hessian_vector_product(loss, params, *args)
+
     def batch_grad(self, objective: Any, params: Params, batch: TaskBatch) -> tuple[Params, Any]:
         """The gradient of the batch mean of ``objective(params, *task) -> (loss, aux)``,
         with every task's ``aux``: one graph over the vmapped batch, or per-task gradients
@@ -122,7 +142,7 @@ class Solver(ABC):
                 return losses.mean(), aux
 
             return grad(batch_objective, has_aux=True)(params)
-        per_task, aux = self.map(grad(objective, has_aux=True), in_dims=(None, 0, 0, 0, 0))(
+        per_task, aux = self.map(self.grad(objective, has_aux=True), in_dims=(None, 0, 0, 0, 0))(
             params, *batch
         )
         return batch_mean(per_task), aux
@@ -143,7 +163,7 @@ class Solver(ABC):
 
     def support_grad(self, fast: Params, x: Tensor, y: Tensor) -> tuple[Params, Loss]:
         """Gradient of one task's support loss, with (loss, logits) for free."""
-        return grad_and_value(self.model.loss, has_aux=True)(fast, x, y)
+        return self.grad_and_value(self.model.loss, has_aux=True)(fast, x, y)
 
     def adapt_task(self, params: Params, x: Tensor, y: Tensor, steps: int) -> tuple[Params, Loss]:
         """``steps`` SGD steps on the support set. Differentiable when called under a

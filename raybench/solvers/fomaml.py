@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch.func import grad_and_value
 
 from raybench.models import Params
 from raybench.solvers.base import Metrics, Solver, batch_mean, register
@@ -20,7 +19,7 @@ class FOMAML(Solver):
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
         with torch.no_grad():
             fast, support_before = self.adapt(params, batch.support_x, batch.support_y)
-        per_task, query_after = self.map(grad_and_value(self.model.loss, has_aux=True))(
+        per_task, query_after = self.map(self.grad_and_value(self.model.loss, has_aux=True))(
             fast, batch.query_x, batch.query_y
         )
         return batch_mean(per_task), self.metrics(params, fast, batch, support_before, query_after)

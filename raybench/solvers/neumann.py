@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import grad_and_value
 
 from raybench.config import Bound, setting
-from raybench.linalg import hessian_vector_product, neumann_series
+from raybench.linalg import MatVec, SolveInfo, neumann_series
 from raybench.models import Params
-from raybench.solvers.base import Loss, Metrics, Solver, register
-from raybench.tasks import TaskBatch
+from raybench.solvers._implicit import ImplicitSolver
+from raybench.solvers.base import Loss, register
 
 
 @dataclass(frozen=True)
@@ -25,32 +24,49 @@ class NeumannOptions:
 
 
 @register
-class Neumann(Solver):
+class Neumann(ImplicitSolver):
     """The report's listing 4 (after Lorraine et al., 2020): plain SGD adaptation, then
     g = sum_{j=0..k} (-alpha H)^j grad L_query(phi) with H the support Hessian at phi and
-    alpha the inner learning rate unless set. With k = 0 it is exactly FOMAML."""
+    alpha the inner learning rate unless set. With k = 0 it is exactly FOMAML.
+
+    The series tends to (I + alpha H)^{-1} grad L_query, the implicit meta-gradient of the
+    proximal inner problem with lam = 1/alpha, when the spectral radius of alpha H is below
+    1; the inner loop is plain SGD, which does not solve that problem."""
 
     name = "neumann"
-    family = "implicit"
     Options = NeumannOptions
+    assumptions = ("stationary", "contraction", "solved")
+    solve_options = ("terms",)
 
     @property
     def alpha(self) -> float:
         return self.inner_lr if self.options.alpha is None else self.options.alpha
 
-    def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
-        def one(
-            sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor
-        ) -> tuple[Params, Params, Loss, Loss]:
-            fast, support_before = self.adapt_task(params, sx, sy, self.inner_steps)
-            query_grad, query_after = grad_and_value(self.model.loss, has_aux=True)(fast, qx, qy)
-            if self.options.terms == 0:
-                return query_grad, fast, support_before, query_after
-            hvp = hessian_vector_product(self.model.loss, fast, sx, sy)
-            g = neumann_series(hvp, query_grad, self.options.terms, self.alpha)
-            return g, fast, support_before, query_after
+    @property
+    def lam(self) -> float:
+        return 1 / self.alpha
 
-        with torch.no_grad():
-            per_task, fast, support_before, query_after = self.map(one)(*batch)
-        grads = {k: g.mean(0) for k, g in per_task.items()}
-        return grads, self.metrics(params, fast, batch, support_before, query_after)
+    @property
+    def uses_hessian(self) -> bool:
+        return self.options.terms > 0
+
+    def inner_solution(self, params: Params, x: Tensor, y: Tensor) -> tuple[Params, Loss]:
+        return self.adapt_task(params, x, y, self.inner_steps)
+
+    def system(self, hvp: MatVec) -> MatVec:
+        """``v -> v + alpha H v``, the system the series inverts."""
+        alpha = self.alpha
+
+        def apply(v: Params) -> Params:
+            hv = hvp(v)
+            return {k: v[k] + alpha * hv[k] for k in v}
+
+        return apply
+
+    def solve(self, hvp: MatVec | None, rhs: Params) -> tuple[Params, SolveInfo]:
+        first = next(iter(rhs.values()))
+        terms = torch.full((), float(self.options.terms), dtype=first.dtype, device=first.device)
+        info = SolveInfo(terms, torch.zeros((), dtype=torch.bool, device=first.device))
+        if hvp is None:
+            return dict(rhs), info
+        return neumann_series(hvp, rhs, self.options.terms, self.alpha), info

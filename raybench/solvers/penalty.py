@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor
-from torch.func import grad
 
 from raybench.config import Bound, setting
 from raybench.models import Params
@@ -37,7 +36,7 @@ class Penalty(Solver):
         loss, logits = self.model.loss(fast, qx, qy)
         total = loss
         if self.options.lam:
-            g = grad(lambda q: self.model.loss(q, sx, sy)[0])(fast)
+            g = self.grad(lambda q: self.model.loss(q, sx, sy)[0])(fast)
             total = loss + self.options.lam * sum(v.square().sum() for v in g.values())
         return total, (fast, support_before, (loss, logits))
 

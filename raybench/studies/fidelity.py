@@ -9,6 +9,14 @@ what a cheaper solver gives up, and how fast its knob buys the exact gradient ba
 
 Reptile's pseudo-gradient theta - phi is compared too, although it is not a gradient of the
 MAML objective (its scale follows inner_lr x steps): only its direction says something.
+
+Each implicit solver (iMAML, Neumann) is also compared with the exact solution of its own
+linear system, at its own adapted weights (:func:`raybench.assumptions.exact_solution`: a
+dense solve for a small network, long MINRES otherwise). Its error against MAML then splits
+into the solver's approximation error (its answer against that exact solution) and the
+mismatch between the implicit and the unrolled objective (the exact solution against MAML);
+the row carries the assumption measurements of :mod:`raybench.assumptions` too, with the CG
+iteration at which a task met negative curvature.
 """
 
 from __future__ import annotations
@@ -26,6 +34,14 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from raybench.assumptions import (
+    CURVE_FIELDS,
+    ExactSolution,
+    curve_values,
+    exact_solution,
+    lanczos_starts,
+    measure,
+)
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
@@ -34,7 +50,8 @@ from raybench.results.store import ExperimentStore, load_checkpoint
 from raybench.resume import progress_params
 from raybench.runtime import device_name, git_commit, resolve_device
 from raybench.solvers import SOLVERS, make_config, make_solver, solver_class
-from raybench.solvers.base import option_bounds
+from raybench.solvers._implicit import ImplicitSolver
+from raybench.solvers.base import Solver, option_bounds
 from raybench.tasks import TaskBatch, TaskSampler, make_split
 
 SCHEMA_VERSION = 1
@@ -74,6 +91,21 @@ FIDELITY_SCHEMA = pa.schema(
         pa.field("grad_norm", pa.float64()),
         pa.field("maml_grad_norm", pa.float64()),
         pa.field("time_ms", pa.float64()),
+        # implicit solvers: against the exact solution of their own system (null otherwise)
+        pa.field("exact_method", pa.string()),  # dense | minres
+        pa.field("exact_residual", pa.float64()),  # max ||A g* - b|| / ||b|| over tasks
+        pa.field("vs_exact_cosine", pa.float64()),  # the solver's answer vs g*: its error
+        pa.field("vs_exact_rel_error", pa.float64()),
+        pa.field("exact_cosine", pa.float64()),  # g* vs MAML: implicit vs unrolled objective
+        pa.field("exact_rel_error", pa.float64()),
+        pa.field("exact_hessian_min", pa.float64()),  # exact extreme eigenvalues (dense only)
+        pa.field("exact_hessian_max", pa.float64()),
+        pa.field("negative_curvature_first", pa.int64()),  # CG iteration that met it, min
+        pa.field("negative_curvature_last", pa.int64()),  # ... and max over those tasks
+        *[
+            pa.field(name, pa.int64() if kind is int else pa.float64())
+            for name, kind in CURVE_FIELDS
+        ],
         pa.field("tasks", pa.int64()),
         pa.field("tasks_seed", pa.int64()),
         pa.field("tasks_part", pa.string()),
@@ -149,8 +181,16 @@ def checkpoint_point(path: Path, *, name: str | None = None) -> Point:
     try:
         params = load_checkpoint(path)
     except Exception as exc:  # pickle errors, truncated files, weights_only refusals
-        message = f"cannot read checkpoint {str(path)!r}: {exc}".splitlines()[0]
-        raise RaybenchError(message) from None
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+            why = "not a file saved by torch.save (a checkpoint or a training state)"
+        else:
+            why = f"damaged or truncated ({' '.join(str(exc).split())[:120]})"
+        raise RaybenchError(
+            f"cannot read checkpoint {str(path)!r}: {why}; give a checkpoints/<run_id>.pt "
+            "or progress/<run_id>.pt file"
+        ) from None
     where = "checkpoint"
     in_progress = progress_params(params)
     if in_progress is not None:
@@ -180,7 +220,11 @@ def run_points(store: ExperimentStore) -> tuple[list[Point], list[str]]:
         elif not checkpoint or not (store.root / checkpoint).is_file():
             notes.append(f"{run_id}: skipped, no checkpoint file")
         else:
-            point = checkpoint_point(store.root / checkpoint, name=_safe(run_id))
+            try:
+                point = checkpoint_point(store.root / checkpoint, name=_safe(run_id))
+            except RaybenchError as exc:  # one damaged file never aborts the study
+                notes.append(f"{run_id}: skipped, {exc}")
+                continue
             points.append(
                 Point(point.name, "run", f"{store.name}/{run_id}", point.params, row.get("seed"))
             )
@@ -310,16 +354,16 @@ class FidelityStudy:
         def flat(grads: Params) -> Tensor:
             return torch.cat([grads[k].detach().reshape(-1) for k in keys]).double()
 
-        def compute(config: RunConfig) -> tuple[Tensor, float]:
+        def compute(config: RunConfig) -> tuple[Tensor, float, Solver]:
             solver = make_solver(config, self.model)
             _sync(self.device)
             start = time.perf_counter()
             grads, _ = solver.meta_grad(params, self.batch)
             _sync(self.device)
-            return flat(grads), 1000 * (time.perf_counter() - start)
+            return flat(grads), 1000 * (time.perf_counter() - start), solver
 
         notify(f"{point.name}: reference (maml, {self.reference.inner_steps} inner steps)")
-        reference, _ = compute(self.reference)
+        reference, _, _ = compute(self.reference)
         ref_norm = reference.norm().item()
         now = datetime.now(timezone.utc)
         common = {
@@ -347,14 +391,23 @@ class FidelityStudy:
             "created_at": now,
         }
         rows = []
+        exact_cache: dict[str, ExactSolution] = {}
         for i, case in enumerate(self.cases, 1):
             label = case.solver if case.knob is None else f"{case.solver} {case.knob}={case.value}"
             notify(f"{point.name}: {label} ({i}/{len(self.cases)})")
-            g, ms = compute(case.config)
+            g, ms, solver = compute(case.config)
+            cosine, rel_error = compare(g, reference)
             norm = g.norm().item()
-            dot = torch.dot(g, reference).item()
-            cosine = dot / (norm * ref_norm) if norm > 0 and ref_norm > 0 else float("nan")
-            diff = (g - reference).norm().item()
+            implicit: dict[str, Any] = {}
+            if isinstance(solver, ImplicitSolver):
+                exact = self.exact(case, solver, params, exact_cache)
+                implicit = self.implicit_columns(solver, params, g, flat(exact.grad), reference)
+                implicit.update(
+                    exact_method=exact.method,
+                    exact_residual=exact.residual,
+                    exact_hessian_min=exact.hessian_min,
+                    exact_hessian_max=exact.hessian_max,
+                )
             rows.append(
                 {
                     **common,
@@ -365,10 +418,57 @@ class FidelityStudy:
                     "options_json": json.dumps(dict(case.config.solver_options), sort_keys=True),
                     "pseudo_gradient": case.solver in PSEUDO_GRADIENTS,
                     "cosine": cosine,
-                    "rel_error": diff / ref_norm if ref_norm > 0 else float("nan"),
+                    "rel_error": rel_error,
                     "norm_ratio": norm / ref_norm if ref_norm > 0 else float("nan"),
                     "grad_norm": norm,
                     "time_ms": ms,
+                    **implicit,
                 }
             )
         return pa.Table.from_pylist(rows, schema=FIDELITY_SCHEMA)
+
+    def exact(
+        self,
+        case: Case,
+        solver: ImplicitSolver,
+        params: Params,
+        cache: dict[str, ExactSolution],
+    ) -> ExactSolution:
+        """The exact solution of the case's own system, computed once per system: options
+        that only change how it is solved (CG steps, Neumann terms) share it."""
+        options = {
+            k: v for k, v in case.config.solver_options.items() if k not in solver.solve_options
+        }
+        key = json.dumps([case.solver, options], sort_keys=True)
+        if key not in cache:
+            cache[key] = exact_solution(solver, params, self.batch)
+        return cache[key]
+
+    def implicit_columns(
+        self, solver: ImplicitSolver, params: Params, g: Tensor, exact: Tensor, reference: Tensor
+    ) -> dict[str, Any]:
+        """The solver against its own exact solution, that solution against MAML, and the
+        assumption measurements on the same tasks."""
+        starts = lanczos_starts(params, self.n_tasks)
+        measured = measure(solver, params, self.batch, starts, self.reference.diag_lanczos_steps)
+        stopped = measured.iterations[measured.negative_curvature] + 1  # the iteration that met it
+        vs_cosine, vs_error = compare(g, exact)
+        exact_cosine, exact_error = compare(exact, reference)
+        return {
+            **curve_values(solver, measured),
+            "vs_exact_cosine": vs_cosine,
+            "vs_exact_rel_error": vs_error,
+            "exact_cosine": exact_cosine,
+            "exact_rel_error": exact_error,
+            "negative_curvature_first": int(stopped.min()) if stopped.numel() else None,
+            "negative_curvature_last": int(stopped.max()) if stopped.numel() else None,
+        }
+
+
+def compare(g: Tensor, reference: Tensor) -> tuple[float, float]:
+    """Cosine similarity and relative error ``||g - ref|| / ||ref||`` (NaN when undefined)."""
+    norm, ref_norm = g.norm().item(), reference.norm().item()
+    dot = torch.dot(g, reference).item()
+    cosine = dot / (norm * ref_norm) if norm > 0 and ref_norm > 0 else float("nan")
+    rel_error = (g - reference).norm().item() / ref_norm if ref_norm > 0 else float("nan")
+    return cosine, rel_error

@@ -286,7 +286,8 @@ class TrackedStore(ExperimentStore):
     """The experiment's store, whose every stored run is then logged to the trackers."""
 
     def __init__(self, store: ExperimentStore, trackers: Trackers) -> None:
-        super().__init__(store.root)
+        super().__init__(store.root, store._warn)
+        self._warned = store._warned  # a problem already reported is not repeated
         self.trackers = trackers
 
     def write_run(self, result: RunResult, *, source: str = "preset") -> Any:

@@ -4,8 +4,8 @@ A figure kind is a function of a :class:`PlotContext` that yields :class:`Planne
 (what, file stem, how to build the ``Figure``), or raises :class:`NothingToPlot` when the
 experiment lacks its data. Register one with ``@figure_kind("name")`` in any module of this
 package (every module here is imported when plotting starts), or with
-:func:`register_figure` from anywhere. The built-in kinds are ``runs``, ``scaling``,
-``fidelity`` and ``sweeps``.
+:func:`register_figure` from anywhere. The built-in kinds are ``runs``, ``assumptions``,
+``scaling``, ``fidelity`` and ``sweeps``.
 """
 
 from __future__ import annotations

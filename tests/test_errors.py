@@ -1,0 +1,168 @@
+"""Clean errors instead of tracebacks or hangs, through the real entry point: one line
+``raybench: error: ...`` naming the problem and what to do, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+RAYBENCH = Path(sys.executable).parent / "raybench"
+SMOKE = ("run", "--preset", "smoke", "--solvers", "fomaml", "--no-report")
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run(
+        [str(RAYBENCH), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("raybench: error: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def nothing_written(cwd: Path) -> None:
+    written = [p for p in (cwd / "outputs").rglob("*")] if (cwd / "outputs").exists() else []
+    assert written == [], written
+
+
+def test_an_unreachable_address_fails_fast(tmp_path: Path) -> None:
+    """Ray alone retries 127.0.0.1:1 for about 14 minutes."""
+    proc = cli(*SMOKE, "--address", "127.0.0.1:1", cwd=tmp_path, timeout=120)
+    one_line_error(proc, "127.0.0.1:1", "ray start --head")
+    nothing_written(tmp_path)
+
+
+def test_an_address_that_is_not_ray_gives_up_after_the_timeout(tmp_path: Path) -> None:
+    """Something listens there but never speaks Ray's protocol."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def accept() -> None:
+        held = []
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        proc = cli(*SMOKE, "--address", address, "--connect-timeout", "3", cwd=tmp_path)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    one_line_error(proc, address)
+    nothing_written(tmp_path)
+
+
+def test_address_auto_without_a_cluster(tmp_path: Path) -> None:
+    # a Ray temp folder of its own: another Ray on this machine is not "a cluster here"
+    env = {"RAY_TMPDIR": str(tmp_path / "ray"), "RAY_ADDRESS": ""}
+    proc = cli(*SMOKE, "--address", "auto", cwd=tmp_path, env=env)
+    one_line_error(proc, "--address")
+    nothing_written(tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("grpc") is not None, reason="ray[client] here")
+def test_a_ray_client_address_without_the_client(tmp_path: Path) -> None:
+    proc = cli(*SMOKE, "--address", "ray://127.0.0.1:10001", cwd=tmp_path)
+    one_line_error(proc, "ray[client]")
+    nothing_written(tmp_path)
+
+
+def test_dashboard_without_its_packages(tmp_path: Path) -> None:
+    from ray._private.utils import get_dashboard_dependency_error
+
+    if get_dashboard_dependency_error() is None:
+        pytest.skip("the dashboard's packages are installed")
+    proc = cli(*SMOKE, "--dashboard", cwd=tmp_path)
+    one_line_error(proc, "--dashboard", "ray[default]")
+    nothing_written(tmp_path)
+
+
+def test_out_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "results").write_text("not a folder")
+    proc = cli(*SMOKE, "--out", "results", cwd=tmp_path)
+    one_line_error(proc, "results", "not a folder", "--out")
+
+
+def test_report_into_a_missing_folder(tmp_path: Path) -> None:
+    from test_store import fake_result
+
+    from raybench.results import ExperimentStore
+
+    ExperimentStore(tmp_path / "outputs" / "exp").write_run(fake_result())
+    proc = cli("report", "-e", "exp", "--format", "markdown", "-o", "nowhere/t.md", cwd=tmp_path)
+    one_line_error(proc, "nowhere", "does not exist")
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    bad = tmp_path / "best.yaml"
+    bad.write_bytes("solver: fomaml\n# caf\xe9\n".encode("latin-1"))
+    proc = cli("run", "--config", str(bad), cwd=tmp_path)
+    one_line_error(proc, str(bad), "UTF-8")
+    nothing_written(tmp_path)
+
+
+def test_a_search_space_that_is_not_utf8(tmp_path: Path) -> None:
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "fomaml.yaml").write_bytes(b"inner_lr: {low: 0.01, high: 0.1} # \xff\n")
+    proc = cli("sweep", "--solvers", "fomaml", "--preset", "smoke", "--spaces", str(spaces),
+               cwd=tmp_path)  # fmt: skip
+    one_line_error(proc, "fomaml.yaml", "UTF-8")
+    nothing_written(tmp_path)
+
+
+def test_a_truncated_run_json(tmp_path: Path) -> None:
+    experiment = tmp_path / "outputs" / "cut"
+    experiment.mkdir(parents=True)
+    (experiment / "run.json").write_text('{"configs": [{"solver": "fom')
+    proc = cli("run", "--resume", "cut", cwd=tmp_path)
+    one_line_error(proc, "run.json", "damaged", "store check")
+
+
+def test_a_text_file_as_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("every run: 101\n")
+    proc = cli("fidelity", "--checkpoint", "notes.txt", "--no-init", "--preset", "smoke",
+               cwd=tmp_path)  # fmt: skip
+    one_line_error(proc, "notes.txt", "not a file saved by torch.save")
+
+
+def test_cuda_without_a_gpu_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for backend in ("ray", "inline"):
+        proc = cli(*SMOKE, "--device", "cuda", "--backend", backend, cwd=tmp_path)
+        one_line_error(proc, "cuda", "no CUDA device")
+        assert "ray:" not in proc.stdout  # refused before Ray started
+        nothing_written(tmp_path)
