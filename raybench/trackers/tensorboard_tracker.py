@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from raybench.atomic import atomic_write
+from raybench.atomic import atomic_write_bytes
 from raybench.results import ExperimentStore
 from raybench.trackers import StoredRun
 
@@ -74,7 +74,7 @@ class TensorBoardTracker:
                 writer.file_writer.add_summary(summary)
         finally:
             writer.close()
-        atomic_write(marker, lambda tmp: tmp.write_text(json.dumps({"ended": run.ended})))
+        atomic_write_bytes(marker, json.dumps({"ended": run.ended}).encode())
         return True
 
     def close(self) -> None:
