@@ -20,7 +20,8 @@ from raybench.config import PRESETS
 RAYBENCH = Path(sys.executable).parent / "raybench"
 COMMANDS = [
     ["run"], ["sweep"], ["study"], ["bench"], ["report"], ["compare"], ["plot"], ["solvers"],
-    ["settings"], ["fidelity"], ["scaling"], ["data"], ["data", "check"],
+    ["settings"], ["fidelity"], ["scaling"], ["data"], ["data", "check"], ["store"],
+    ["store", "check"],
 ]  # fmt: skip
 SMALL = [
     *("--set", "val_tasks=2", "--set", "test_tasks=4", "--set", "meta_batch=1"),
@@ -72,7 +73,8 @@ def test_the_same_options_exist_under_the_same_names(tmp_path: Path) -> None:
     helps = {c: cli(c, "-h", cwd=tmp_path).stdout for c in ("run", "sweep", "study")}
     for text in helps.values():
         for option in ("--device", "--cpus-per-run", "--gpus-per-run", "--seeds", "--steps",
-                       "--experiment", "--tracker", "--tracker-uri"):  # fmt: skip
+                       "--experiment", "--tracker", "--tracker-uri",
+                       "--connect-timeout"):  # fmt: skip
             assert option in text
     for command in ("bench", "scaling"):
         text = cli(command, "-h", cwd=tmp_path).stdout
@@ -80,6 +82,7 @@ def test_the_same_options_exist_under_the_same_names(tmp_path: Path) -> None:
         assert "--steps " not in text and "--threads" not in text  # old spellings hidden
     for command in ("report", "plot", "compare", "fidelity", "scaling", "bench"):
         assert "--experiment" in cli(command, "-h", cwd=tmp_path).stdout
+    assert "--experiment" in cli("store", "check", "-h", cwd=tmp_path).stdout
 
 
 PAPR = ["--preset", "papr"]
@@ -146,13 +149,14 @@ def test_run_config_names_the_experiment_after_the_file(tmp_path: Path) -> None:
 # -- old spellings: still accepted for one release, with one deprecation line -------------
 
 
-def test_old_experiment_argument_of_plot_and_report(tmp_path: Path) -> None:
-    for command in ("plot", "report"):
-        proc = cli(command, "nothing-here", cwd=tmp_path)
+def test_old_experiment_argument_of_plot_report_and_store_check(tmp_path: Path) -> None:
+    for command in (["plot"], ["report"], ["store", "check"]):
+        proc = cli(*command, "nothing-here", cwd=tmp_path)
         one_line_error(proc, "no experiment 'nothing-here'")  # the name reached the command
         (line,) = deprecations(proc)
-        assert line.startswith("raybench: warning: ") and f"raybench {command} -e" in line
-        assert deprecations(cli(command, "-e", "nothing-here", cwd=tmp_path)) == []
+        name = " ".join(command)
+        assert line.startswith("raybench: warning: ") and f"raybench {name} -e" in line
+        assert deprecations(cli(*command, "-e", "nothing-here", cwd=tmp_path)) == []
 
 
 @pytest.mark.parametrize(
