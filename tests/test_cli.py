@@ -163,7 +163,7 @@ def test_solvers_and_settings_listings(tmp_path: Path) -> None:
         (["run", "--set", "inner_lr=-1"], ["inner_lr", "> 0"]),
         (["run", "--set", "inner_lr"], ["key=value"]),
         (["run", "--solvers", "mamll"], ["unknown solver 'mamll'", "did you mean 'maml'"]),
-        (["run", "--preset", "huge"], ["unknown preset", "presets: paper, quick, smoke"]),
+        (["run", "--preset", "huge"], ["unknown preset", "presets: paper, smoke, quick"]),
         (["run", "--seeds", "0"], ["--seeds"]),
         (["run", "--bogus"], ["--bogus"]),
         (["report", "-e", "nothing-here"], ["no experiment 'nothing-here'"]),
