@@ -68,7 +68,7 @@ def test_setting_keys() -> None:
 
 @pytest.mark.slow
 def test_run_matrix_covers_every_setting(tmp_path: Path) -> None:
-    proc = cli("run", "--matrix", "--solvers", "fomaml", *SMALL, cwd=tmp_path)
+    proc = cli("run", "--matrix", "--solvers", "fomaml", "--seeds", "1", *SMALL, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = ds.dataset(tmp_path / "outputs" / "matrix" / "runs").to_table().to_pylist()
     assert sorted((r["preset"], r["ways"], r["shots"]) for r in rows) == [
