@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from raybench.assumptions import SOLVE_TOL, STATIONARITY_TOL
+from raybench.assumptions import SOLVE_TOL, STATIONARITY_TOL, solver_assumptions
 from raybench.report.plots.groups import RunGroup
 from raybench.report.plots.registry import Planned, PlotContext, figure_kind
 from raybench.report.plots.style import NothingToPlot, new_figure, solver_color
@@ -133,6 +133,9 @@ def assumptions_figure(groups: Sequence[RunGroup], *, experiment: str = "") -> F
 
 @figure_kind("assumptions", order=35)
 def assumptions_figures(ctx: PlotContext) -> Iterator[Planned]:
+    """Only for experiments with an implicit solver: for the others it is no omission."""
+    if not any(solver_assumptions(g.solver) for g in ctx.groups):
+        return
     yield Planned(
         "implicit solvers' assumptions",
         "assumptions",
