@@ -196,12 +196,16 @@ def test_optuna_study_says_pruned_keys_meta_steps_and_names_tune_trials(
     search.on_trial_result("cut", {"val_acc": 5.0, "step": 10, "status": "running"})
     search.on_trial_result("cut", {"val_acc": 5.0, "step": 10, "status": "running"})  # a retry
     search.on_trial_complete("full", {"val_acc": 30.0, "step": 30, "status": "running"})
-    search.on_trial_complete("cut", {"val_acc": 5.0, "step": 10, "status": "running"})
+    # ASHA stops "cut" on its step-20 result, which Tune hands to the searcher only here
+    search.on_trial_complete("cut", {"val_acc": 6.0, "step": 20, "status": "running"})
     search.on_trial_complete("bad", {"val_acc": 5.0, "step": 10}, error=True)
     study = optuna.load_study(study_name="s", storage=storage)
     told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     state = optuna.trial.TrialState
     assert told["full"].state == state.COMPLETE and told["full"].value == 30.0
     assert told["full"].intermediate_values == {10: 10.0, 20: 20.0, 30: 30.0}
-    assert told["cut"].state == state.PRUNED and told["cut"].intermediate_values == {10: 5.0}
+    assert told["cut"].state == state.PRUNED and told["cut"].intermediate_values == {
+        10: 5.0,
+        20: 6.0,
+    }
     assert told["bad"].state == state.FAIL

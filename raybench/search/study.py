@@ -39,6 +39,9 @@ class SweepSearch(OptunaSearch):
         of a step already reported, or a diverged trial's closing report, is left out)."""
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        self._report(trial_id, result)
+
+    def _report(self, trial_id: str, result: dict) -> None:
         if result.get("status") != "running" or result.get(self.metric) is None:
             return
         step = int(result.get("step") or 0)
@@ -54,6 +57,8 @@ class SweepSearch(OptunaSearch):
 
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if result:  # the result on which the scheduler stopped it reaches only here
+            self._report(trial_id, result)
         state = optuna.trial.TrialState
         value = None if not result else result.get(self.metric)
         steps = int((result or {}).get("step") or 0)

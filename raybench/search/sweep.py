@@ -406,7 +406,8 @@ def run_sweep(
             console.print(
                 f"{space.solver}: {outcome.trials.num_rows} trials "
                 + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-                + f"; {best}"
+                + f"; {best}",
+                soft_wrap=True,
             )
             outcomes[space.solver] = outcome
     return outcomes
