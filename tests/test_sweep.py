@@ -72,7 +72,10 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
         assert set(told) == {r["trial_id"] for r in rows}
         state = optuna.trial.TrialState
-        expected = {"completed": state.COMPLETE, "stopped": state.PRUNED, "errored": state.FAIL}
+        expected = {
+            "completed": state.COMPLETE, "stopped": state.PRUNED, "errored": state.FAIL,
+            "diverged": state.COMPLETE,  # told as its value 0%: TPE learns to avoid it
+        }  # fmt: skip
         for r in rows:
             assert told[r["trial_id"]].state == expected[r["status"]], r
             steps = [h["step"] for h in json.loads(r["history_json"])]
