@@ -209,3 +209,17 @@ def test_optuna_study_says_pruned_keys_meta_steps_and_names_tune_trials(
         20: 6.0,
     }
     assert told["bad"].state == state.FAIL
+
+
+def test_live_display_survives_tunes_pickling_without_its_console() -> None:
+    import pickle
+
+    clock = Clock()
+    base = make_config("fomaml", "smoke", {"meta_steps": 4})
+    console = Console(file=io.StringIO(), force_terminal=True)
+    live = LiveSweep(console, "fomaml", 4, base, clock=clock)
+    feed(live, clock)
+    copy = pickle.loads(pickle.dumps(live))
+    assert copy.bars is None and copy.counts() == live.counts()
+    copy.on_trial_complete(0, [], trial("t-run", {"inner_lr": 0.2}, 4, 20.0))  # no display
+    assert copy.counts()["done"] == 3

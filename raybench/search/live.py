@@ -84,11 +84,11 @@ class LiveSweep(Callback):
         self.task = self.bars.add_task(solver, total=total, counts="", eta="—")
 
     def __getstate__(self) -> dict:
-        return {"solver": self.solver, "total": self.total}
+        return {k: v for k, v in self.__dict__.items() if k not in ("console", "bars")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.bars = None
+        self.console, self.bars = None, None
 
     # ------------------------------------------------------------------ what it knows
 
