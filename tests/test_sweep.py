@@ -119,14 +119,15 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert row["meta_steps"] == fomaml_best.meta_steps
 
 
-def completed_trials(db: Path) -> int:
+def finished_trials(db: Path, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> int:
+    """Trials the Optuna study was told the end of (ASHA's early stops are PRUNED)."""
     if not db.exists():
         return 0
+    marks = ",".join("?" * len(states))
     try:
         with sqlite3.connect(db) as conn:
-            return conn.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[
-                0
-            ]
+            query = f"select count(*) from trials where state in ({marks})"
+            return conn.execute(query, states).fetchone()[0]
     except sqlite3.Error:
         return 0
 
@@ -158,7 +159,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
         text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 600
-    while completed_trials(exp / "optuna.db") < 2 and time.monotonic() < deadline:
+    while finished_trials(exp / "optuna.db") < 2 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
@@ -177,5 +178,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     trials = ExperimentStore(exp).read("trials").to_pylist()
     assert len(trials) == 5 and len({t["trial_id"] for t in trials}) == 5
     assert set(kept) <= {t["trial_id"] for t in trials}  # the finished ones were kept
-    assert completed_trials(exp / "optuna.db") == 5
+    assert finished_trials(exp / "optuna.db") == 5
+    stopped = sum(t["status"] == "stopped" for t in trials)
+    assert finished_trials(exp / "optuna.db", ("PRUNED",)) == stopped
     assert not records.exists()  # all in the trials table now

@@ -67,7 +67,7 @@ class LiveSweep(Callback):
         self.log_every = log_every
         self.clock = clock
         self.started = clock()
-        self.last_line = self.started
+        self.last_line = self.refreshed = self.started
         self.rows: list[dict[str, Any]] = []  # the trials that ended, as the table has them
         self.running: dict[str, tuple[int, int]] = {}  # trial id -> (step, of steps)
         self.bars: _SweepBars | None = _SweepBars(
@@ -161,6 +161,8 @@ class LiveSweep(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.tick()
+        if self.clock() - self.refreshed >= 1.0:  # the ETA moves between events too
+            self._refresh()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.bars is not None:
@@ -197,6 +199,7 @@ class LiveSweep(Callback):
     def _refresh(self) -> None:
         if self.bars is None or self.log:
             return
+        self.refreshed = self.clock()
         eta = self.eta()
         self.bars.best_line = Text(f"  {self.best_text()}", style="dim")
         self.bars.update(
