@@ -14,11 +14,15 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
 from raybench.configfile import read_config_file
 from raybench.results import ExperimentStore
+from raybench.search.live import params_text
+from raybench.search.spaces import load_space
+from raybench.search.trials import param_column
 from raybench.solvers import make_config
 
 pytestmark = pytest.mark.slow
@@ -59,11 +63,44 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         params = json.loads(best["params_json"])
         assert config.inner_lr == pytest.approx(params["inner_lr"])
         assert config.meta_steps == make_config(solver, "smoke").meta_steps
-        # the Optuna study is there for Optuna's own tools
+        # the Optuna study is there for Optuna's own tools, and says what happened: a trial
+        # ASHA stopped is pruned, values are keyed by meta-step, each names its Tune trial
         study = optuna.load_study(
             study_name=f"sw-{solver}", storage=f"sqlite:///{exp / 'optuna.db'}"
         )
         assert len(study.trials) == 3
+        told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+        assert set(told) == {r["trial_id"] for r in rows}
+        state = optuna.trial.TrialState
+        expected = {
+            "completed": state.COMPLETE, "stopped": state.PRUNED, "errored": state.FAIL,
+            "diverged": state.COMPLETE,  # told as its value 0%: TPE learns to avoid it
+        }  # fmt: skip
+        for r in rows:
+            assert told[r["trial_id"]].state == expected[r["status"]], r
+            steps = [h["step"] for h in json.loads(r["history_json"])]
+            assert sorted(told[r["trial_id"]].intermediate_values) == steps
+            assert set(steps) <= {2, 4}  # the smoke preset evaluates every 2 meta-steps
+        # the summary line of each solver names its own tuned values
+        (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{solver}: 3 trials")]
+        assert f"with {params_text(params)}" in " ".join(line.split())
+    # the live display's plain lines (stdout is not a terminal): each trial, and the counts
+    assert "sweep fomaml: trial" in proc.stdout and "sweep imaml: trial" in proc.stdout
+    assert "3/3 trials done" in proc.stdout and "ETA" in proc.stdout
+    # every solver's trials file has one schema: pandas reads the folder whole, each
+    # solver's parameters typed (integers as integers), null where a solver lacks one
+    frame = pd.read_parquet(exp / "trials", dtype_backend="numpy_nullable")
+    assert len(frame) == 6
+    for solver in ("fomaml", "imaml"):
+        mine = frame[frame["solver"] == solver]
+        others = frame[frame["solver"] != solver]
+        for dim in load_space(solver).dimensions:
+            column = param_column(dim.key)
+            assert str(frame[column].dtype) == ("Int64" if dim.distribution == "int" else "Float64")
+            assert mine[column].notna().all()
+            if "." in dim.key:
+                assert others[column].isna().all()
+    assert "param_penalty_lam" in frame.columns and frame["param_penalty_lam"].isna().all()
     runs = ds.dataset(exp / "runs").to_table().to_pylist()
     assert sorted((r["solver"], r["seed"]) for r in runs) == [
         ("fomaml", 0), ("fomaml", 1), ("imaml", 0), ("imaml", 1),
@@ -82,14 +119,15 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert row["meta_steps"] == fomaml_best.meta_steps
 
 
-def completed_trials(db: Path) -> int:
+def finished_trials(db: Path, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> int:
+    """Trials the Optuna study was told the end of (ASHA's early stops are PRUNED)."""
     if not db.exists():
         return 0
+    marks = ",".join("?" * len(states))
     try:
         with sqlite3.connect(db) as conn:
-            return conn.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[
-                0
-            ]
+            query = f"select count(*) from trials where state in ({marks})"
+            return conn.execute(query, states).fetchone()[0]
     except sqlite3.Error:
         return 0
 
@@ -121,7 +159,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
         text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 600
-    while completed_trials(exp / "optuna.db") < 2 and time.monotonic() < deadline:
+    while finished_trials(exp / "optuna.db") < 2 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
@@ -140,5 +178,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     trials = ExperimentStore(exp).read("trials").to_pylist()
     assert len(trials) == 5 and len({t["trial_id"] for t in trials}) == 5
     assert set(kept) <= {t["trial_id"] for t in trials}  # the finished ones were kept
-    assert completed_trials(exp / "optuna.db") == 5
+    assert finished_trials(exp / "optuna.db") == 5
+    stopped = sum(t["status"] == "stopped" for t in trials)
+    assert finished_trials(exp / "optuna.db", ("PRUNED",)) == stopped
     assert not records.exists()  # all in the trials table now

@@ -409,6 +409,7 @@ def sweep(
             spaces_dir=spaces,
             data_dir=data_dir,
             trackers=tracker,
+            log_every=log_every,
         )
         if final:
             configs = []

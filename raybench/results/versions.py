@@ -40,6 +40,10 @@ def upgrade(table: pa.Table, table_name: str = "runs") -> pa.Table:
     if table_name not in RESULTS_TABLES:
         return table
     table = _baseline_classifier_columns(table)
+    if table_name == "trials":  # one schema for every solver's file (integers as integers)
+        from raybench.search.trials import conform
+
+        table = conform(table)
     if file_version(table) >= 2:
         return table
     for name in table.column_names:

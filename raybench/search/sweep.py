@@ -5,7 +5,10 @@ Per solver: one ``ray.tune.Tuner`` over ``search_spaces/<solver>.yaml`` with
 ``OptunaSearch`` (seeded TPE, its study persisted in SQLite under the experiment so Optuna's
 own tools can open it), ``ASHAScheduler`` on the validation accuracy each trial reports at
 every evaluation, capped concurrency, ``FailureConfig`` retries. When a solver's search
-ends, the driver writes its ``trials`` table and ``best/<solver>.yaml``.
+ends, the driver writes its ``trials`` table (``raybench.search.trials``) and
+``best/<solver>.yaml``. The live display is ``raybench.search.live``; how the Optuna study
+records the search (pruned trials, meta-steps, Tune's trial ids) is
+``raybench.search.study``.
 
 Resuming never reads Ray Tune's own state (``tune/``: Python pickles, which would run any
 code a crafted results folder put in them). Each trial that ends is recorded by the driver
@@ -18,7 +21,6 @@ informed by every finished trial.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -31,20 +33,26 @@ from typing import Any
 import pyarrow as pa
 from ray.tune import Callback
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from raybench.config import RunConfig
 from raybench.configfile import write_config_file
 from raybench.errors import RaybenchError
+from raybench.execution.progress import LOG_EVERY
 from raybench.execution.ray_backend import gpu_share
 from raybench.results import ExperimentStore
-from raybench.results.schema import SCHEMA_VERSION
-from raybench.results.store import read_file, warn_stderr, write_table
+from raybench.results.store import warn_stderr, write_table
+from raybench.search.live import LiveSweep, params_text
 from raybench.search.spaces import SearchSpace, decode
+from raybench.search.trials import (
+    METRIC,
+    best_trial,
+    error_text,
+    recorded_trials,
+    trial_row,
+    trials_table,
+)
 from raybench.solvers import make_config
 from raybench.trackers import TrackerSpec
-
-METRIC = "val_acc"
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class SolverSweep:
     trials: pa.Table
     best: RunConfig | None
     best_val_acc: float | None
+    best_params: dict[str, Any] | None = None  # the best trial's sampled values
 
 
 def trial_config(solver: str, preset: str, overrides: dict[str, Any], params: dict) -> RunConfig:
@@ -101,50 +110,6 @@ def sweep_trial(
         tune.report({METRIC: 0.0, "step": result.steps_done, "status": "diverged"})
 
 
-class LiveSweep(Callback):
-    """Keeps one Rich progress line per solver: trials done, best validation accuracy.
-    Tune pickles its callbacks with the experiment state; the display is left behind."""
-
-    def __init__(self, console: Console, solver: str, total: int) -> None:
-        self.best = -math.inf
-        self.bars: Progress | None = Progress(
-            TextColumn(f"sweep {solver}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[best]}"),
-            console=console,
-        )
-        self.task = self.bars.add_task(solver, total=total, best="")
-
-    def __getstate__(self) -> dict:
-        return {"best": self.best}
-
-    def __setstate__(self, state: dict) -> None:
-        self.best, self.bars, self.task = state["best"], None, None
-
-    def setup(self, **info: Any) -> None:
-        if self.bars is not None:
-            self.bars.start()
-
-    def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-    ) -> None:
-        value = result.get(METRIC)
-        if value is not None and value > self.best and self.bars is not None:
-            self.best = value
-            self.bars.update(self.task, best=f"best val {value:.1f}%")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self.bars is not None:
-            self.bars.advance(self.task)
-
-    on_trial_error = on_trial_complete
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-
-
 class _InterruptionLog(logging.Handler):
     """Notices Tune's own SIGINT handling, which logs and returns instead of raising."""
 
@@ -169,46 +134,6 @@ def interruption_watch() -> Iterator[_InterruptionLog]:
         logger.removeHandler(handler)
 
 
-def trial_row(
-    solver: str,
-    experiment: str,
-    base: RunConfig,
-    trial_id: str,
-    config: dict,
-    history: list[dict[str, float]],
-    metrics: dict[str, Any],
-    error: str | None,
-) -> dict[str, Any]:
-    """One row of the ``trials`` table: a trial's settings, curve, final metrics, status."""
-    params = decode(config or {})
-    steps = int(metrics.get("step") or 0)
-    if error is not None:
-        status = "errored"
-    elif metrics.get("status") == "diverged":
-        status = "diverged"
-    elif steps >= trial_steps(base, params):
-        status = "completed"
-    else:
-        status = "stopped"
-    value = metrics.get(METRIC)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "experiment": experiment,
-        "solver": solver,
-        "trial_id": trial_id,
-        "status": status,
-        "val_acc": None if value is None else float(value),
-        "best_val_acc": max((h[METRIC] for h in history), default=None),
-        "steps": steps,
-        "evaluations": int(metrics.get("training_iteration") or 0),
-        "time_s": float(metrics.get("time_total_s") or 0.0),
-        "error": None if error is None else " ".join(error.split())[:500],
-        "params_json": json.dumps(params, sort_keys=True),
-        "history_json": json.dumps(history),
-        **{f"param_{k.replace('.', '_')}": float(v) for k, v in params.items()},
-    }
-
-
 class TrialRecorder(Callback):
     """Writes each trial's row the moment the trial ends: raybench's own record of the
     search, which ``--resume`` continues from (Tune's pickled state is never read)."""
@@ -231,7 +156,7 @@ class TrialRecorder(Callback):
         self._record(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record(trial, _error_text(trial))
+        self._record(trial, error_text(trial))
 
     def _record(self, trial: Any, error: str | None) -> None:
         row = trial_row(
@@ -246,39 +171,9 @@ class TrialRecorder(Callback):
         )
         path = self.folder / f"{trial.trial_id}.parquet"
         try:
-            write_table(path, pa.Table.from_pylist([row]))
+            write_table(path, trials_table([row]))
         except OSError as exc:  # the search goes on; --resume would sample this trial again
             warn_stderr(f"trial {trial.trial_id} not recorded in {path}: {exc.strerror or exc}")
-
-
-def _error_text(trial: Any) -> str:
-    """The last line of a trial's error file (the exception), or a generic word."""
-    with contextlib.suppress(Exception):
-        path = trial.error_file
-        if path and os.path.isfile(path):
-            lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
-            if lines:
-                return lines[-1]
-    return "the trial failed"
-
-
-def recorded_trials(folder: Path) -> list[dict[str, Any]]:
-    """The trials recorded so far (an unreadable record is a trial to sample again)."""
-    rows = []
-    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-        entry = read_file("trials", path)
-        if entry.table is not None:
-            rows += entry.table.to_pylist()
-    return rows
-
-
-def best_trial(rows: list[dict[str, Any]]) -> tuple[dict | None, float | None]:
-    """The best completed trial's parameters and validation accuracy."""
-    done = [r for r in rows if r["status"] == "completed" and r["val_acc"] is not None]
-    if not done:
-        return None, None
-    best = max(done, key=lambda r: r["val_acc"])
-    return json.loads(best["params_json"]), float(best["val_acc"])
 
 
 def fail_unfinished(study_db: Path, study_name: str) -> int:
@@ -297,10 +192,6 @@ def fail_unfinished(study_db: Path, study_name: str) -> int:
     return len(running)
 
 
-def trial_steps(base: RunConfig, params: dict[str, Any]) -> int:
-    return int(params.get("meta_steps", base.meta_steps))
-
-
 def sweep_solver(
     space: SearchSpace,
     preset: str,
@@ -310,6 +201,7 @@ def sweep_solver(
     console: Console,
     data_dir: Path | None = None,
     trackers: TrackerSpec | None = None,
+    log_every: float = LOG_EVERY,
 ) -> SolverSweep:
     """Search one solver's space with Tune + Optuna + ASHA; write its trials and best.
     With ``options.resume``, the trials recorded by an interrupted search are kept and
@@ -339,9 +231,10 @@ def sweep_solver(
             space, solver, base, trial_overrides, preset, store, options, console, data_dir,
             records=records, study_db=study_db, study_name=study_name,
             samples=remaining, sampler_seed=options.seed + len(earlier), trackers=trackers,
+            log_every=log_every,
         )  # fmt: skip
     rows = recorded_trials(records)
-    table = pa.Table.from_pylist(rows)
+    table = trials_table(rows)
     write_table(store.root / "trials" / f"{solver}.parquet", table)
     shutil.rmtree(records, ignore_errors=True)  # all in the trials table now
     best_params, best_value = best_trial(rows)
@@ -354,7 +247,7 @@ def sweep_solver(
             f"run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
         )
         write_config_file(store.root / "best" / f"{solver}.yaml", best, note)
-    return SolverSweep(solver, table, best, best_value)
+    return SolverSweep(solver, table, best, best_value, best_params)
 
 
 def _search(
@@ -374,19 +267,21 @@ def _search(
     samples: int,
     sampler_seed: int,
     trackers: TrackerSpec | None = None,
+    log_every: float = LOG_EVERY,
 ) -> None:
     """One Tune run of ``samples`` trials; each writes its record under ``records``."""
     import optuna
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
+    from raybench.search.study import SweepSearch
     from raybench.trackers.tune import tune_callbacks
 
     evaluations = max(1, math.ceil(base.meta_steps / base.eval_every))
     storage_root = (store.root / "tune").resolve()
-    searcher = OptunaSearch(
+    searcher = SweepSearch(
+        meta_steps=base.meta_steps,
         metric=METRIC,
         mode="max",
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
@@ -436,7 +331,7 @@ def _search(
             failure_config=tune.FailureConfig(max_failures=options.max_retries),
             callbacks=[
                 recorder,
-                LiveSweep(console, solver, samples),
+                LiveSweep(console, solver, samples, base, log_every=log_every),
                 *tune_callbacks(trackers, store, solver),
             ],
             verbose=0,
@@ -477,6 +372,7 @@ def run_sweep(
     dashboard: bool = False,
     data_dir: Path | None = None,
     trackers: TrackerSpec | None = None,
+    log_every: float = LOG_EVERY,
 ) -> dict[str, SolverSweep | None]:
     """Sweep each solver in turn on one Ray session. A solver whose sweep already finished
     in this experiment is not searched again (its best config stays)."""
@@ -496,7 +392,7 @@ def run_sweep(
                 outcomes[space.solver] = None
                 continue
             outcome = sweep_solver(
-                space, preset, overrides, store, options, console, data_dir, trackers
+                space, preset, overrides, store, options, console, data_dir, trackers, log_every
             )
             statuses = (
                 outcome.trials.column("status").to_pylist() if outcome.trials.num_rows else []
@@ -504,13 +400,14 @@ def run_sweep(
             counts = {s: statuses.count(s) for s in ("completed", "stopped", "errored", "diverged")}
             best = (
                 "none completed"
-                if outcome.best is None
-                else f"best val {outcome.best_val_acc:.2f}%"
+                if outcome.best_params is None
+                else f"best val {outcome.best_val_acc:.2f}% with {params_text(outcome.best_params)}"
             )
             console.print(
                 f"{space.solver}: {outcome.trials.num_rows} trials "
                 + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-                + f"; {best}"
+                + f"; {best}",
+                soft_wrap=True,
             )
             outcomes[space.solver] = outcome
     return outcomes
