@@ -515,3 +515,16 @@ def test_cli_report_json_and_invalid_format(store: ExperimentStore, tmp_path: Pa
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raybench: error: ") and "xml" in lines[0]
+
+
+def test_the_caption_names_each_solvers_own_tuned_values(tmp_path: Path) -> None:
+    """Tuned runs differ per solver: the caption says which value is whose, not ``a/b``."""
+    store = ExperimentStore(tmp_path / "tuned")
+    for solver, lr in (("fomaml", 0.044), ("imaml", 0.778), ("reptile", 0.044)):
+        store.write_run(fake_run(solver, 0, [50.0], 60.0, overrides={"inner_lr": lr}))
+    (line, *_) = caption_lines(store.read("runs"))
+    assert "inner lr 0.044 (fomaml, reptile), 0.778 (imaml) x 5 steps" in line, line
+    assert "outer lr 0.001," in line  # one value for all: said once
+    store.write_run(fake_run("fomaml", 1, [50.0], 60.0, overrides={"inner_lr": 0.3}))
+    (line, *_) = caption_lines(store.read("runs"))
+    assert "inner lr 0.044/0.3/0.778 x" in line  # a solver with several values: all of them

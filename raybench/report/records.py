@@ -493,8 +493,19 @@ def setting_captions(runs: pa.Table) -> dict[str, str]:
 
 def _protocol_line(rows: Sequence[Mapping[str, Any]]) -> str:
     def values(key: str) -> str:
+        """One value, or each value with the solvers that use it (tuned runs differ per
+        solver: ``0.044 (fomaml), 0.778 (imaml)``); ``/`` where a solver has several."""
         seen = sorted({_plain(r.get(key)) for r in rows if r.get(key) is not None})
-        return "/".join(seen) if seen else "?"
+        if len(seen) <= 1:
+            return seen[0] if seen else "?"
+        by_solver: dict[str, set[str]] = {}
+        for r in rows:
+            if r.get(key) is not None:
+                by_solver.setdefault(str(r.get("solver")), set()).add(_plain(r[key]))
+        if any(len(v) > 1 for v in by_solver.values()):
+            return "/".join(seen)
+        users = {v: sorted(s for s, (w,) in by_solver.items() if w == v) for v in seen}
+        return ", ".join(f"{v} ({', '.join(users[v])})" for v in seen)
 
     return ", ".join(
         [
