@@ -13,7 +13,7 @@ from raybench.errors import RaybenchError
 
 SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
     "setting": ("setting", "ways", "shots", "preset"),
-    "solver": ("solver", "family", "options", "source", "config", "differs"),
+    "solver": ("solver", "family", "options", "source", "config", "differs", "assumptions"),
     "test_acc": ("test_acc", "test_ci95", "ci_over"),
     "vs_best": ("vs_best", "vs_best_ci95", "vs_best_p", "vs_best_verdict"),
     "runs": ("runs", "seeds", "completed", "diverged", "failed"),
@@ -38,7 +38,16 @@ SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
 }
 RUN_GROUPS: dict[str, tuple[str, ...]] = {
     "setting": ("setting",),
-    "solver": ("solver", "family", "options", "source", "config", "run_id", "seed"),
+    "solver": (
+        "solver",
+        "family",
+        "options",
+        "source",
+        "config",
+        "run_id",
+        "seed",
+        "assumptions",
+    ),
     "test_acc": ("test_acc", "test_ci95"),
     "status": ("status", "steps_done", "meta_steps", "error"),
     "family": ("family",),
