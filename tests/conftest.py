@@ -1,4 +1,11 @@
-"""Shared fixtures: an isolated cache folder and the real Omniglot, built once per session."""
+"""Shared fixtures: an isolated cache folder and the real Omniglot, built once per session.
+
+The suite runs on two pytest-xdist workers (the README's test command): every test that
+starts a Ray instance is marked ``ray``, and those run one after another on one worker, as
+``--address auto`` and the checks of the embedded Ray's processes assume, while the other
+worker takes the rest. Each worker's torch (and every process it starts) uses one thread:
+two workers with two threads each on two cores would be many times slower.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,21 @@ from raybench.data import OmniglotImages, load_omniglot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"  # for the subprocesses; torch reads it at import
+    os.environ.pop("COLUMNS", None)  # xdist says 80; a pipe has no width, as without it
+    os.environ.pop("LINES", None)
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``ray`` (they start a Ray instance) share one xdist worker."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def raybench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -21,7 +43,12 @@ def raybench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     started from another folder still find the data.
     """
     mp = pytest.MonkeyPatch()
-    mp.setenv("RAYBENCH_CACHE", str(tmp_path_factory.mktemp("raybench-cache")))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache for all workers (written atomically)
+        cache = tmp_path_factory.getbasetemp().parent / "raybench-cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("raybench-cache")
+    mp.setenv("RAYBENCH_CACHE", str(cache))
     data = os.environ.get("RAYBENCH_DATA", "").strip()
     if data:
         path = Path(data).expanduser()

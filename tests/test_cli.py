@@ -38,7 +38,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one run for the session, whatever the test order
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """One real `raybench run --preset smoke` shared by the tests below."""
     cwd = tmp_path_factory.mktemp("cli")
@@ -46,6 +46,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
     return cwd, proc
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
     cwd, proc = smoke_run
@@ -79,6 +80,7 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
     assert len(set(tasks.column("task_key").to_pylist())) == 8  # the same 8 for all
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_report_reads_the_store(smoke_run) -> None:
     cwd, _ = smoke_run
@@ -101,6 +103,7 @@ def test_report_reads_the_store(smoke_run) -> None:
     assert by_path.returncode == 0 and "fomaml" in by_path.stdout
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_compare_takes_the_experiment_as_everywhere_and_the_old_way(smoke_run) -> None:
     cwd, _ = smoke_run
@@ -114,6 +117,7 @@ def test_compare_takes_the_experiment_as_everywhere_and_the_old_way(smoke_run) -
     assert line.startswith("raybench: warning: ") and "deprecated" in line and "-e" in line
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_rerun_skips_stored_runs_and_never_duplicates(smoke_run) -> None:
     cwd, _ = smoke_run
@@ -124,6 +128,7 @@ def test_rerun_skips_stored_runs_and_never_duplicates(smoke_run) -> None:
     assert runs.num_rows == len(SOLVERS)
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_python_dash_m_and_overrides(tmp_path: Path) -> None:
     proc = subprocess.run(

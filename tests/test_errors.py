@@ -44,6 +44,7 @@ def nothing_written(cwd: Path) -> None:
     assert written == [], written
 
 
+@pytest.mark.ray
 def test_an_unreachable_address_fails_fast(tmp_path: Path) -> None:
     """Ray alone retries 127.0.0.1:1 for about 14 minutes."""
     proc = cli(*SMOKE, "--address", "127.0.0.1:1", cwd=tmp_path, timeout=120)
@@ -51,6 +52,7 @@ def test_an_unreachable_address_fails_fast(tmp_path: Path) -> None:
     nothing_written(tmp_path)
 
 
+@pytest.mark.ray
 def test_an_address_that_is_not_ray_gives_up_after_the_timeout(tmp_path: Path) -> None:
     """Something listens there but never speaks Ray's protocol."""
     server = socket.socket()
@@ -82,6 +84,7 @@ def test_an_address_that_is_not_ray_gives_up_after_the_timeout(tmp_path: Path) -
     nothing_written(tmp_path)
 
 
+@pytest.mark.ray
 def test_address_auto_without_a_cluster(tmp_path: Path) -> None:
     # a Ray temp folder of its own: another Ray on this machine is not "a cluster here"
     env = {"RAY_TMPDIR": str(tmp_path / "ray"), "RAY_ADDRESS": ""}
@@ -90,6 +93,7 @@ def test_address_auto_without_a_cluster(tmp_path: Path) -> None:
     nothing_written(tmp_path)
 
 
+@pytest.mark.ray
 @pytest.mark.skipif(importlib.util.find_spec("grpc") is not None, reason="ray[client] here")
 def test_a_ray_client_address_without_the_client(tmp_path: Path) -> None:
     proc = cli(*SMOKE, "--address", "ray://127.0.0.1:10001", cwd=tmp_path)
@@ -97,6 +101,7 @@ def test_a_ray_client_address_without_the_client(tmp_path: Path) -> None:
     nothing_written(tmp_path)
 
 
+@pytest.mark.ray
 def test_dashboard_without_its_packages(tmp_path: Path) -> None:
     from ray._private.utils import get_dashboard_dependency_error
 

@@ -18,7 +18,7 @@ from raybench.execution.ray_backend import HUB_PREFIX
 from raybench.results import ExperimentStore
 from raybench.solvers import make_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
 
 QUIET = Console(quiet=True)
 

@@ -12,7 +12,7 @@ from ray._private import ray_constants
 
 from raybench.execution.ray_backend import LOCAL_ONLY, ray_session
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
 
 
 def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -217,6 +217,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.ray
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     store = ExperimentStore(tmp_path / "outputs" / "term")
@@ -233,6 +234,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     assert store.read("runs").num_rows == 0 and saved_step(state) >= EVAL
 
 
+@pytest.mark.ray
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_driver_takes_its_ray_along_and_resume_finishes(
     omniglot: OmniglotImages, tmp_path: Path

@@ -25,7 +25,7 @@ from raybench.search.spaces import load_space
 from raybench.search.trials import param_column
 from raybench.solvers import make_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 TRIAL_COLUMNS = {
@@ -150,8 +150,8 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     import pickle
 
     args = [
-        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "5", "--steps", "30",
-        "--set", "eval_every=10", "--max-concurrent", "1", "--no-final", "-e", "cut",
+        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "5", "--steps", "12",
+        "--set", "eval_every=4", "--max-concurrent", "1", "--no-final", "-e", "cut",
     ]  # fmt: skip
     exp = tmp_path / "outputs" / "cut"
     proc = subprocess.Popen(

@@ -222,6 +222,7 @@ def test_tracker_options_fail_in_one_line_before_anything_runs(
         assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_sweep_trials_logged_by_meta_step_through_tunes_callbacks(tmp_path: Path) -> None:
     proc = cli(
