@@ -28,11 +28,25 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``ray`` (they start a Ray instance) share one xdist worker."""
     for item in items:
         if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """xdist groups by a suffix of the test ids; where a pytest ignores it, stop loudly."""
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and session.config.getvalue("loadgroup")):
+        return
+    lost = [i.nodeid for i in session.items if i.get_closest_marker("ray") is not None]
+    lost = [n for n in lost if not n.endswith("@ray")]
+    if lost:
+        raise pytest.UsageError(
+            f"--dist loadgroup is not grouping ({lost[0]} has no @ray): this pytest and "
+            "pytest-xdist do not work together (pytest-xdist issue 1386); use pytest<9.2"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -43,7 +43,7 @@ def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 
 def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     proc = cli(
-        "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--trials", "3",
+        "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--trials", "2",
         "--steps", "4", "--seeds", "2", "-e", "sw", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,7 +53,7 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert {"param_imaml_lam", "param_imaml_cg_steps"} <= set(trials.column_names)
     for solver in ("fomaml", "imaml"):
         rows = [r for r in trials.to_pylist() if r["solver"] == solver]
-        assert len(rows) == 3
+        assert len(rows) == 2
         assert {r["status"] for r in rows} <= {"completed", "stopped", "errored", "diverged"}
         assert any(r["status"] == "completed" for r in rows)
         # the best config is the best completed trial, and `run --config` accepts it
@@ -68,7 +68,7 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         study = optuna.load_study(
             study_name=f"sw-{solver}", storage=f"sqlite:///{exp / 'optuna.db'}"
         )
-        assert len(study.trials) == 3
+        assert len(study.trials) == 2
         told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
         assert set(told) == {r["trial_id"] for r in rows}
         state = optuna.trial.TrialState
@@ -82,11 +82,11 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
             assert sorted(told[r["trial_id"]].intermediate_values) == steps
             assert set(steps) <= {2, 4}  # the smoke preset evaluates every 2 meta-steps
         # the summary line of each solver names its own tuned values
-        (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{solver}: 3 trials")]
+        (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{solver}: 2 trials")]
         assert f"with {params_text(params)}" in " ".join(line.split())
     # the live display's plain lines (stdout is not a terminal): each trial, and the counts
     assert "sweep fomaml: trial" in proc.stdout and "sweep imaml: trial" in proc.stdout
-    assert "3/3 trials done" in proc.stdout and "ETA" in proc.stdout
+    assert "2/2 trials done" in proc.stdout and "ETA" in proc.stdout
     # every solver's trials file has one schema: pandas reads the folder whole, each
     # solver's parameters typed (integers as integers), null where a solver lacks one
     frame = pd.read_parquet(exp / "trials", dtype_backend="numpy_nullable")
