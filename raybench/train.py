@@ -234,7 +234,8 @@ def _train(
             step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
         grads, metrics = step_fn(batch)
         if step == first_step:  # which metrics this solver reports in training
-            present[: len(TRAIN_METRICS)] = torch.tensor([m in metrics for m in TRAIN_METRICS])
+            reported = [m in metrics for m in TRAIN_METRICS]
+            present[: len(TRAIN_METRICS)] = torch.tensor(reported)
         for name, p in params.items():
             p.grad = grads[name]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
@@ -254,8 +255,7 @@ def _train(
             interval_ms.append(1000 * elapsed / interval_steps)
             row: dict[str, float | None] = {"step": step, "train_time_s": train_time}
             means = (train_sums * scale / interval_steps).tolist()
-            reported = present.tolist()  # a metric this solver does not report stays empty
-            row.update(
+            row.update(  # a metric this solver does not report stays empty
                 {
                     f"train_{m}": v if on else None
                     for m, v, on in zip(TRAIN_METRICS, means, reported)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from cli_checks import one_line_error
 
 from raybench.results.schema import CURVE_METRICS
 from raybench.solvers import SOLVERS
@@ -26,16 +27,6 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
         text=True,
         timeout=600,
     )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("raybench: error: ")
-    for word in words:
-        assert word in lines[0]
 
 
 @pytest.fixture(scope="session")  # one run for the session, whatever the test order
@@ -177,7 +168,7 @@ def test_solvers_and_settings_listings(tmp_path: Path) -> None:
 def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, args: list[str], words: list[str]
 ) -> None:
-    assert_one_line_error(cli(*args, cwd=tmp_path), *words)
+    one_line_error(cli(*args, cwd=tmp_path), *words)
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.parquet"))
 
 
@@ -190,4 +181,4 @@ def test_missing_data_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "RAYBENCH_OMNIGLOT_MIRROR": "http://127.0.0.1:9",
     }
     proc = cli("run", "--preset", "smoke", "--solvers", "fomaml", cwd=tmp_path, env=env)
-    assert_one_line_error(proc, "RAYBENCH_DATA", "--data-dir")
+    one_line_error(proc, "RAYBENCH_DATA", "--data-dir")

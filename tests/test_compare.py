@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import one_line_error
 from rich.console import Console
 from stores import comparison_store, run_result
 
@@ -29,16 +30,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
     )  # fmt: skip
-
-
-def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("raybench: error: "), proc.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

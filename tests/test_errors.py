@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from cli_checks import one_line_error
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 SMOKE = ("run", "--preset", "smoke", "--solvers", "fomaml", "--no-report")
@@ -26,17 +27,6 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
         text=True,
         timeout=timeout,
     )
-
-
-def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("raybench: error: ")
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def nothing_written(cwd: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from cli_checks import descendants
 from rich.console import Console
 
 from raybench.data import OmniglotImages
@@ -159,27 +160,6 @@ def test_a_run_killed_past_its_retries_fails_and_resumes_bit_for_bit(
     whole = ExperimentStore(tmp_path / "whole")
     execute([doomed], whole, QUIET, ExecutionOptions(backend="inline"))
     assert comparable(store, doomed.run_id) == comparable(whole, doomed.run_id)
-
-
-def descendants(root: int) -> dict[int, str]:
-    """This process's descendants (never another user's Ray): pid -> command line."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = {}, [root]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            try:
-                found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            todo.append(pid)
-    return found
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")

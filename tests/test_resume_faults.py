@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import descendants
 
 from raybench.data import OmniglotImages
 from raybench.results import ExperimentStore, load_checkpoint
@@ -186,29 +187,6 @@ def test_a_full_disk_keeps_the_state_and_resume_finishes(
     same_as(store, whole)
 
 
-def ray_processes(root_pid: int) -> dict[int, str]:
-    """Every descendant of ``root_pid``: pid -> command line."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = {}, [root_pid]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            try:
-                found[pid] = (
-                    Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                ).decode()
-            except OSError:
-                continue
-            todo.append(pid)
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -224,7 +202,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     proc = start("run", "--solvers", "fomaml", *LONG, "-e", "term", cwd=tmp_path)
     state = store.progress_path(config().run_id)
     wait_for(lambda: saved_step(state) >= EVAL, proc, "a saved state")
-    ray = ray_processes(proc.pid)
+    ray = descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -246,7 +224,7 @@ def test_a_killed_driver_takes_its_ray_along_and_resume_finishes(
     proc = start("run", "--solvers", "fomaml", *LONG, "-e", "killed", cwd=tmp_path)
     state = store.progress_path(config().run_id)
     wait_for(lambda: saved_step(state) >= EVAL, proc, "a saved state")
-    ray = ray_processes(proc.pid)
+    ray = descendants(proc.pid)
     assert any("raylet" in c for c in ray.values()) and any("RunWorker" in c for c in ray.values())
     proc.kill()
     killed_at = saved_step(state)
