@@ -17,7 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from raybench.report.columns import group_of
-from raybench.report.records import MISSING, SUMMARY_SCHEMA, format_duration, format_memory
+from raybench.report.records import (
+    MISSING,
+    SUMMARY_SCHEMA,
+    TIED_MARK,
+    format_duration,
+    format_memory,
+    versus_best_text,
+)
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 
@@ -335,7 +342,6 @@ COMPACT_COLUMNS: dict[str, tuple[str, str]] = {
     "meta_steps": ("meta-steps", "---:"),
 }
 COMPACT_DEFAULT = ("family", "test_acc", "vs_best", "ms_per_step", "peak_memory_mb", "wall_time_s")
-TIED_MARK = "★"
 
 
 def _compact_cell(key: str, r: Mapping[str, Any]) -> str:
@@ -349,12 +355,7 @@ def _compact_cell(key: str, r: Mapping[str, Any]) -> str:
         text += f" ± {r['test_ci95']:.2f}" if r.get("test_ci95") is not None else ""
         return f"**{text}**" if verdict == "best" else text
     if key == "vs_best":
-        if verdict is None:
-            return MISSING
-        if verdict == "best":
-            return f"best {TIED_MARK}"
-        text = f"{r['vs_best']:+.2f} ± {r['vs_best_ci95']:.2f}"
-        return f"{text} {TIED_MARK}" if verdict == "tied" else text
+        return versus_best_text(r)
     if key == "runs":
         return f"{r['completed']}/{r['diverged']}/{r['failed']}"
     if key == "steps":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +37,7 @@ from raybench.report.stability import (
 from raybench.solvers.base import family_rank
 
 MISSING = "—"
+TIED_MARK = "★"  # not significantly worse than the best row of its setting
 
 # The aggregated table: the columns of summary.parquet and of every --format, in order.
 SUMMARY_SCHEMA = pa.schema(
@@ -591,3 +592,15 @@ def caption_lines(runs: pa.Table) -> list[str]:
     order = sorted({setting_key(r) for r in runs.to_pylist()}, key=_setting_order)
     lines = [f"{setting_label(k)}: {captions[setting_label(k)]}" for k in order]
     return lines + list(FLAT_NOTES)
+
+
+def versus_best_text(record: Mapping[str, Any], mark: Callable[[str], str] = str) -> str:
+    """``best ★``, ``-0.42 ± 0.90 ★`` (not significantly worse) or ``-20.10 ± 3.00``;
+    ``mark`` styles the best row's text and the ★ (Rich markup in the terminal)."""
+    verdict = record.get("vs_best_verdict")
+    if verdict is None:
+        return MISSING
+    if verdict == "best":
+        return mark(f"best {TIED_MARK}")
+    text = f"{record['vs_best']:+.2f} ± {record['vs_best_ci95']:.2f}"
+    return f"{text} {mark(TIED_MARK)}" if verdict == "tied" else text

@@ -34,11 +34,11 @@ from raybench.report.records import (
     setting_key,
     setting_label,
 )
+from raybench.report.records import versus_best_text as records_versus_best
 from raybench.report.stability import finite as _num
 
 BEST = "bold green"
 # Marks a row not significantly worse than the best of its setting (paired, Holm).
-TIED = "★"
 
 
 @dataclass(frozen=True)
@@ -282,14 +282,8 @@ def _solver_cell(record: Mapping[str, Any]) -> str:
 
 
 def versus_best_text(record: Mapping[str, Any]) -> str:
-    """``best ★``, ``-0.42 ± 0.90 ★`` (not significantly worse) or ``-20.10 ± 3.00``."""
-    verdict = record.get("vs_best_verdict")
-    if verdict is None:
-        return MISSING
-    if verdict == "best":
-        return f"[{BEST}]best {TIED}[/]"
-    text = f"{record['vs_best']:+.2f} ± {record['vs_best_ci95']:.2f}"
-    return f"{text} [{BEST}]{TIED}[/]" if verdict == "tied" else text
+    """The vs-best cell of :func:`records.versus_best_text`, its mark in bold green."""
+    return records_versus_best(record, lambda text: f"[{BEST}]{text}[/]")
 
 
 def _summary_cells(
