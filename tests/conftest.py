@@ -1,10 +1,10 @@
 """Shared fixtures: an isolated cache folder and the real Omniglot, built once per session.
 
-The suite runs on two pytest-xdist workers (the README's test command): every test that
-starts a Ray instance is marked ``ray``, and those run one after another on one worker, as
-``--address auto`` and the checks of the embedded Ray's processes assume, while the other
-worker takes the rest. Each worker's torch (and every process it starts) uses one thread:
-two workers with two threads each on two cores would be many times slower.
+The suite runs on two pytest-xdist workers (the README's test command). Tests that start a
+Ray instance are marked ``ray``; those of one module run one after another on one worker
+(they share module and session fixtures, some an in-process Ray), the rest are spread.
+Each worker's torch (and every process it starts) uses one thread: two workers with two
+threads each on two cores would be many times slower.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``ray`` (they start a Ray instance) share one xdist worker."""
+    """Tests marked ``ray`` (they start a Ray instance) of one module share one worker."""
     for item in items:
         if item.get_closest_marker("ray") is not None:
-            item.add_marker(pytest.mark.xdist_group("ray"))
+            item.add_marker(pytest.mark.xdist_group(f"ray-{item.path.stem}"))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -41,10 +41,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not (os.environ.get("PYTEST_XDIST_WORKER") and session.config.getvalue("loadgroup")):
         return
     lost = [i.nodeid for i in session.items if i.get_closest_marker("ray") is not None]
-    lost = [n for n in lost if not n.endswith("@ray")]
+    lost = [n for n in lost if "@ray-" not in n]
     if lost:
         raise pytest.UsageError(
-            f"--dist loadgroup is not grouping ({lost[0]} has no @ray): this pytest and "
+            f"--dist loadgroup is not grouping ({lost[0]} has no @ray-): this pytest and "
             "pytest-xdist do not work together (pytest-xdist issue 1386); use pytest<9.2"
         )
 

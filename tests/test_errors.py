@@ -74,11 +74,32 @@ def test_an_address_that_is_not_ray_gives_up_after_the_timeout(tmp_path: Path) -
     nothing_written(tmp_path)
 
 
+# The CLI's entry point with Ray's scan of this machine's processes for a running GCS
+# hidden: `--address auto` connects to any Ray it finds there (another test's, another
+# user's), so "no cluster" is only reproducible when that scan finds none.
+NO_OTHER_RAY = """
+import sys
+import ray._private.services as services
+from raybench.cli import main
+
+def no_gcs():
+    return frozenset()
+
+no_gcs.cache_clear = lambda: None
+services.find_gcs_addresses = no_gcs
+sys.argv = ["raybench", *sys.argv[1:]]
+main()
+"""
+
+
 @pytest.mark.ray
 def test_address_auto_without_a_cluster(tmp_path: Path) -> None:
-    # a Ray temp folder of its own: another Ray on this machine is not "a cluster here"
-    env = {"RAY_TMPDIR": str(tmp_path / "ray"), "RAY_ADDRESS": ""}
-    proc = cli(*SMOKE, "--address", "auto", cwd=tmp_path, env=env)
+    # a Ray temp folder of its own: no `ray start` recorded there either
+    env = {**os.environ, "RAY_TMPDIR": str(tmp_path / "ray"), "RAY_ADDRESS": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_OTHER_RAY, *SMOKE, "--address", "auto"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     one_line_error(proc, "--address")
     nothing_written(tmp_path)
 
