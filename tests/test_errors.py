@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -35,11 +37,31 @@ def nothing_written(cwd: Path) -> None:
 
 
 @pytest.mark.ray
-def test_an_unreachable_address_fails_fast(tmp_path: Path) -> None:
-    """Ray alone retries 127.0.0.1:1 for about 14 minutes."""
-    proc = cli(*SMOKE, "--address", "127.0.0.1:1", cwd=tmp_path, timeout=120)
+@pytest.mark.parametrize("given", ["flag", "RAY_ADDRESS"])
+def test_an_unreachable_address_fails_fast(tmp_path: Path, given: str) -> None:
+    """Ray alone retries 127.0.0.1:1 for about 14 minutes. RAY_ADDRESS is --address."""
+    if given == "flag":
+        proc = cli(*SMOKE, "--address", "127.0.0.1:1", cwd=tmp_path, timeout=120)
+    else:
+        proc = cli(*SMOKE, cwd=tmp_path, env={"RAY_ADDRESS": "127.0.0.1:1"}, timeout=120)
     one_line_error(proc, "127.0.0.1:1", "ray start --head")
     nothing_written(tmp_path)
+
+
+@pytest.mark.ray
+def test_without_an_address_a_new_local_ray_even_after_a_ray_start(tmp_path: Path) -> None:
+    """Ray's own default joins the last `ray start` on the machine (recorded in its temp
+    folder); a command without --address starts and owns a Ray of its own instead."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))  # Ray's socket paths are short
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
+        env = {"RAY_TMPDIR": str(ray_tmp), "RAY_ADDRESS": ""}
+        proc = cli(*SMOKE, "--steps", "2", cwd=tmp_path, env=env, timeout=120)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list((tmp_path / "outputs").glob("*/runs/*.parquet"))) == 1
 
 
 @pytest.mark.ray

@@ -109,9 +109,12 @@ AddressOption = Annotated[
     str | None,
     typer.Option(
         "--address",
+        envvar="RAY_ADDRESS",
+        show_envvar=False,
         metavar="ADDRESS",
-        help="Ray cluster to use: 'auto', HOST:PORT or ray://HOST:PORT. Default: start a "
-        "local Ray (bound to localhost) for this command and stop it afterwards.",
+        help="Ray cluster to use: 'auto', HOST:PORT or ray://HOST:PORT (also read from "
+        "RAY_ADDRESS). Default: start a new local Ray (bound to localhost) for this "
+        "command and stop it afterwards, even when another Ray runs on this machine.",
     ),
 ]
 DashboardOption = Annotated[

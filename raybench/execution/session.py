@@ -163,8 +163,10 @@ def ray_session(
     since = uptime()
     try:
         if address is None:
+            # "local": a new Ray, never one found on the machine (Ray's default joins
+            # the last `ray start` or a test's cluster, which this command would not own)
             with loopback_only(), token_notice_silenced():
-                ray.init(include_dashboard=dashboard, **options)
+                ray.init(address="local", include_dashboard=dashboard, **options)
         else:
             probe(address, connect_timeout)
             _init_within(connect_timeout, address=address, **options)
