@@ -1,10 +1,44 @@
 """What the CLI tests check again and again: a one-line error, and the processes a
-command left behind."""
+command left behind; and the CLI's entry point run in this process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import signal
 import subprocess
 from pathlib import Path
+
+
+def run_main(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``raybench ARGS`` through the console script's entry point (:func:`raybench.cli.main`)
+    in this process: its exit code, standard output and standard error as a finished
+    process would give them, without a new interpreter importing torch again (seconds a
+    call). For commands that stop at their input or read a store; never for one that
+    starts Ray or trains. An exception main() lets out fails the test with its traceback."""
+    from raybench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_term = signal.getsignal(signal.SIGTERM)
+    os.environ.update(env or {})
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        signal.signal(signal.SIGTERM, saved_term)
+    return subprocess.CompletedProcess(["raybench", *args], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:

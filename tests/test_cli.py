@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from cli_checks import one_line_error
+from cli_checks import one_line_error, run_main
 
 from raybench.results.schema import CURVE_METRICS
 from raybench.solvers import SOLVERS
@@ -75,22 +75,22 @@ def test_run_smoke_end_to_end_into_parquet(smoke_run) -> None:
 @pytest.mark.slow
 def test_report_reads_the_store(smoke_run) -> None:
     cwd, _ = smoke_run
-    proc = cli("report", "-e", "smoke", cwd=cwd)
+    proc = run_main("report", "-e", "smoke", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     for word in ("maml", "fomaml", "second-order", "first-order", "completed", "±"):
         assert word in proc.stdout
     assert "5-way 1-shot, smoke" in proc.stdout  # grouped by setting
     assert (cwd / "outputs" / "smoke" / "summary.parquet").is_file()
-    as_json = cli("report", "-e", "smoke", "--format", "json", cwd=cwd)
+    as_json = run_main("report", "-e", "smoke", "--format", "json", cwd=cwd)
     assert as_json.returncode == 0, as_json.stderr
     rows = json.loads(as_json.stdout)
     assert sorted(r["solver"] for r in rows) == sorted(SOLVERS)
     assert all(r["completed"] == 1 and r["ci_over"] == "test tasks" for r in rows)
-    per_run = cli("report", "-e", "smoke", "--runs", cwd=cwd)
+    per_run = run_main("report", "-e", "smoke", "--runs", cwd=cwd)
     assert per_run.returncode == 0 and "per run" in per_run.stdout
-    newest = cli("report", cwd=cwd)  # no argument: the newest experiment
+    newest = run_main("report", cwd=cwd)  # no argument: the newest experiment
     assert newest.returncode == 0 and "fomaml" in newest.stdout
-    by_path = cli("report", "-e", str(cwd / "outputs" / "smoke"), cwd=Path("/"))
+    by_path = run_main("report", "-e", str(cwd / "outputs" / "smoke"), cwd=Path("/"))
     assert by_path.returncode == 0 and "fomaml" in by_path.stdout
 
 
@@ -98,11 +98,11 @@ def test_report_reads_the_store(smoke_run) -> None:
 @pytest.mark.slow
 def test_compare_takes_the_experiment_as_everywhere_and_the_old_way(smoke_run) -> None:
     cwd, _ = smoke_run
-    new = cli("compare", "fomaml", "maml", "-e", "smoke", "--format", "json", cwd=cwd)
+    new = run_main("compare", "fomaml", "maml", "-e", "smoke", "--format", "json", cwd=cwd)
     assert new.returncode == 0 and new.stderr == "", new.stderr
     (row,) = json.loads(new.stdout)
     assert (row["a_solver"], row["b_solver"]) == ("fomaml", "maml")
-    old = cli("compare", "smoke", "fomaml", "maml", "--format", "json", cwd=cwd)
+    old = run_main("compare", "smoke", "fomaml", "maml", "--format", "json", cwd=cwd)
     assert old.returncode == 0 and old.stdout == new.stdout
     (line,) = old.stderr.strip().splitlines()
     assert line.startswith("raybench: warning: ") and "deprecated" in line and "-e" in line
@@ -115,17 +115,17 @@ def test_rerun_skips_stored_runs_and_never_duplicates(smoke_run) -> None:
     proc = cli("run", "--preset", "smoke", "--solvers", "fomaml", "--no-report", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stdout
+    assert "ray:" not in proc.stdout  # nothing to train: no Ray started for it
     runs = ds.dataset(cwd / "outputs" / "smoke" / "runs").to_table()
     assert runs.num_rows == len(SOLVERS)
 
 
-@pytest.mark.ray
 @pytest.mark.slow
 def test_python_dash_m_and_overrides(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "raybench", "run", "--preset", "smoke", "--solvers", "fomaml",
          "--steps", "2", "--set", "inner_lr=0.2", "--set", "eval_every=1", "-e", "custom",
-         "--no-report"],
+         "--backend", "inline", "--no-report"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -146,10 +146,10 @@ def test_help_is_complete(tmp_path: Path) -> None:
 
 
 def test_solvers_and_settings_listings(tmp_path: Path) -> None:
-    solvers = cli("solvers", cwd=tmp_path)
+    solvers = run_main("solvers", cwd=tmp_path)
     assert solvers.returncode == 0
     assert "maml" in solvers.stdout and "second-order" in solvers.stdout
-    settings = cli("settings", "--preset", "smoke", cwd=tmp_path)
+    settings = run_main("settings", "--preset", "smoke", cwd=tmp_path)
     assert settings.returncode == 0 and "inner_lr" in settings.stdout
 
 
@@ -168,7 +168,7 @@ def test_solvers_and_settings_listings(tmp_path: Path) -> None:
 def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, args: list[str], words: list[str]
 ) -> None:
-    one_line_error(cli(*args, cwd=tmp_path), *words)
+    one_line_error(run_main(*args, cwd=tmp_path), *words)
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.parquet"))
 
 

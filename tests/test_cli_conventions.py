@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from cli_checks import run_main
 
 import raybench
 from raybench.cli.commands import default_seeds
@@ -34,6 +35,12 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(RAYBENCH), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
+
+
+def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The same, through the entry point in this process: for commands that stop at their
+    input (no interpreter and torch start-up per call)."""
+    return run_main(*args, cwd=cwd, env={"COLUMNS": "200"})
 
 
 def deprecations(proc: subprocess.CompletedProcess) -> list[str]:
@@ -103,7 +110,7 @@ PAPR = ["--preset", "papr"]
     ids=lambda c: c[0],
 )
 def test_an_unknown_preset_lists_the_presets(tmp_path: Path, command: list[str]) -> None:
-    line = one_line_error(cli(*command, cwd=tmp_path), "unknown preset 'papr'", "'paper'")
+    line = one_line_error(in_process(*command, cwd=tmp_path), "unknown preset 'papr'", "'paper'")
     assert "presets: " + ", ".join(PRESETS) in line
 
 
@@ -132,7 +139,7 @@ def test_study_rows_name_the_value_and_take_device(tmp_path: Path) -> None:
         assert re.search(rf"reptile outer_lr={value} seed 0: completed at step 2/2", proc.stdout)
     runs = ds.dataset(tmp_path / "outputs" / "st" / "runs").to_table().to_pylist()
     assert len(runs) == 2 and {r["device_setting"] for r in runs} == {"cpu"}
-    bad = cli("sweep", "--preset", "smoke", "--device", "tpu", cwd=tmp_path)
+    bad = in_process("sweep", "--preset", "smoke", "--device", "tpu", cwd=tmp_path)
     one_line_error(bad, "device")
 
 
@@ -151,12 +158,12 @@ def test_run_config_names_the_experiment_after_the_file(tmp_path: Path) -> None:
 
 def test_old_experiment_argument_of_plot_report_and_store_check(tmp_path: Path) -> None:
     for command in (["plot"], ["report"], ["store", "check"]):
-        proc = cli(*command, "nothing-here", cwd=tmp_path)
+        proc = in_process(*command, "nothing-here", cwd=tmp_path)
         one_line_error(proc, "no experiment 'nothing-here'")  # the name reached the command
         (line,) = deprecations(proc)
         name = " ".join(command)
         assert line.startswith("raybench: warning: ") and f"raybench {name} -e" in line
-        assert deprecations(cli(*command, "-e", "nothing-here", cwd=tmp_path)) == []
+        assert deprecations(in_process(*command, "-e", "nothing-here", cwd=tmp_path)) == []
 
 
 @pytest.mark.parametrize(
@@ -176,7 +183,7 @@ def test_old_option_names_map_to_the_new_ones(
 ) -> None:
     """Given with a different value under the new name, the old name is named as its old
     spelling: the two are one option."""
-    proc = cli(*command, *old, *new, cwd=tmp_path)
+    proc = in_process(*command, *old, *new, cwd=tmp_path)
     one_line_error(proc, f"{old[0]} is the old spelling of {new[0]}")
     (line,) = deprecations(proc)
     assert old[0] in line and new[0] in line

@@ -4,14 +4,13 @@ results: the numbers are significance.compare's on the seeds x tasks matrices.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_checks import one_line_error
+from cli_checks import one_line_error, run_main
 from rich.console import Console
 from stores import comparison_store, run_result
 
@@ -26,10 +25,8 @@ RAYBENCH = Path(sys.executable).parent / "raybench"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
-    )  # fmt: skip
+    """Through the entry point in this process: these commands only read a store."""
+    return run_main(*args, cwd=cwd, env={"COLUMNS": "200"})
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from cli_checks import one_line_error
+from cli_checks import one_line_error, run_main
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 SMOKE = ("run", "--preset", "smoke", "--solvers", "fomaml", "--no-report")
@@ -147,7 +147,7 @@ def test_dashboard_without_its_packages(tmp_path: Path) -> None:
 
 def test_out_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "results").write_text("not a folder")
-    proc = cli(*SMOKE, "--out", "results", cwd=tmp_path)
+    proc = run_main(*SMOKE, "--out", "results", cwd=tmp_path)
     one_line_error(proc, "results", "not a folder", "--out")
 
 
@@ -157,14 +157,16 @@ def test_report_into_a_missing_folder(tmp_path: Path) -> None:
     from raybench.results import ExperimentStore
 
     ExperimentStore(tmp_path / "outputs" / "exp").write_run(fake_result())
-    proc = cli("report", "-e", "exp", "--format", "markdown", "-o", "nowhere/t.md", cwd=tmp_path)
+    proc = run_main(
+        "report", "-e", "exp", "--format", "markdown", "-o", "nowhere/t.md", cwd=tmp_path
+    )
     one_line_error(proc, "nowhere", "does not exist")
 
 
 def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     bad = tmp_path / "best.yaml"
     bad.write_bytes("solver: fomaml\n# caf\xe9\n".encode("latin-1"))
-    proc = cli("run", "--config", str(bad), cwd=tmp_path)
+    proc = run_main("run", "--config", str(bad), cwd=tmp_path)
     one_line_error(proc, str(bad), "UTF-8")
     nothing_written(tmp_path)
 
@@ -173,7 +175,7 @@ def test_a_search_space_that_is_not_utf8(tmp_path: Path) -> None:
     spaces = tmp_path / "spaces"
     spaces.mkdir()
     (spaces / "fomaml.yaml").write_bytes(b"inner_lr: {low: 0.01, high: 0.1} # \xff\n")
-    proc = cli("sweep", "--solvers", "fomaml", "--preset", "smoke", "--spaces", str(spaces),
+    proc = run_main("sweep", "--solvers", "fomaml", "--preset", "smoke", "--spaces", str(spaces),
                cwd=tmp_path)  # fmt: skip
     one_line_error(proc, "fomaml.yaml", "UTF-8")
     nothing_written(tmp_path)
@@ -183,13 +185,13 @@ def test_a_truncated_run_json(tmp_path: Path) -> None:
     experiment = tmp_path / "outputs" / "cut"
     experiment.mkdir(parents=True)
     (experiment / "run.json").write_text('{"configs": [{"solver": "fom')
-    proc = cli("run", "--resume", "cut", cwd=tmp_path)
+    proc = run_main("run", "--resume", "cut", cwd=tmp_path)
     one_line_error(proc, "run.json", "damaged", "store check")
 
 
 def test_a_text_file_as_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("every run: 101\n")
-    proc = cli("fidelity", "--checkpoint", "notes.txt", "--no-init", "--preset", "smoke",
+    proc = run_main("fidelity", "--checkpoint", "notes.txt", "--no-init", "--preset", "smoke",
                cwd=tmp_path)  # fmt: skip
     one_line_error(proc, "notes.txt", "not a file saved by torch.save")
 
@@ -200,7 +202,7 @@ def test_cuda_without_a_gpu_is_refused_before_anything_runs(tmp_path: Path) -> N
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     for backend in ("ray", "inline"):
-        proc = cli(*SMOKE, "--device", "cuda", "--backend", backend, cwd=tmp_path)
+        proc = run_main(*SMOKE, "--device", "cuda", "--backend", backend, cwd=tmp_path)
         one_line_error(proc, "cuda", "no CUDA device")
         assert "ray:" not in proc.stdout  # refused before Ray started
         nothing_written(tmp_path)

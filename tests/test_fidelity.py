@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 import torch
+from cli_checks import run_main
 
 from raybench.cli import main
 from raybench.data import OmniglotImages
@@ -259,14 +260,14 @@ def test_cli_end_to_end_and_report(omniglot: OmniglotImages, tmp_path: Path) -> 
         ("neumann", 1.0),
     }
 
-    report = cli("report", "-e", "fid", cwd=tmp_path)
+    report = run_main("report", "-e", "fid", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert report.stdout.count("Meta-gradient fidelity vs MAML") == 2
     assert "neumann" in report.stdout and "init-s0" in report.stdout
 
 
 def test_bad_source_experiment_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = cli("fidelity", "--preset", "smoke", "--from", "nothing-here", cwd=tmp_path)
+    proc = run_main("fidelity", "--preset", "smoke", "--from", "nothing-here", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()

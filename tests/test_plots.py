@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from cli_checks import run_main
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
@@ -742,6 +743,11 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The same through the entry point in this process (no interpreter start-up)."""
+    return run_main(*args, cwd=cwd)
+
+
 @pytest.mark.slow
 def test_cli_plot_end_to_end(tmp_path: Path) -> None:
     store = ExperimentStore(tmp_path / "outputs" / "tiny")
@@ -759,20 +765,24 @@ def test_cli_plot_end_to_end(tmp_path: Path) -> None:
         assert_png(folder / name)
 
     elsewhere = tmp_path / "elsewhere"
-    proc = cli("plot", "-e", "tiny", "--dir", str(elsewhere), "--format", "svg", cwd=tmp_path)
+    proc = in_process(
+        "plot", "-e", "tiny", "--dir", str(elsewhere), "--format", "svg", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in elsewhere.iterdir()} == {n.replace(".png", ".svg") for n in names}
     assert all(p.read_bytes().startswith(b"<?xml") for p in elsewhere.iterdir())
 
-    proc = cli("plot", "-e", "tiny", "--dir", str(tmp_path / "hi"), "--dpi", "50", cwd=tmp_path)
+    proc = in_process(
+        "plot", "-e", "tiny", "--dir", str(tmp_path / "hi"), "--dpi", "50", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert_png(tmp_path / "hi" / "validation-accuracy.png", (600, 300))
 
     for args in (("plot", "-e", "nothing-here"), ("plot", "-e", "tiny", "--format", "gif"),
                  ("plot", "-e", "tiny", "--dpi", "0")):  # fmt: skip
-        proc = cli(*args, cwd=tmp_path)
+        proc = in_process(*args, cwd=tmp_path)
         assert proc.returncode == 2, args
         assert "Traceback" not in proc.stderr + proc.stdout
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("raybench: error: "), lines
-    assert "nothing-here" in cli("plot", "-e", "nothing-here", cwd=tmp_path).stderr
+    assert "nothing-here" in in_process("plot", "-e", "nothing-here", cwd=tmp_path).stderr

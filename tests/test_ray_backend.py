@@ -110,13 +110,13 @@ def run_with_kills(
 
 
 def test_a_killed_worker_is_retried_and_completes(local_ray, tmp_path: Path) -> None:
-    config = smoke("fomaml", meta_steps=60, eval_every=2)
+    config = smoke("fomaml", meta_steps=30, eval_every=2)
     store = ExperimentStore(tmp_path / "exp")
     summaries, killed = run_with_kills(store, [config], retries=1)
     assert killed, "the worker was never seen running"
     assert summaries[0].status == "completed"
     (row,) = rows(store)
-    assert row["status"] == "completed" and row["steps_done"] == 60
+    assert row["status"] == "completed" and row["steps_done"] == 30
     # the retry went on from the last evaluation point before the kill, then cleaned up
     assert row["resumed_from_step"] >= 2 and row["resumed_from_step"] % 2 == 0
     assert not store.progress_path(config.run_id).exists()
@@ -138,7 +138,7 @@ def comparable(store: ExperimentStore, run_id: str) -> tuple:
 def test_a_run_killed_past_its_retries_fails_and_resumes_bit_for_bit(
     local_ray, tmp_path: Path
 ) -> None:
-    doomed = smoke("fomaml", meta_steps=60, eval_every=2)
+    doomed = smoke("fomaml", meta_steps=30, eval_every=2)
     other = smoke("reptile")
     store = ExperimentStore(tmp_path / "exp")
     summaries, killed = run_with_kills(store, [doomed, other], retries=1, times=2)

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_checks import run_main
 from rich.console import Console
 from rich.table import Table
 
@@ -500,10 +500,8 @@ def test_report_writes_summary_parquet(store: ExperimentStore, tmp_path: Path) -
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [str(RAYBENCH), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    """Through the entry point in this process: these commands only read a store."""
+    return run_main(*args, cwd=cwd)
 
 
 def test_cli_report_json_and_invalid_format(store: ExperimentStore, tmp_path: Path) -> None:

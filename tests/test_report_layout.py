@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import run_main
 from rich.console import Console
 from stores import comparison_store, write_bench, write_scaling
 
@@ -210,10 +210,8 @@ def compile_if_possible(table: str, tmp_path: Path) -> None:
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-    )  # fmt: skip
+    """Through the entry point in this process: these commands only read a store."""
+    return run_main(*args, cwd=cwd, env=env)
 
 
 @pytest.mark.parametrize("fmt", ["rich", "markdown", "csv", "json", "latex"])

@@ -23,7 +23,7 @@ from raybench.train import Progress, train
 pytestmark = pytest.mark.slow
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
-STEPS, EVAL = 40, 4
+STEPS, EVAL = 28, 4
 LONG = ("--preset", "smoke", "--steps", str(STEPS), "--set", f"eval_every={EVAL}", "--no-report")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from cli_checks import run_main
 from test_store import fake_result
 
 from raybench.report.records import summary_records
@@ -26,9 +27,8 @@ KINDS = ("unreadable", "foreign", "duplicate", "orphaned", "leftover")
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    """Through the entry point in this process: these commands only read a store."""
+    return run_main(*args, cwd=cwd)
 
 
 def printed(capsys: pytest.CaptureFixture[str]) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from cli_checks import run_main
 
 from raybench.config import MATRIX_PRESETS, PRESETS
 from raybench.errors import RaybenchError
@@ -99,6 +100,8 @@ def test_study_runs_each_value_and_summarises(tmp_path: Path) -> None:
 
 
 def test_study_bad_param_is_one_line(tmp_path: Path) -> None:
-    proc = cli("study", "--solver", "reptile", "--param", "outer", "--values", "1", cwd=tmp_path)
+    proc = run_main(
+        "study", "--solver", "reptile", "--param", "outer", "--values", "1", cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown setting" in proc.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from cli_checks import run_main
 from rich.console import Console
 
 from raybench.execution.progress import RunProgress
@@ -191,14 +192,6 @@ def test_an_unusable_tracking_store_never_fails_a_run(tmp_path: Path) -> None:
     assert len(warnings) == 1 and "tracker mlflow failed" in warnings[0], proc.stderr
 
 
-def shadow(tmp_path: Path, module: str) -> dict[str, str]:
-    """An environment where ``module`` fails to import, as when it is not installed."""
-    folder = tmp_path / "shadow" / module
-    folder.mkdir(parents=True)
-    (folder / "__init__.py").write_text(f'raise ImportError("No module named {module!r}")\n')
-    return {"PYTHONPATH": str(tmp_path / "shadow")}
-
-
 @pytest.mark.parametrize(
     ("args", "env_module", "words"),
     [
@@ -209,11 +202,17 @@ def shadow(tmp_path: Path, module: str) -> dict[str, str]:
     ],
 )
 def test_tracker_options_fail_in_one_line_before_anything_runs(
-    tmp_path: Path, args: list[str], env_module: str | None, words: list[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env_module: str | None,
+    words: list[str],
 ) -> None:
-    env = shadow(tmp_path, env_module) if env_module else {}
+    """Through the entry point in this process, the missing package hidden from imports."""
+    if env_module:
+        monkeypatch.setitem(sys.modules, env_module, None)  # `import` fails, as uninstalled
     for command in (["run", "--solvers", "fomaml", *TINY], ["sweep", "--preset", "smoke"]):
-        proc = cli(*command, *args, cwd=tmp_path, env=env)
+        proc = run_main(*command, *args, cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr[-2000:]
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("raybench: error: "), proc.stderr

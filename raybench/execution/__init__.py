@@ -108,8 +108,10 @@ def execute(
     check_local_devices(configs, options)
     ensure_writable(store.root)
     data = load_omniglot(data_dir)  # fail early, and build the cache once for local workers
+    # every run already stored: nothing to train, so no Ray to start (seconds, a cluster)
+    all_stored = not options.rerun and {c.run_id for c in configs} <= set(store.finished_ids())
     with contextlib.ExitStack() as stack:
-        if options.backend == "ray":
+        if options.backend == "ray" and not all_stored:
             from raybench.execution.ray_backend import check_cluster_devices, ray_session
 
             stack.enter_context(

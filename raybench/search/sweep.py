@@ -324,6 +324,9 @@ def _search(
             scheduler=scheduler,
             num_samples=samples,
             max_concurrent_trials=concurrent,
+            # a trial's worker is kept for the next one (same resources): a new worker
+            # imports torch and maps Omniglot again, seconds that short trials add up
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=solver,
