@@ -250,11 +250,11 @@ def test_two_node_cluster_spreads_runs_and_stores_each_once(
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
-        configs = [smoke("fomaml", seed) for seed in range(4)]
+        configs = [smoke("fomaml", seed) for seed in range(2)]  # 1 CPU a node: one each
         store = ExperimentStore(tmp_path / "exp")
         options = ExecutionOptions(backend="ray", address=cluster.address, gpus_per_run=0)
         summaries = execute(configs, store, QUIET, options)
-        assert [s.status for s in summaries] == ["completed"] * 4
+        assert [s.status for s in summaries] == ["completed"] * 2
         stored = rows(store)
         assert sorted(r["run_id"] for r in stored) == sorted(c.run_id for c in configs)
         assert len({r["node"] for r in stored}) == 2  # both nodes trained runs

@@ -44,7 +44,7 @@ def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     proc = cli(
         "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--trials", "2",
-        "--steps", "4", "--seeds", "2", "-e", "sw", cwd=tmp_path,
+        "--steps", "4", "--seeds", "1", "-e", "sw", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "sw"
@@ -102,9 +102,7 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
                 assert others[column].isna().all()
     assert "param_penalty_lam" in frame.columns and frame["param_penalty_lam"].isna().all()
     runs = ds.dataset(exp / "runs").to_table().to_pylist()
-    assert sorted((r["solver"], r["seed"]) for r in runs) == [
-        ("fomaml", 0), ("fomaml", 1), ("imaml", 0), ("imaml", 1),
-    ]  # fmt: skip
+    assert sorted((r["solver"], r["seed"]) for r in runs) == [("fomaml", 0), ("imaml", 0)]
     assert {r["source"] for r in runs} == {"tuned"}
     assert "tuned" in proc.stdout
     fomaml_best = make_config(*read_config_file(exp / "best" / "fomaml.yaml"))
@@ -150,7 +148,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     import pickle
 
     args = [
-        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "5", "--steps", "12",
+        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "4", "--steps", "12",
         "--set", "eval_every=4", "--max-concurrent", "1", "--no-final", "-e", "cut",
     ]  # fmt: skip
     exp = tmp_path / "outputs" / "cut"
@@ -168,7 +166,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     assert not (exp / "trials").exists()  # an interrupted sweep is not written up as finished
     records = exp / "trial-records" / "fomaml"
     kept = sorted(p.stem for p in records.glob("*.parquet"))
-    assert 2 <= len(kept) < 5
+    assert 2 <= len(kept) < 4
     marker = tmp_path / "planted-code-ran"
     for pkl in [exp / "tune" / "fomaml" / "tuner.pkl", *exp.glob("tune/fomaml/*.pkl")]:
         pkl.write_bytes(pickle.dumps(Planted(marker)))
@@ -176,9 +174,9 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not marker.exists(), "code planted in the results folder ran"
     trials = ExperimentStore(exp).read("trials").to_pylist()
-    assert len(trials) == 5 and len({t["trial_id"] for t in trials}) == 5
+    assert len(trials) == 4 and len({t["trial_id"] for t in trials}) == 4
     assert set(kept) <= {t["trial_id"] for t in trials}  # the finished ones were kept
-    assert finished_trials(exp / "optuna.db") == 5
+    assert finished_trials(exp / "optuna.db") == 4
     stopped = sum(t["status"] == "stopped" for t in trials)
     assert finished_trials(exp / "optuna.db", ("PRUNED",)) == stopped
     assert not records.exists()  # all in the trials table now
