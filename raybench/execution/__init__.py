@@ -108,8 +108,9 @@ def execute(
     check_local_devices(configs, options)
     ensure_writable(store.root)
     data = load_omniglot(data_dir)  # fail early, and build the cache once for local workers
+    finished = set() if options.rerun else store.finished_ids()
     # every run already stored: nothing to train, so no Ray to start (seconds, a cluster)
-    all_stored = not options.rerun and {c.run_id for c in configs} <= set(store.finished_ids())
+    all_stored = bool(configs) and {c.run_id for c in configs} <= finished
     with contextlib.ExitStack() as stack:
         if options.backend == "ray" and not all_stored:
             from raybench.execution.ray_backend import check_cluster_devices, ray_session
@@ -121,7 +122,6 @@ def execute(
         # from here on the command is under way: its plan is recorded for --resume
         record_plan(store, configs, options.source, sources)
         locks = stack.enter_context(RunLocks(store.root))
-        finished = set() if options.rerun else store.finished_ids()
         todo: list[RunConfig] = []
         skipped: list[RunSummary] = []
         busy: list[RunSummary] = []

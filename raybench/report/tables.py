@@ -38,7 +38,6 @@ from raybench.report.records import versus_best_text as records_versus_best
 from raybench.report.stability import finite as _num
 
 BEST = "bold green"
-# Marks a row not significantly worse than the best of its setting (paired, Holm).
 
 
 @dataclass(frozen=True)
