@@ -32,8 +32,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import grad, vmap
+from torch.func import vmap
 
+from raybench.batching import loop_map
 from raybench.config import RunConfig
 from raybench.linalg import lanczos, minres, tree_axpy, tree_norm, tridiagonal_extremes
 from raybench.models import Params
@@ -123,7 +124,7 @@ def measure(
         at_phi = tree_norm(solver.inner_gradient(params, fast, sx, sy))
         hvp = solver.support_hvp(fast, sx, sy)
         diagonal, off = lanczos(hvp, start, lanczos_steps)
-        rhs = grad(lambda p: solver.model.loss(p, qx, qy)[0])(fast)
+        rhs = _query_grad(solver, fast, qx, qy)
         g, info = solver.solve(hvp if solver.uses_hessian else None, rhs)
         residual = _div(tree_norm(tree_axpy(-1.0, rhs, solver.system(hvp)(g))), tree_norm(rhs))
         return (
@@ -135,8 +136,8 @@ def measure(
             residual,
         )
 
-    with torch.no_grad():
-        out = vmap(one, in_dims=(0, 0, 0, 0, 0))(*batch, starts)
+    with torch.no_grad():  # tasks mapped the solver's way: its autograd differs by batching
+        out = solver.map(one, in_dims=(0, 0, 0, 0, 0))(*batch, starts)
     stationarity, diagonal, off, iterations, negative, residual = (t.cpu() for t in out)
     low, high = tridiagonal_extremes(diagonal.double(), off.double())
     return TaskMeasures(
@@ -300,7 +301,7 @@ def exact_solution(
         return fast, _query_grad(solver, fast, qx, qy)
 
     with torch.no_grad():
-        fasts, rhss = vmap(inner)(*batch)
+        fasts, rhss = solver.map(inner)(*batch)
         tasks = [
             (
                 batch.task(b)[:2],
@@ -315,18 +316,24 @@ def exact_solution(
 
 
 def _query_grad(solver: Solver, fast: Params, qx: Tensor, qy: Tensor) -> Params:
-    return grad(lambda p: solver.model.loss(p, qx, qy)[0])(fast)
+    return solver.grad(lambda p: solver.model.loss(p, qx, qy)[0])(fast)
 
 
 def _relative_residual(system: Any, g: Params, rhs: Params) -> Tensor:
     return _div(tree_norm(tree_axpy(-1.0, rhs, system(g))), tree_norm(rhs))
 
 
-def _dense_system(system: Any, like: Params) -> Tensor:
-    """The matrix of a linear map over parameter dicts, column by column (float64)."""
+def _dense_system(system: Any, like: Params, batching: str) -> Tensor:
+    """The matrix of a linear map over parameter dicts, column by column (float64); the
+    columns mapped as the solver maps tasks (an autograd product does not vmap)."""
     first = next(iter(like.values()))
     eye = torch.eye(sum(v.numel() for v in like.values()), dtype=first.dtype, device=first.device)
-    columns = vmap(lambda e: _flat(system(_unflat(e, like))), chunk_size=256)(eye).double()
+
+    def column(e: Tensor) -> Tensor:
+        return _flat(system(_unflat(e, like)))
+
+    mapped = vmap(column, chunk_size=256) if batching == "vmap" else loop_map(column)
+    columns = mapped(eye).double()
     return (columns + columns.T) / 2  # symmetric up to rounding
 
 
@@ -337,7 +344,7 @@ def _dense(solver: ImplicitSolver, params: Params, tasks: list[Task]) -> ExactSo
     grads, residuals, lows, highs = [], [], [], []
     for (sx, sy), fast, rhs in tasks:
         system = solver.system(solver.support_hvp(fast, sx, sy))
-        matrix = _dense_system(system, fast)
+        matrix = _dense_system(system, fast, solver.batching)
         g = torch.linalg.solve(matrix, _flat(rhs).double())
         g_tree = _unflat(g.to(_flat(rhs).dtype), fast)
         residuals.append(_relative_residual(system, g_tree, rhs))
