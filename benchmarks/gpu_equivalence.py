@@ -13,7 +13,7 @@ import sys
 import torch
 
 from raybench.data import load_omniglot
-from raybench.models import build_model
+from raybench.models import model_for
 from raybench.reference import loop_meta_grad
 from raybench.solvers import make_config, make_solver
 from raybench.speed import meta_step
@@ -35,7 +35,7 @@ def main() -> int:
             data.images, split.train, ways=config.ways, shots=config.shots, query=config.query,
             rotations=True, device=device,
         )  # fmt: skip
-        model = build_model(config.ways, config.hidden)
+        model = model_for(config)
         solver = make_solver(config, model)
         params = model.init_params(0, device, torch.float32)
         batch = sampler.sample(config.meta_batch, torch.Generator(device=device).manual_seed(0))

@@ -106,6 +106,11 @@ SPLITS = ("maml", "lake")
 BATCHINGS = ("auto", "vmap", "loop")
 # How evaluation adapts: "plain" SGD for every solver, or the "solver"'s own inner loop.
 EVAL_ADAPTATIONS = ("plain", "solver")
+# The network's nonlinearity and downsampling (raybench.models): the report's is ReLU and
+# max-pooling; smooth ones make the support loss differentiable everywhere (README,
+# "Implicit solvers' assumptions").
+ACTIVATIONS = ("relu", "gelu", "silu")
+POOLINGS = ("max", "avg")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 
@@ -144,6 +149,12 @@ class RunConfig:
             help="adaptation at evaluation: plain SGD (every solver alike) or the solver's own",
         ),
     )
+    curve_tasks: int | None = setting(
+        None,
+        Bound(int, 1, 1024, optional=True, help="tasks of each meta-step on which training "
+              "measures the curves that need their own passes: support after adaptation, "
+              "query before it (default: all)"),
+    )  # fmt: skip
     # Implicit solvers' assumptions (raybench.assumptions), measured at evaluation points.
     diag_tasks: int = setting(
         8,
@@ -158,6 +169,12 @@ class RunConfig:
     # Model and runtime.
     hidden: int = setting(64, Bound(int, 1, 1024, help="filters per conv block"))
     bn: str = setting("batch", Bound(str, choices=("batch",), help="batch-norm statistics"))
+    activation: str = setting(
+        "relu", Bound(str, choices=ACTIVATIONS, help="nonlinearity of each conv block")
+    )
+    pooling: str = setting(
+        "max", Bound(str, choices=POOLINGS, help="2x2 downsampling of each conv block")
+    )
     device: str = setting("auto", Bound(str, choices=DEVICES, help="where to train"))
     dtype: str = setting("float32", Bound(str, choices=DTYPES, help="parameter precision"))
     cuda_graph: bool = setting(
@@ -236,6 +253,11 @@ ADDED_SETTINGS: dict[str, Any] = {
     # Measurements at evaluation points only: training and its results are unchanged.
     "diag_tasks": 8,
     "diag_lanczos_steps": 20,
+    # Every task of a meta-step measured for the training curves, as before.
+    "curve_tasks": None,
+    # The network as it was before it had choices: ReLU and max-pooling.
+    "activation": "relu",
+    "pooling": "max",
     # iMAML's options to meet its assumptions; their defaults are the solver as it was.
     "imaml.linear_solver": "cg",
     "imaml.proximal_steps": None,

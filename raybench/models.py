@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from raybench.batching import native_batch_norm_enabled
+from raybench.config import RunConfig
 
 Params = dict[str, Tensor]
 
@@ -47,10 +48,25 @@ class BatchStatNorm2d(nn.Module):
         return torch.addcmul(self.bias.view(1, -1, 1, 1) - mean * scale, x, scale)
 
 
+# The blocks' choices (``activation``, ``pooling`` in ``raybench.config``). ReLU and
+# max-pooling are the report's; both make the support loss's gradient jump (a max switching
+# between equal background pixels, a unit crossing zero), which the implicit solvers'
+# proximal problem cannot be solved through. GELU/SiLU and average pooling are smooth.
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+POOLING_LAYERS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
 class Conv4(nn.Module):
     """28x28 -> 14 -> 7 -> 3 -> 1 with ``hidden`` filters, then an N-way linear head."""
 
-    def __init__(self, ways: int, hidden: int = 64, in_channels: int = 1) -> None:
+    def __init__(
+        self,
+        ways: int,
+        hidden: int = 64,
+        in_channels: int = 1,
+        activation: str = "relu",
+        pooling: str = "max",
+    ) -> None:
         super().__init__()
         blocks = []
         channels = in_channels
@@ -59,8 +75,8 @@ class Conv4(nn.Module):
                 nn.Sequential(
                     nn.Conv2d(channels, hidden, 3, padding=1),
                     BatchStatNorm2d(hidden),
-                    nn.ReLU(),
-                    nn.MaxPool2d(2),
+                    ACTIVATION_LAYERS[activation](),
+                    POOLING_LAYERS[pooling](2),
                 )
             )
             channels = hidden
@@ -98,8 +114,15 @@ class FunctionalModel:
         return F.cross_entropy(logits, y), logits
 
 
-def build_model(ways: int, hidden: int = 64) -> FunctionalModel:
-    return FunctionalModel(Conv4(ways=ways, hidden=hidden))
+def build_model(
+    ways: int, hidden: int = 64, activation: str = "relu", pooling: str = "max"
+) -> FunctionalModel:
+    return FunctionalModel(Conv4(ways, hidden, activation=activation, pooling=pooling))
+
+
+def model_for(config: RunConfig) -> FunctionalModel:
+    """The network a run config describes."""
+    return build_model(config.ways, config.hidden, config.activation, config.pooling)
 
 
 def n_parameters(params: Params) -> int:

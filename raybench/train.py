@@ -22,7 +22,7 @@ from torch import Tensor
 from raybench.assumptions import Probe
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
-from raybench.models import Params, build_model
+from raybench.models import Params, model_for
 from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
 from raybench.solvers import METRICS, TRAIN_METRICS, Solver, make_solver
@@ -187,7 +187,7 @@ def _train(
     test_index = test_tasks.fixed_index(config.test_tasks, TEST_TASKS_SEED)
     generator = torch.Generator(device=device).manual_seed(config.seed)
 
-    model = build_model(config.ways, config.hidden)
+    model = model_for(config)
     solver = make_solver(config, model)
     result.family = solver.family
     params = solver.init_params(config.seed, device, dtype, train_tasks)

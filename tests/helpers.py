@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raybench.models import FunctionalModel, Params, build_model
+from raybench.models import FunctionalModel, Params, model_for
 from raybench.solvers import make_config, make_solver
 from raybench.tasks import TaskBatch
 
@@ -34,17 +34,23 @@ def solver_for(
     inner_steps: int = INNER_STEPS,
     inner_lr: float = INNER_LR,
     batching: str | None = None,
+    activation: str = "relu",
+    pooling: str = "max",
     **options,
 ):
     overrides = {
+        "ways": WAYS,
         "inner_lr": inner_lr,
         "inner_steps": inner_steps,
         "hidden": HIDDEN,
         "batching": batching or BATCHING,
+        "activation": activation,
+        "pooling": pooling,
     }
     overrides.update({f"{name}.{k}": v for k, v in options.items()})
-    model = build_model(WAYS, HIDDEN)
-    return model, make_solver(make_config(name, "paper", overrides), model)
+    config = make_config(name, "paper", overrides)
+    model = model_for(config)
+    return model, make_solver(config, model)
 
 
 def smooth_model(seed: int = 0) -> tuple[FunctionalModel, Params]:

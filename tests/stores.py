@@ -169,8 +169,8 @@ def write_bench(store: ExperimentStore) -> pa.Table:
 
     rows = []
     for solver, family, impl, ms in (
-        ("maml", "second-order", "vectorised", 40.0),
-        ("fomaml", "first-order", "vectorised", 20.0),
+        ("maml", "second-order", "vmap", 40.0),
+        ("fomaml", "first-order", "vmap", 20.0),
         ("maml", "second-order", "reference loop", 400.0),
     ):
         rows.append(
@@ -181,10 +181,10 @@ def write_bench(store: ExperimentStore) -> pa.Table:
                 "solver": solver,
                 "family": family,
                 "implementation": impl,
-                "reference": "maml loop" if impl == "vectorised" else None,
+                "reference": "maml loop" if impl == "vmap" else None,
                 "ms_per_step": ms,
                 "ms_min": ms - 1,
-                "speedup_vs_loop": 400.0 / ms if impl == "vectorised" else None,
+                "speedup_vs_loop": 400.0 / ms if impl == "vmap" else None,
                 "implied_run_s": ms * 2,
                 "meta_steps": 2000,
                 "peak_memory_mb": 500.0,

@@ -236,6 +236,16 @@ def test_paper_preset_gets_table_2_first() -> None:
     assert "meta_steps 100 (ref 2000)" in changed.protocol_text
 
 
+def test_the_network_is_part_of_the_protocol() -> None:
+    """A smooth network is not the report's or the literature's; a run stored before the
+    network had choices (no ``activation`` column) ran the report's ReLU network."""
+    smooth = refs.references_for(row("imaml", activation="gelu", pooling="avg"))
+    assert smooth and not any(m.same_protocol for m in smooth)
+    assert "activation gelu (ref relu)" in smooth[0].protocol_text
+    old = {k: v for k, v in row("maml").items() if k not in ("activation", "pooling")}
+    assert refs.references_for(old)[0].same_protocol
+
+
 def test_other_presets_get_only_the_literature() -> None:
     # 5-way 1-shot, not preset paper: no Table 2; the MAML paper's protocol differs
     smoke = refs.references_for(row("maml", preset="smoke"))

@@ -11,7 +11,7 @@ from raybench.errors import RaybenchError
 from raybench.search.spaces import DEFAULT_DIR, decode, load_space
 from raybench.solvers import SOLVERS, make_config
 
-DEFINITE_CONFIG = DEFAULT_DIR.parent / "configs" / "imaml-paper-definite.yaml"
+CONFIGS = DEFAULT_DIR.parent / "configs"
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
@@ -34,16 +34,18 @@ def test_solver_knobs_are_searched() -> None:
     assert DEFAULT_DIR.is_dir()
 
 
-def test_the_imaml_space_reaches_the_documented_paper_configuration() -> None:
-    """Every setting of the configuration the README documents for iMAML at the paper
+@pytest.mark.parametrize("name", ["imaml-paper-definite.yaml", "imaml-paper-smooth.yaml"])
+def test_the_imaml_space_reaches_the_documented_paper_configurations(name: str) -> None:
+    """Every setting of each configuration the README documents for iMAML at the paper
     preset is inside the space, or not searched and then equal to the paper preset's value
     (what a sweep keeps)."""
-    solver, preset, settings = read_config_file(DEFINITE_CONFIG)
+    solver, preset, settings = read_config_file(CONFIGS / name)
     assert (solver, preset) == ("imaml", "paper")
     config = make_config(solver, preset, settings)
     paper = make_config(solver, preset)
     dimensions = {d.key: d for d in load_space("imaml").dimensions}
-    values = {k: getattr(config, k) for k in ("inner_lr", "inner_steps", "outer_lr")}
+    keys = ("inner_lr", "inner_steps", "outer_lr", "activation", "pooling")
+    values = {k: getattr(config, k) for k in keys}
     values.update({f"imaml.{k}": v for k, v in config.solver_options.items()})
     for key, value in values.items():
         dim = dimensions.get(key)

@@ -37,9 +37,9 @@ def post_adaptation_query_loss(model, params, batch, steps) -> float:
 
 
 @functools.cache
-def maml_finite_differences() -> torch.Tensor:
+def maml_finite_differences(activation: str = "relu", pooling: str = "max") -> torch.Tensor:
     """Computed once for both batchings: it does not depend on how the solver maps tasks."""
-    model, _ = solver_for("maml")
+    model, _ = solver_for("maml", activation=activation, pooling=pooling)
     params, batch = params64(model), tiny_batch()
     return finite_difference(
         lambda p: post_adaptation_query_loss(model, p, batch, INNER_STEPS), params
@@ -53,6 +53,23 @@ def test_maml_meta_gradient_matches_finite_differences() -> None:
     params, batch = params64(model), tiny_batch()
     grads, _ = solver.meta_grad(params, batch)
     assert rel_err(flat(grads), maml_finite_differences()) < 1e-6
+
+
+@pytest.mark.parametrize(("activation", "pooling"), [("gelu", "avg"), ("silu", "avg")])
+def test_maml_meta_gradient_matches_finite_differences_on_every_network(
+    activation: str, pooling: str
+) -> None:
+    """The smooth network choices, second order, on both paths (ReLU and max-pooling:
+    above; on this tiny model a smooth unit with max-pooling puts a switch of the max
+    within the differences' step)."""
+    model, solver = solver_for("maml", activation=activation, pooling=pooling)
+    assert {type(m).__name__ for m in model.module.modules()} >= {
+        {"gelu": "GELU", "silu": "SiLU", "relu": "ReLU"}[activation],
+        {"avg": "AvgPool2d", "max": "MaxPool2d"}[pooling],
+    }
+    params, batch = params64(model), tiny_batch()
+    grads, _ = solver.meta_grad(params, batch)
+    assert rel_err(flat(grads), maml_finite_differences(activation, pooling)) < 1e-6
 
 
 def test_maml_is_second_order() -> None:
@@ -157,6 +174,29 @@ def test_metrics_are_the_losses_they_name() -> None:
             }
         for key, value in expect.items():
             assert metrics[key][b].item() == pytest.approx(value.item(), rel=1e-10), key
+
+
+CURVES_ON_A_SUBSET = ("support_loss_post", "support_acc_post", "query_loss_pre", "query_acc_pre")
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "imaml", "neumann", "penalty"])
+def test_curve_tasks_measures_the_curves_own_passes_on_the_first_tasks_only(name: str) -> None:
+    """The meta-gradient and the curves the solver computes anyway are unchanged; the
+    curves that need their own passes have the values of the first tasks; evaluation
+    measures every task whatever the setting."""
+    model, full = solver_for(name)
+    _, subset = solver_for(name)
+    subset.curve_tasks = 2
+    params, batch = params64(model), tiny_batch(n_tasks=3)
+    grads, metrics = full.meta_grad(params, batch)
+    sub_grads, sub_metrics = subset.meta_grad(params, batch)
+    assert torch.equal(flat(sub_grads), flat(grads))
+    assert set(sub_metrics) == set(metrics)
+    for key, values in metrics.items():
+        expected = values[:2] if key in CURVES_ON_A_SUBSET else values
+        assert torch.equal(sub_metrics[key], expected), key
+    evaluated = subset.evaluate(params, batch, INNER_STEPS)
+    assert all(v.shape == (3,) for v in evaluated.values())
 
 
 def test_evaluation_is_one_procedure_for_every_meta_solver() -> None:

@@ -58,6 +58,24 @@ def test_same_seed_same_curves_other_seed_other_curves(omniglot: OmniglotImages)
     assert values(a) != values(c)
 
 
+def test_curve_tasks_changes_the_extra_curves_only(omniglot: OmniglotImages) -> None:
+    """Measuring the curves' own passes on one task of each meta-step: the same trained
+    weights, test accuracy and the curves the solver computes anyway; those passes'
+    curves still recorded (means over the first task of each step)."""
+    every, first = train(tiny("maml"), omniglot), train(tiny("maml", curve_tasks=1), omniglot)
+    assert first.config.run_id != every.config.run_id
+    assert first.test_acc_mean == every.test_acc_mean
+    for name, p in every.params.items():
+        assert torch.equal(first.params[name], p)
+    for a, b in zip(every.curves, first.curves, strict=True):
+        for key in ("train_query_loss_post", "train_support_loss_pre", "val_query_loss_post"):
+            assert a[key] == b[key], key
+        assert math.isfinite(b["train_query_loss_pre"]) and math.isfinite(
+            b["train_support_acc_post"]
+        )
+        assert b["train_query_loss_pre"] != a["train_query_loss_pre"]  # one task, not two
+
+
 def test_training_learns_something(omniglot: OmniglotImages) -> None:
     """A few dozen FOMAML steps with a large inner step beat chance on validation tasks."""
     cfg = tiny(

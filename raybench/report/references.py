@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from raybench.config import ADDED_SETTINGS, PerSolver
+
 # The report's Table 1 (the `paper` preset), under which its Table 2 was measured.
 TABLE1 = {
     "inner_lr": 0.01,
@@ -29,6 +31,7 @@ TABLE1 = {
     "inner_steps": 5,
     "meta_batch": 16,
     "meta_steps": 2000,
+    "activation": "relu",
 }
 
 # The MAML paper's Omniglot protocol (Finn et al., 2017, section 5.2 and its code): 5-way
@@ -39,7 +42,7 @@ MAML_PROTOCOL = {
     5: {"inner_lr": 0.4, "inner_steps": 1, "eval_inner_steps": 3, "meta_batch": 32},
     20: {"inner_lr": 0.1, "inner_steps": 5, "eval_inner_steps": 5, "meta_batch": 16},
 }
-MAML_COMMON = {"outer_lr": 0.001, "meta_steps": 60000}
+MAML_COMMON = {"outer_lr": 0.001, "meta_steps": 60000, "activation": "relu"}
 
 TABLE2 = "report Table 2 (bilevel-solvers-report.md)"
 FINN = "Finn et al. 2017, MAML (ICML), Table 1"
@@ -124,7 +127,12 @@ def _references() -> tuple[Reference, ...]:
         )  # fmt: skip
         # iMAML with gradient descent: 16 (5-way) / 25 (20-way) inner steps, lambda 2,
         # 5 CG steps for the meta-gradient (the table's caption).
-        gd = {"inner_steps": 16 if ways == 5 else 25, "imaml_lam": 2.0, "imaml_cg_steps": 5}
+        gd = {
+            "inner_steps": 16 if ways == 5 else 25,
+            "imaml_lam": 2.0,
+            "imaml_cg_steps": 5,
+            "activation": "relu",
+        }
         refs.append(
             Reference(
                 "imaml", ways, shots, *g, RAJESWARAN, "iMAML, GD", protocol=gd,
@@ -157,10 +165,18 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _recorded(row: Mapping[str, Any], key: str) -> Any:
+    """A row's setting; a run stored before the setting existed ran at its neutral value."""
+    actual, neutral = row.get(key), ADDED_SETTINGS.get(key)
+    if actual is None and neutral is not None and not isinstance(neutral, PerSolver):
+        return neutral
+    return actual
+
+
 def _differences(ref: Reference, row: Mapping[str, Any]) -> tuple[str, ...]:
     out = []
     for key, expected in ref.protocol.items():
-        actual = row.get(key)
+        actual = _recorded(row, key)
         if actual is None:
             out.append(f"{key} not recorded (ref {_show(expected)})")
         elif not _same(actual, expected):

@@ -101,12 +101,14 @@ class Solver(ABC):
         inner_steps: int,
         options: Any = None,
         batching: str = "vmap",
+        curve_tasks: int | None = None,
     ) -> None:
         self.model = model
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.options = options if options is not None else self.Options()
         self.batching = batching  # "vmap" or "loop" (resolved for the device)
+        self.curve_tasks = curve_tasks  # training curves' extra passes: this many tasks
 
     def map(self, fn: Any, in_dims: int | tuple | None = 0) -> Any:
         """``fn`` (one task) over every task of a batch, as ``vmap(fn, in_dims)`` would."""
@@ -208,21 +210,28 @@ class Solver(ABC):
         batch: TaskBatch,
         support_before: Loss,
         query_after: Loss | None = None,
+        *,
+        every_task: bool = False,
     ) -> Metrics:
-        """The report's four curves (and accuracies) for every task of a batch; reuses
-        what the solver already computed and runs the remaining forward passes."""
+        """The report's four curves (and accuracies) per task; reuses what the solver
+        already computed and runs the remaining forward passes. In training (not
+        ``every_task``) with ``curve_tasks`` set, the passes that only the curves need (the
+        support after adaptation, the query before it) run on the batch's first
+        ``curve_tasks`` tasks, and those metrics have one value per measured task."""
         sx, sy, qx, qy = batch
+        n = len(sy) if every_task or self.curve_tasks is None else min(self.curve_tasks, len(sy))
         with torch.no_grad():
             fast = {k: v.detach() for k, v in fast.items()}
-            support_after = self.map(self.model.loss)(fast, sx, sy)
-            query_before = self.map(self.model.loss, in_dims=(None, 0, 0))(params, qx, qy)
             if query_after is None:
                 query_after = self.map(self.model.loss)(fast, qx, qy)
+            fast = {k: v[:n] for k, v in fast.items()}
+            support_after = self.map(self.model.loss)(fast, sx[:n], sy[:n])
+            query_before = self.map(self.model.loss, in_dims=(None, 0, 0))(params, qx[:n], qy[:n])
             out: Metrics = {}
             for prefix, (loss, logits), y in (
                 ("support", support_before, sy),
-                ("support", support_after, sy),
-                ("query", query_before, qy),
+                ("support", support_after, sy[:n]),
+                ("query", query_before, qy[:n]),
                 ("query", query_after, qy),
             ):
                 when = "pre" if f"{prefix}_loss_pre" not in out else "post"
@@ -245,7 +254,7 @@ class Solver(ABC):
             fast, before = self.adapt(
                 params, batch.support_x, batch.support_y, steps, plain=adaptation == "plain"
             )
-        return self.metrics(params, fast, batch, before)
+        return self.metrics(params, fast, batch, before, every_task=True)
 
     @abstractmethod
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
@@ -296,17 +305,20 @@ def make_config(
 def make_solver(config: RunConfig, model: FunctionalModel) -> Solver:
     """The config's solver, mapping tasks the way ``config.batching`` says for the device
     the config runs on."""
-    from raybench.runtime import resolve_device
-
     cls = solver_class(config.solver)
     return cls(
         model,
         inner_lr=config.inner_lr,
         inner_steps=config.inner_steps,
         options=cls.Options(**config.solver_options),
-        batching=resolve(
-            config.batching,
-            resolve_device(config.device),
-            config.ways * (config.shots + config.query) * config.hidden,
-        ),
+        batching=task_mapping(config),
+        curve_tasks=config.curve_tasks,
     )
+
+
+def task_mapping(config: RunConfig) -> str:
+    """``vmap`` or ``loop``: how a run of ``config`` maps tasks on the device it uses."""
+    from raybench.runtime import resolve_device
+
+    task_size = config.ways * (config.shots + config.query) * config.hidden
+    return resolve(config.batching, resolve_device(config.device), task_size)

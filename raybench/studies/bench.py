@@ -132,7 +132,7 @@ def bench_table(
         rows.append(row)
     loops = {r["solver"]: r["ms_per_step"] for r in rows if r["implementation"] == "reference loop"}
     for row in rows:
-        if row["implementation"] == "vectorised":
+        if row["implementation"] != "reference loop":
             row["reference"] = f"{reference_for(row['family'])} loop"
             loop = loops.get(reference_for(row["family"]))
             if loop and row["ms_per_step"]:
@@ -151,6 +151,8 @@ def _as_solver(config: RunConfig, solver: str) -> RunConfig:
 def _row(
     config: RunConfig, m: Measurement, is_loop: bool, family: str, experiment: str
 ) -> dict[str, Any]:
+    from raybench.solvers.base import task_mapping
+
     ms = m.ms_per_step
     rate = achieved(m.flops_per_step, ms)
     return {
@@ -159,7 +161,8 @@ def _row(
         "experiment": experiment,
         "solver": config.solver,
         "family": family,
-        "implementation": "reference loop" if is_loop else "vectorised",
+        # how the solver maps tasks here (vmap or loop), or the reference loop
+        "implementation": "reference loop" if is_loop else task_mapping(config),
         "reference": None,
         "ms_per_step": ms,
         "ms_min": m.ms_min,

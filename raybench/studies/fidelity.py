@@ -45,7 +45,7 @@ from raybench.assumptions import (
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
-from raybench.models import Params, build_model
+from raybench.models import Params, model_for
 from raybench.results.store import ExperimentStore, load_checkpoint
 from raybench.resume import progress_params
 from raybench.runtime import device_name, git_commit, resolve_device
@@ -166,7 +166,7 @@ def meta_solvers(names: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def init_point(config: RunConfig) -> Point:
     """The model's initialisation for the config's seed, as a run with that seed starts."""
-    model = build_model(config.ways, config.hidden)
+    model = model_for(config)
     params = model.init_params(config.seed, torch.device("cpu"), torch.float32)
     return Point(f"init-s{config.seed}", "init", f"seed {config.seed}", params, config.seed)
 
@@ -304,7 +304,7 @@ class FidelityStudy:
         self.n_tasks, self.tasks_seed = n_tasks, tasks_seed
         self.device = resolve_device(self.reference.device)
         self.dtype = getattr(torch, self.reference.dtype)
-        self.model = build_model(self.reference.ways, self.reference.hidden)
+        self.model = model_for(self.reference)
         self.batch = fixed_tasks(self.reference, data, n_tasks, tasks_seed)
 
     def study_id(self, point: Point) -> str:

@@ -112,7 +112,7 @@ def measure(
     inner steps) unless ``full_warmup``, which warms with the timed step itself. With
     ``flops``, the step's arithmetic is counted and the machine's matrix-multiply rate
     measured right after the timed steps (:mod:`raybench.studies.flops`)."""
-    from raybench.models import build_model
+    from raybench.models import model_for
     from raybench.runtime import PeakMemory, device_name, resolve_device
     from raybench.solvers import make_solver
     from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
@@ -131,7 +131,7 @@ def measure(
         device=device,
         dtype=dtype,
     )
-    model = build_model(config.ways, config.hidden)
+    model = model_for(config)
     solver = make_solver(config, model)
     warm_steps = config.inner_steps if full_warmup else min(config.inner_steps, 1)
     warm = make_solver(replace(config, inner_steps=warm_steps), model)
