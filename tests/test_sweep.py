@@ -22,7 +22,7 @@ from raybench.configfile import read_config_file
 from raybench.results import ExperimentStore
 from raybench.search.live import params_text
 from raybench.search.spaces import load_space
-from raybench.search.trials import param_column
+from raybench.search.trials import param_column, searchable
 from raybench.solvers import make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
@@ -96,7 +96,8 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         others = frame[frame["solver"] != solver]
         for dim in load_space(solver).dimensions:
             column = param_column(dim.key)
-            assert str(frame[column].dtype) == ("Int64" if dim.distribution == "int" else "Float64")
+            kind = searchable()[dim.key].kind  # the setting's type, whatever the distribution
+            assert str(frame[column].dtype) == {int: "Int64", float: "Float64", str: "string"}[kind]
             assert mine[column].notna().all()
             if "." in dim.key:
                 assert others[column].isna().all()
