@@ -50,8 +50,9 @@ class BatchStatNorm2d(nn.Module):
 
 # The blocks' choices (``activation``, ``pooling`` in ``raybench.config``). ReLU and
 # max-pooling are the report's; both make the support loss's gradient jump (a max switching
-# between equal background pixels, a unit crossing zero), which the implicit solvers'
-# proximal problem cannot be solved through. GELU/SiLU and average pooling are smooth.
+# between near-equal values, a unit crossing zero), and gradient descent on the implicit
+# solvers' proximal problem then stalls far from stationary (measured: README, "Implicit
+# solvers' assumptions"). GELU/SiLU and average pooling are smooth.
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 POOLING_LAYERS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
