@@ -32,9 +32,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import vmap
 
-from raybench.batching import loop_map
+from raybench.batching import task_map
 from raybench.config import RunConfig
 from raybench.linalg import lanczos, minres, tree_axpy, tree_norm, tridiagonal_extremes
 from raybench.models import Params
@@ -332,8 +331,7 @@ def _dense_system(system: Any, like: Params, batching: str) -> Tensor:
     def column(e: Tensor) -> Tensor:
         return _flat(system(_unflat(e, like)))
 
-    mapped = vmap(column, chunk_size=256) if batching == "vmap" else loop_map(column)
-    columns = mapped(eye).double()
+    columns = task_map(column, batching, chunk_size=256)(eye).double()
     return (columns + columns.T) / 2  # symmetric up to rounding
 
 

@@ -105,11 +105,15 @@ def loop_map(fn: Callable[..., Any], in_dims: int | tuple | None = 0) -> Callabl
 
 
 def task_map(
-    fn: Callable[..., Any], batching: str, in_dims: int | tuple | None = 0
+    fn: Callable[..., Any],
+    batching: str,
+    in_dims: int | tuple | None = 0,
+    chunk_size: int | None = None,
 ) -> Callable[..., Any]:
-    """``fn`` mapped over tasks the way ``batching`` (``vmap`` or ``loop``) says."""
+    """``fn`` mapped over tasks the way ``batching`` (``vmap`` or ``loop``) says;
+    ``chunk_size`` bounds vmap's memory (a loop holds one at a time anyway)."""
     if batching == "vmap":
-        return vmap(fn, in_dims=in_dims)
+        return vmap(fn, in_dims=in_dims, chunk_size=chunk_size)
     if batching == "loop":
         return loop_map(fn, in_dims)
     raise ValueError(f"unresolved batching {batching!r}: resolve it for a device first")

@@ -209,12 +209,11 @@ class RunConfig:
         ``ADDED_SETTINGS``), so runs stored before keep their ids."""
         data = self.to_dict()
         data.pop("seed")
-        for name, neutral in ADDED_SETTINGS.items():
+        for name in ADDED_SETTINGS:
             solver, _, knob = name.rpartition(".")  # "setting" or "solver.knob"
             if solver and solver != self.solver:
                 continue
-            if isinstance(neutral, PerSolver):
-                neutral = neutral.of(self.solver)
+            neutral = neutral_value(name, self.solver)
             where = data["solver_options"] if solver else data
             if where.get(knob, neutral) == neutral:
                 where.pop(knob, None)
@@ -264,6 +263,14 @@ ADDED_SETTINGS: dict[str, Any] = {
     "imaml.proximal_lr": None,
     "imaml.proximal_tol": 0.0,
 }
+
+
+def neutral_value(name: str, solver: str | None) -> Any:
+    """How a run of ``solver`` behaved before the added setting ``name`` existed (None for
+    a setting that was always there)."""
+    neutral = ADDED_SETTINGS.get(name)
+    return neutral.of(solver or "") if isinstance(neutral, PerSolver) else neutral
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Table 1 of the report: the defaults above.

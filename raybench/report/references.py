@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from raybench.config import ADDED_SETTINGS, PerSolver
+from raybench.config import neutral_value
 
 # The report's Table 1 (the `paper` preset), under which its Table 2 was measured.
 TABLE1 = {
@@ -167,10 +167,8 @@ def _show(value: Any) -> str:
 
 def _recorded(row: Mapping[str, Any], key: str) -> Any:
     """A row's setting; a run stored before the setting existed ran at its neutral value."""
-    actual, neutral = row.get(key), ADDED_SETTINGS.get(key)
-    if actual is None and neutral is not None and not isinstance(neutral, PerSolver):
-        return neutral
-    return actual
+    actual = row.get(key)
+    return neutral_value(key, row.get("solver")) if actual is None else actual
 
 
 def _differences(ref: Reference, row: Mapping[str, Any]) -> tuple[str, ...]:
