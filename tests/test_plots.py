@@ -743,11 +743,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The same through the entry point in this process (no interpreter start-up)."""
-    return run_main(*args, cwd=cwd)
-
-
 @pytest.mark.slow
 def test_cli_plot_end_to_end(tmp_path: Path) -> None:
     store = ExperimentStore(tmp_path / "outputs" / "tiny")
@@ -765,14 +760,12 @@ def test_cli_plot_end_to_end(tmp_path: Path) -> None:
         assert_png(folder / name)
 
     elsewhere = tmp_path / "elsewhere"
-    proc = in_process(
-        "plot", "-e", "tiny", "--dir", str(elsewhere), "--format", "svg", cwd=tmp_path
-    )
+    proc = run_main("plot", "-e", "tiny", "--dir", str(elsewhere), "--format", "svg", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert {p.name for p in elsewhere.iterdir()} == {n.replace(".png", ".svg") for n in names}
     assert all(p.read_bytes().startswith(b"<?xml") for p in elsewhere.iterdir())
 
-    proc = in_process(
+    proc = run_main(
         "plot", "-e", "tiny", "--dir", str(tmp_path / "hi"), "--dpi", "50", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
@@ -780,9 +773,9 @@ def test_cli_plot_end_to_end(tmp_path: Path) -> None:
 
     for args in (("plot", "-e", "nothing-here"), ("plot", "-e", "tiny", "--format", "gif"),
                  ("plot", "-e", "tiny", "--dpi", "0")):  # fmt: skip
-        proc = in_process(*args, cwd=tmp_path)
+        proc = run_main(*args, cwd=tmp_path)
         assert proc.returncode == 2, args
         assert "Traceback" not in proc.stderr + proc.stdout
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("raybench: error: "), lines
-    assert "nothing-here" in in_process("plot", "-e", "nothing-here", cwd=tmp_path).stderr
+    assert "nothing-here" in run_main("plot", "-e", "nothing-here", cwd=tmp_path).stderr

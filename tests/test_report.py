@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import math
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -509,17 +508,12 @@ def test_report_writes_summary_parquet(store: ExperimentStore, tmp_path: Path) -
     assert "per run" in console.export_text()
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Through the entry point in this process: these commands only read a store."""
-    return run_main(*args, cwd=cwd)
-
-
 def test_cli_report_json_and_invalid_format(store: ExperimentStore, tmp_path: Path) -> None:
-    proc = cli("report", "-e", "exp", "--out", str(tmp_path), "--format", "json", cwd=tmp_path)
+    proc = run_main("report", "-e", "exp", "--out", str(tmp_path), "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == records_of(store)
     assert (store.root / "summary.parquet").is_file()
-    bad = cli("report", "-e", "exp", "--out", str(tmp_path), "--format", "xml", cwd=tmp_path)
+    bad = run_main("report", "-e", "exp", "--out", str(tmp_path), "--format", "xml", cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raybench: error: ") and "xml" in lines[0]

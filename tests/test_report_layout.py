@@ -209,11 +209,6 @@ def compile_if_possible(table: str, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- studies, every format
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Through the entry point in this process: these commands only read a store."""
-    return run_main(*args, cwd=cwd, env=env)
-
-
 @pytest.mark.parametrize("fmt", ["rich", "markdown", "csv", "json", "latex"])
 def test_a_scaling_study_reports_in_every_format(tmp_path: Path, fmt: str) -> None:
     store = ExperimentStore(tmp_path / "scaling")
@@ -240,7 +235,7 @@ def test_a_scaling_study_reports_in_every_format(tmp_path: Path, fmt: str) -> No
 def test_bench_and_several_studies_through_the_cli(tmp_path: Path) -> None:
     store = ExperimentStore(tmp_path / "outputs" / "bench")
     write_bench(store)
-    proc = cli("report", "-e", "bench", "--format", "json", cwd=tmp_path)
+    proc = run_main("report", "-e", "bench", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["implementation"] for r in rows].count("reference loop") == 1
@@ -252,7 +247,7 @@ def test_bench_and_several_studies_through_the_cli(tmp_path: Path) -> None:
     write_scaling(store)
     report("bench", tmp_path / "outputs", Console(), fmt="markdown", output=out)
     assert "## bench" in out.read_text() and "## scaling" in out.read_text()
-    both = cli("report", "-e", "bench", "--format", "json", cwd=tmp_path)
+    both = run_main("report", "-e", "bench", "--format", "json", cwd=tmp_path)
     assert both.returncode == 2 and "--table" in both.stderr
     assert len(both.stderr.strip().splitlines()) == 1
     report("bench", tmp_path / "outputs", Console(), fmt="json", output=out, table="scaling")
@@ -261,12 +256,12 @@ def test_bench_and_several_studies_through_the_cli(tmp_path: Path) -> None:
 
 def test_piped_report_honours_columns_env(store: ExperimentStore, tmp_path: Path) -> None:
     """Not a terminal: $COLUMNS when set (else 160); the report fits it, names whole."""
-    proc = cli("report", "-e", str(store.root), cwd=tmp_path, env={"COLUMNS": "80"})
+    proc = run_main("report", "-e", str(store.root), cwd=tmp_path, env={"COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     for name in ("finetune-full", "fomaml", "maml (tuned)", "reptile"):
         assert any(f"│ {name} " in line for line in lines), name
-    log = cli("report", "-e", str(store.root), cwd=tmp_path, env={"COLUMNS": ""})
+    log = run_main("report", "-e", str(store.root), cwd=tmp_path, env={"COLUMNS": ""})
     assert max(len(line) for line in log.stdout.splitlines()) <= 160
     assert any(len(line) > 120 for line in log.stdout.splitlines())

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,11 +23,6 @@ from raybench.solvers import make_config
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 KINDS = ("unreadable", "foreign", "duplicate", "orphaned", "leftover")
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Through the entry point in this process: these commands only read a store."""
-    return run_main(*args, cwd=cwd)
 
 
 def printed(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -186,7 +180,7 @@ def planted_store(root: Path) -> tuple[ExperimentStore, dict[str, str]]:
 def test_store_check_lists_every_bad_file_and_fix_quarantines_them(tmp_path: Path) -> None:
     store, expected = planted_store(tmp_path / "outputs" / "exp")
     rows_before = sorted(r["run_id"] for r in store.read("runs").to_pylist())
-    checked = cli("store", "check", "-e", "exp", cwd=tmp_path)
+    checked = run_main("store", "check", "-e", "exp", cwd=tmp_path)
     assert checked.returncode == 1, checked.stderr + checked.stdout
     assert "Traceback" not in checked.stderr
     listed = {}
@@ -195,12 +189,12 @@ def test_store_check_lists_every_bad_file_and_fix_quarantines_them(tmp_path: Pat
         if len(parts) >= 2 and parts[0] in KINDS:
             listed[parts[1].rstrip(":")] = parts[0]
     assert listed == expected
-    fixed = cli("store", "check", "-e", "exp", "--fix", cwd=tmp_path)
+    fixed = run_main("store", "check", "-e", "exp", "--fix", cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     for relative in expected:
         assert not (store.root / relative).exists(), relative
         assert (store.root / "quarantine" / relative).exists(), relative
-    again = cli("store", "check", cwd=tmp_path)  # every experiment under outputs/
+    again = run_main("store", "check", cwd=tmp_path)  # every experiment under outputs/
     assert again.returncode == 0 and "ok" in again.stdout, again.stdout
     store = ExperimentStore(store.root)
     assert sorted(r["run_id"] for r in store.read("runs").to_pylist()) == rows_before
@@ -213,7 +207,7 @@ def test_report_warns_and_names_a_run_without_curves(tmp_path: Path) -> None:
     bad = bad_files(store.root / "runs", store.files("runs")[0])
     lost = make_config("fomaml", "smoke", {"seed": 1}).run_id
     store.path("curves", lost).unlink()
-    proc = cli("report", "-e", "exp", "--format", "json", cwd=tmp_path)
+    proc = run_main("report", "-e", "exp", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["runs"] for r in rows] == [2]
@@ -222,7 +216,7 @@ def test_report_warns_and_names_a_run_without_curves(tmp_path: Path) -> None:
     assert any(f"run {lost} has no curves file" in w for w in warnings)
     for path in bad:
         assert sum(str(path.relative_to(tmp_path)) in w for w in warnings) == 1
-    plotted = cli("plot", "-e", "exp", cwd=tmp_path)
+    plotted = run_main("plot", "-e", "exp", cwd=tmp_path)
     assert plotted.returncode == 0, plotted.stderr
     assert "Traceback" not in plotted.stderr
 
