@@ -169,3 +169,12 @@ def test_assumption_settings_leave_stored_ids_alone(monkeypatch) -> None:
     ):
         config = make_config("imaml", "paper", {**cases["imaml"], **changed})
         assert config.fingerprint() != old["imaml"], changed
+
+
+def test_every_network_choice_has_its_layer() -> None:
+    """The settings' choices (config) and the layers that build them (models) agree."""
+    from raybench.config import ACTIVATIONS, POOLINGS
+    from raybench.models import ACTIVATION_LAYERS, POOLING_LAYERS
+
+    assert set(ACTIVATION_LAYERS) == set(ACTIVATIONS)
+    assert set(POOLING_LAYERS) == set(POOLINGS)
