@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from raybench import rendezvous
 from raybench.assumptions import Probe
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
@@ -196,6 +197,7 @@ def _train(
     optimiser = outer_optimiser(params, config.outer_lr, device)
     configure_device(device)
     step_fn: MetaStep | None = None
+    hold = rendezvous.hold_for(config.run_id)  # None unless fault tests set gates
 
     eval_steps = config.adapt_steps_eval
     scale = torch.tensor(
@@ -309,6 +311,8 @@ def _train(
         host_ms = 1000 * (time.perf_counter() - interval_start) / max(interval_steps, 1)
         ms = host_ms if interval_steps else interval_ms[-1]
         notify(Progress(config.run_id, step, config.meta_steps, val_acc, ms_per_step=ms))
+        if hold is not None:
+            interval_start += hold(step)
 
     result.train_time_s = train_time
     result.ms_per_step = statistics.median(interval_ms) if interval_ms else None

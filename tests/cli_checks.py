@@ -11,6 +11,13 @@ import subprocess
 from pathlib import Path
 
 
+def ctrl_c_as_usual() -> None:
+    """``preexec_fn`` of a command a test interrupts: a suite started in the background
+    (``nohup ... &``) ignores SIGINT and its children inherit that, so the command must
+    be given Ctrl-C's usual meaning back to see it as a terminal sends it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_main(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rendezvous import Rendezvous
 
 from raybench.data import OmniglotImages, load_omniglot
+from raybench.rendezvous import ENV as RENDEZVOUS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +65,9 @@ def raybench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     else:
         cache = tmp_path_factory.mktemp("raybench-cache")
     mp.setenv("RAYBENCH_CACHE", str(cache))
+    # this worker's rendezvous folder (tests/rendezvous.py), in every process it starts,
+    # Ray's included: a gate there is set and cleared by the one test using it
+    mp.setenv(RENDEZVOUS_ENV, str(tmp_path_factory.mktemp("rendezvous")))
     data = os.environ.get("RAYBENCH_DATA", "").strip()
     if data:
         path = Path(data).expanduser()
@@ -71,6 +76,18 @@ def raybench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setenv("RAYBENCH_DATA", str(REPO_ROOT.parent / "shared" / "data" / "omniglot"))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def rendezvous() -> Iterator[Rendezvous]:
+    """Gates that hold runs at chosen steps, for a fault at a known point; all opened
+    and removed after the test, so no run of another test ever waits."""
+    folder = Path(os.environ[RENDEZVOUS_ENV])
+    meeting = Rendezvous(folder)
+    yield meeting
+    meeting.clear()
+    for path in folder.iterdir():
+        path.unlink()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -132,7 +133,12 @@ def test_implicit_rows_separate_the_solver_s_error_from_the_objective_s(rows) ->
         assert all(r["exact_residual"] < 1e-8 for r in group)
         assert len({r["exact_rel_error"] for r in group}) == 1  # one system, one mismatch
         assert len({r["exact_cosine"] for r in group}) == 1
-        assert all(r["diag_tasks"] == 4 and r["diag_solve_residual"] >= 0 for r in group)
+        assert all(r["diag_tasks"] == 4 for r in group)
+        # the measured residual ||A g - b|| / ||b|| falls as the solver works harder, and
+        # one CG step (or the series' first term) leaves a visible one (measured: 0.22)
+        residuals = [r["diag_solve_residual"] for r in group]
+        assert all(a > b for a, b in itertools.pairwise(residuals)) and residuals[0] > 0.1
+    assert imaml[-1]["diag_solve_residual"] < 1e-6  # 10 CG steps solve it (measured: 5e-8)
     errors = [r["vs_exact_rel_error"] for r in imaml]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-6  # CG converges
     assert [r["diag_negative_curvature"] for r in imaml] == [0, 0, 0]  # damping: definite

@@ -11,17 +11,18 @@ from pathlib import Path
 import pytest
 import ray
 from cli_checks import descendants
+from rendezvous import Rendezvous
 from rich.console import Console
 
 from raybench.data import OmniglotImages
 from raybench.execution import ExecutionOptions, execute
-from raybench.execution.ray_backend import HUB_PREFIX
 from raybench.results import ExperimentStore
 from raybench.solvers import make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
 
 QUIET = Console(quiet=True)
+RESTART_S = 120  # a backstop: Ray restarts a dead actor within seconds
 
 
 @pytest.fixture(scope="module")
@@ -72,53 +73,61 @@ def test_ray_and_inline_give_identical_results(local_ray, tmp_path: Path) -> Non
     assert key(inline) == key(remote)
 
 
-def kill_when_running(
-    run_id: str, killed: list[int], stop: threading.Event, times: int = 1
-) -> None:
-    """Find the run's worker through the progress hub and SIGKILL it mid-run, ``times``
-    times (each retry's new worker once it has gone on a step)."""
-    while not stop.is_set() and len(killed) < times:
-        names = [n for n in ray.util.list_named_actors() if n.startswith(HUB_PREFIX)]
-        for name in names:
-            try:
-                state = ray.get(ray.get_actor(name).snapshot.remote()).get(run_id, {})
-            except ray.exceptions.RayError:
-                continue
-            pid = state.get("pid")
-            if pid and pid not in killed and 2 <= state.get("step", 0) < state.get("total", 0):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-        time.sleep(0.1)
-
-
 def run_with_kills(
-    store: ExperimentStore, configs: list, retries: int, times: int = 1, console=QUIET
+    store: ExperimentStore,
+    configs: list,
+    retries: int,
+    rendezvous: Rendezvous,
+    at: tuple[int, ...] = (4,),
 ) -> tuple[list, list[int]]:
+    """Execute on Ray, SIGKILLing the first run's worker as it waits at each step of
+    ``at`` (a retry goes on from the state saved there and meets the next gate)."""
     killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(
-        target=kill_when_running, args=(configs[0].run_id, killed, stop, times)
-    )
-    killer.start()
+    run_id = configs[0].run_id
+    rendezvous.gate(run_id, *at)
+    done = threading.Event()
+
+    def killer() -> None:
+        for step in at:
+            pid = rendezvous.wait(run_id, step, alive=lambda: not done.is_set())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            rendezvous.release(run_id, step)
+
+    failures: list[BaseException] = []
+
+    def kill_all() -> None:
+        try:
+            killer()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=kill_all)
+    thread.start()
     try:
         options = ExecutionOptions(backend="ray", gpus_per_run=0, max_retries=retries)
-        summaries = execute(configs, store, console, options)
+        summaries = execute(configs, store, QUIET, options)
     finally:
-        stop.set()
-        killer.join()
+        done.set()
+        thread.join()
+        rendezvous.clear()
+    if failures:
+        raise failures[0]
     return summaries, killed
 
 
-def test_a_killed_worker_is_retried_and_completes(local_ray, tmp_path: Path) -> None:
+def test_a_killed_worker_is_retried_and_completes(
+    local_ray, tmp_path: Path, rendezvous: Rendezvous
+) -> None:
     config = smoke("fomaml", meta_steps=30, eval_every=2)
     store = ExperimentStore(tmp_path / "exp")
-    summaries, killed = run_with_kills(store, [config], retries=1)
-    assert killed, "the worker was never seen running"
+    summaries, killed = run_with_kills(store, [config], 1, rendezvous, at=(4,))
+    assert len(killed) == 1
     assert summaries[0].status == "completed"
     (row,) = rows(store)
     assert row["status"] == "completed" and row["steps_done"] == 30
-    # the retry went on from the last evaluation point before the kill, then cleaned up
-    assert row["resumed_from_step"] >= 2 and row["resumed_from_step"] % 2 == 0
+    # the retry went on from the evaluation point of the kill, then cleaned up
+    assert row["resumed_from_step"] == 4
     assert not store.progress_path(config.run_id).exists()
 
 
@@ -136,17 +145,17 @@ def comparable(store: ExperimentStore, run_id: str) -> tuple:
 
 
 def test_a_run_killed_past_its_retries_fails_and_resumes_bit_for_bit(
-    local_ray, tmp_path: Path
+    local_ray, tmp_path: Path, rendezvous: Rendezvous
 ) -> None:
     doomed = smoke("fomaml", meta_steps=30, eval_every=2)
     other = smoke("reptile")
     store = ExperimentStore(tmp_path / "exp")
-    summaries, killed = run_with_kills(store, [doomed, other], retries=1, times=2)
-    assert len(killed) == 2
+    summaries, killed = run_with_kills(store, [doomed, other], 1, rendezvous, at=(4, 8))
+    assert len(set(killed)) == 2  # the first worker at step 4, its retry at step 8
     status = {s.run_id: s.status for s in summaries}
     assert status == {doomed.run_id: "failed", other.run_id: "completed"}
     failed = next(r for r in rows(store) if r["run_id"] == doomed.run_id)
-    assert "died" in failed["error"].lower() and failed["steps_done"] >= 2
+    assert "died" in failed["error"].lower() and failed["steps_done"] == 8
     assert store.progress_path(doomed.run_id).is_file()  # kept for the resume
     # resume trains the failed run again from its state and keeps the finished one
     again = execute([doomed, other], store, QUIET, ExecutionOptions(backend="ray", gpus_per_run=0))
@@ -156,40 +165,56 @@ def test_a_run_killed_past_its_retries_fails_and_resumes_bit_for_bit(
     }
     assert len(store.files("runs")) == 2 and len(rows(store)) == 2
     resumed = next(r for r in rows(store) if r["run_id"] == doomed.run_id)
-    assert resumed["resumed_from_step"] >= 2
+    assert resumed["resumed_from_step"] == 8
     whole = ExperimentStore(tmp_path / "whole")
     execute([doomed], whole, QUIET, ExecutionOptions(backend="inline"))
     assert comparable(store, doomed.run_id) == comparable(whole, doomed.run_id)
 
 
+def progress_hubs() -> set[int]:
+    return {p for p, c in descendants(os.getpid()).items() if "ProgressHub" in c}
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_killing_the_progress_actor_never_stops_training(local_ray, tmp_path: Path) -> None:
-    """The progress hub killed twice (as the out-of-memory killer would): the runs train
-    on and are stored, each once."""
+def test_killing_the_progress_actor_never_stops_training(
+    local_ray, tmp_path: Path, rendezvous: Rendezvous
+) -> None:
+    """The progress hub killed twice (as the out-of-memory killer would), while a run is
+    held at step 4 after notifying it: the runs train on and are stored, each once."""
     configs = [smoke("fomaml", meta_steps=30, eval_every=2), smoke("reptile", meta_steps=30)]
     store = ExperimentStore(tmp_path / "exp")
+    run_id = configs[0].run_id
+    rendezvous.gate(run_id, 4)
     killed: list[int] = []
-    stop = threading.Event()
+    failures: list[BaseException] = []
+    done = threading.Event()
 
-    def kill_hub() -> None:
-        while not stop.is_set() and len(killed) < 2:
-            if store.progress_path(configs[0].run_id).is_file():
-                hubs = [p for p, c in descendants(os.getpid()).items() if "ProgressHub" in c]
-                for pid in hubs:
-                    if pid not in killed:
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
-                        time.sleep(0.5)
-            time.sleep(0.05)
+    def kill_hub_twice() -> None:
+        try:
+            rendezvous.wait(run_id, 4, alive=lambda: not done.is_set())
+            for _ in range(2):  # Ray restarts it (max_restarts=-1): a new process each time
+                deadline = time.monotonic() + RESTART_S
+                while not progress_hubs() - set(killed):
+                    assert time.monotonic() < deadline, "the progress hub was not restarted"
+                    time.sleep(0.05)
+                pid = min(progress_hubs() - set(killed))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            rendezvous.release(run_id, 4)
 
-    killer = threading.Thread(target=kill_hub)
+    killer = threading.Thread(target=kill_hub_twice)
     killer.start()
     try:
         summaries = execute(configs, store, QUIET, ExecutionOptions(backend="ray", gpus_per_run=0))
     finally:
-        stop.set()
+        done.set()
         killer.join()
-    assert len(killed) >= 1
+    if failures:
+        raise failures[0]
+    assert len(killed) == 2
     assert [s.status for s in summaries] == ["completed", "completed"]
     assert sorted(r["run_id"] for r in rows(store)) == sorted(c.run_id for c in configs)
     assert len(store.files("runs")) == 2

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_checks import descendants
+from cli_checks import ctrl_c_as_usual, descendants
+from rendezvous import Rendezvous
 
 from raybench.data import OmniglotImages
 from raybench.results import ExperimentStore, load_checkpoint
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 STEPS, EVAL = 28, 4
+RAY_GONE_S = 60  # a backstop: Ray's processes follow a killed driver within seconds
 LONG = ("--preset", "smoke", "--steps", str(STEPS), "--set", f"eval_every={EVAL}", "--no-report")
 
 
@@ -40,18 +42,8 @@ def cli(*args: str, cwd: Path, timeout: float = 600, **kwargs) -> subprocess.Com
 def start(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [str(RAYBENCH), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, **kwargs,
+        text=True, preexec_fn=ctrl_c_as_usual, **kwargs,
     )  # fmt: skip
-
-
-def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"ended before {what}: {out[-2000:]} {err[-2000:]}")
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.05)
 
 
 def saved_step(path: Path) -> int:
@@ -107,18 +99,21 @@ def same_as(store: ExperimentStore, whole) -> None:
 
 
 def test_resume_continues_every_commands_unfinished_runs(
-    omniglot: OmniglotImages, tmp_path: Path
+    omniglot: OmniglotImages, tmp_path: Path, rendezvous: Rendezvous
 ) -> None:
     """An interrupted run of an earlier command is continued after a later command ran."""
     store = ExperimentStore(tmp_path / "outputs" / "multi")
+    rendezvous.gate(config().run_id, EVAL)
     first = start("run", "--backend", "inline", "--solvers", "fomaml", *LONG, "-e", "multi",
                   cwd=tmp_path)  # fmt: skip
     state = store.progress_path(config().run_id)
-    wait_for(lambda: saved_step(state) >= EVAL, first, "a saved state")
+    rendezvous.wait(config().run_id, EVAL, first)  # its state of step EVAL is saved
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=120)
     assert first.returncode == 130, err[-2000:]
+    rendezvous.clear()
     stopped_at = saved_step(state)
+    assert stopped_at == EVAL
     second = cli("run", "--backend", "inline", "--solvers", "reptile", "--preset", "smoke",
                  "-e", "multi", "--no-report", cwd=tmp_path)  # fmt: skip
     assert second.returncode == 0, second.stderr[-2000:]
@@ -139,12 +134,18 @@ def test_resume_continues_every_commands_unfinished_runs(
     assert not state.exists()
 
 
-def test_two_drivers_on_one_store_never_train_a_run_twice(tmp_path: Path) -> None:
+def test_two_drivers_on_one_store_never_train_a_run_twice(
+    tmp_path: Path, rendezvous: Rendezvous
+) -> None:
+    """The second driver comes while the first holds seed 0 mid-run (by a gate): it
+    leaves that run alone, trains seed 1, and the first never trains seed 1 again."""
     args = ("run", "--backend", "inline", "--solvers", "fomaml", "--seeds", "2", *LONG, "-e", "two")
     store = ExperimentStore(tmp_path / "outputs" / "two")
+    rendezvous.gate(config().run_id, EVAL)
     first = start(*args, cwd=tmp_path)
-    wait_for(lambda: saved_step(store.progress_path(config().run_id)) >= EVAL, first, "training")
+    rendezvous.wait(config().run_id, EVAL, first)
     second = cli(*args, cwd=tmp_path)
+    rendezvous.release(config().run_id, EVAL)
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert second.returncode == 0, second.stderr[-2000:]
@@ -197,48 +198,49 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.ray
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
+def test_sigterm_stops_like_ctrl_c(tmp_path: Path, rendezvous: Rendezvous) -> None:
     store = ExperimentStore(tmp_path / "outputs" / "term")
+    rendezvous.gate(config().run_id, EVAL)
     proc = start("run", "--solvers", "fomaml", *LONG, "-e", "term", cwd=tmp_path)
     state = store.progress_path(config().run_id)
-    wait_for(lambda: saved_step(state) >= EVAL, proc, "a saved state")
+    worker = rendezvous.wait(config().run_id, EVAL, proc)
     ray = descendants(proc.pid)
+    assert worker in ray
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "SIGTERM" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("raybench: interrupted")
     assert not any(alive(pid) for pid in ray), {p: c for p, c in ray.items() if alive(p)}
-    assert store.read("runs").num_rows == 0 and saved_step(state) >= EVAL
+    assert store.read("runs").num_rows == 0 and saved_step(state) == EVAL
 
 
 @pytest.mark.ray
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_driver_takes_its_ray_along_and_resume_finishes(
-    omniglot: OmniglotImages, tmp_path: Path
+    omniglot: OmniglotImages, tmp_path: Path, rendezvous: Rendezvous
 ) -> None:
-    """SIGKILL of the driver: every process of its embedded Ray is gone within seconds,
-    no worker writes the run's state after the driver died, and --resume (which takes
-    over the run's lock, released by the kernel) finishes it as if never stopped."""
+    """SIGKILL of the driver while its worker is held at step EVAL: every process of its
+    embedded Ray is gone (the worker with them: let go, it would write a later state), and
+    --resume (which takes over the run's lock, released by the kernel) finishes it as if
+    never stopped."""
     store = ExperimentStore(tmp_path / "outputs" / "killed")
+    rendezvous.gate(config().run_id, EVAL)
     proc = start("run", "--solvers", "fomaml", *LONG, "-e", "killed", cwd=tmp_path)
     state = store.progress_path(config().run_id)
-    wait_for(lambda: saved_step(state) >= EVAL, proc, "a saved state")
+    worker = rendezvous.wait(config().run_id, EVAL, proc)
     ray = descendants(proc.pid)
-    assert any("raylet" in c for c in ray.values()) and any("RunWorker" in c for c in ray.values())
+    assert any("raylet" in c for c in ray.values()) and "RunWorker" in ray.get(worker, "")
     proc.kill()
-    killed_at = saved_step(state)
     proc.communicate(timeout=60)
-    deadline = time.monotonic() + 10
+    rendezvous.release(config().run_id, EVAL)  # a surviving worker would now go on
+    deadline = time.monotonic() + RAY_GONE_S
     while any(alive(pid) for pid in ray) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in ray), {p: c for p, c in ray.items() if alive(p)}
-    last = saved_step(state)
-    assert killed_at <= last <= killed_at + EVAL  # at most the save under way at the kill
-    time.sleep(1.0)
-    assert saved_step(state) == last
+    assert saved_step(state) == EVAL  # nothing wrote after the driver died
     resumed = cli("run", "--resume", "killed", "--no-report", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (row,) = rows(store)
-    assert row["resumed_from_step"] == last
+    assert row["resumed_from_step"] == EVAL
     same_as(store, reference(omniglot, config()))

@@ -17,6 +17,8 @@ import optuna
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from cli_checks import ctrl_c_as_usual
+from rendezvous import NEVER_S, Rendezvous
 
 from raybench.configfile import read_config_file
 from raybench.results import ExperimentStore
@@ -142,10 +144,12 @@ class Planted:
 
 
 def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code(
-    tmp_path: Path,
+    tmp_path: Path, rendezvous: Rendezvous
 ) -> None:
     """An interrupted sweep keeps its finished trials, samples only the rest, and never
-    unpickles Ray Tune's state: a tuner.pkl planted in the folder is not executed."""
+    unpickles Ray Tune's state: a tuner.pkl planted in the folder is not executed. Every
+    trial is held at its step 2 (before its first report, so ASHA cannot stop it there):
+    two are let go, Ctrl-C comes while the third is held."""
     import pickle
 
     args = [
@@ -153,21 +157,32 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
         "--set", "eval_every=4", "--max-concurrent", "1", "--no-final", "-e", "cut",
     ]  # fmt: skip
     exp = tmp_path / "outputs" / "cut"
+    rendezvous.gate("any", 2)
     proc = subprocess.Popen(
         [str(RAYBENCH), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=ctrl_c_as_usual,
     )  # fmt: skip
-    deadline = time.monotonic() + 600
-    while finished_trials(exp / "optuna.db") < 2 and time.monotonic() < deadline:
+    let_go: set[str] = set()
+    deadline = time.monotonic() + NEVER_S  # a backstop against a hung suite
+    while not (set(rendezvous.arrived(2)) - let_go and len(let_go) == 2):
+        for run_id in sorted(set(rendezvous.arrived(2)) - let_go)[: 2 - len(let_go)]:
+            rendezvous.release(run_id, 2)
+            let_go.add(run_id)
         assert proc.poll() is None, proc.communicate()[1][-2000:]
-        time.sleep(0.5)
+        assert time.monotonic() < deadline, f"rendezvous never reached by trial {len(let_go) + 1}"
+        time.sleep(0.05)
+    while finished_trials(exp / "optuna.db") < 2:  # the two let go are recorded
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the two trials let go never finished"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
+    rendezvous.clear()  # the resumed sweep trains freely
     assert not (exp / "trials").exists()  # an interrupted sweep is not written up as finished
     records = exp / "trial-records" / "fomaml"
     kept = sorted(p.stem for p in records.glob("*.parquet"))
-    assert 2 <= len(kept) < 4
+    assert len(kept) == 2  # the third trial was held when Ctrl-C came
     marker = tmp_path / "planted-code-ran"
     for pkl in [exp / "tune" / "fomaml" / "tuner.pkl", *exp.glob("tune/fomaml/*.pkl")]:
         pkl.write_bytes(pickle.dumps(Planted(marker)))

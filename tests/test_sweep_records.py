@@ -190,7 +190,8 @@ def test_optuna_study_says_pruned_keys_meta_steps_and_names_tune_trials(
         mode="max", storage=optuna.storages.RDBStorage(storage), study_name="s",
     )  # fmt: skip
     for tid in ("full", "cut", "bad"):
-        assert search.suggest(tid) is not None
+        suggested = search.suggest(tid)  # None would mean the search gave up
+        assert suggested is not None and 0.01 <= suggested["inner_lr"] <= 1.0
     for step in (10, 20, 30):
         search.on_trial_result("full", {"val_acc": step / 1.0, "step": step, "status": "running"})
     search.on_trial_result("cut", {"val_acc": 5.0, "step": 10, "status": "running"})

@@ -31,12 +31,12 @@ def test_training_records_curves_and_test_accuracy(omniglot: OmniglotImages) -> 
             for where in ("train", "val"):
                 value = row[f"{where}_{metric}"]
                 assert math.isfinite(value)
-                if "acc" in metric:
-                    assert 0 <= value <= 100  # percent
+                if "acc" in metric:  # percent: chance is 20%, a fraction would be <= 1
+                    assert 5 < value <= 100
         assert row["grad_norm"] > 0
     assert result.final_val_acc == result.curves[-1]["val_query_acc_post"]
     assert result.test_tasks_n == 10
-    assert 0 <= result.test_acc_mean <= 100 and result.test_acc_ci95 > 0
+    assert 5 < result.test_acc_mean <= 100 and result.test_acc_ci95 > 0  # percent
     assert result.ms_per_step > 0 and result.peak_memory_mb > 0
     assert result.params is not None and set(result.params) == {
         k for k in result.params if k.startswith(("features", "head"))
@@ -70,13 +70,16 @@ def test_same_seed_same_results_other_seed_other_curves(omniglot: OmniglotImages
 
 
 def test_training_learns_something(omniglot: OmniglotImages) -> None:
-    """A few dozen FOMAML steps with a large inner step beat chance on validation tasks."""
-    cfg = tiny(
-        meta_steps=30, eval_every=30, val_tasks=40, inner_lr=0.4, outer_lr=0.01, meta_batch=4
-    )
-    result = train(cfg, omniglot)
-    assert result.status == "completed"
-    assert result.final_val_acc > 0.35  # chance is 0.2
+    """80 FOMAML steps meta-learn: on the same 40 validation tasks, adapted the same way,
+    the trained network beats the untrained one by a wide margin (measured: 70.7% against
+    41.5%; chance is 20%, and adaptation alone already gives the untrained network ~40%, so
+    a threshold near chance would pass a solver whose meta-gradient is zero)."""
+    learn = {"hidden": 16, "val_tasks": 40, "inner_lr": 0.4, "meta_batch": 4}
+    trained = train(tiny(meta_steps=80, eval_every=80, outer_lr=0.005, **learn), omniglot)
+    untrained = train(tiny(meta_steps=1, eval_every=1, outer_lr=1e-9, **learn), omniglot)
+    assert trained.status == untrained.status == "completed"
+    assert trained.final_val_acc > 55.0  # percent
+    assert trained.final_val_acc > untrained.final_val_acc + 15.0
 
 
 class NaNAfterTwo(FOMAML):

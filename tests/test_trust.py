@@ -82,11 +82,13 @@ def test_a_lock_excludes_a_second_driver_until_released(tmp_path: Path) -> None:
 def test_a_killed_holder_leaves_its_lock_free(tmp_path: Path) -> None:
     run_id = "fomaml-s0-abc"
     code = (
-        "import sys, time; from raybench.results.locks import RunLocks; "
+        "import sys; from raybench.results.locks import RunLocks; "
         f"l = RunLocks({str(tmp_path)!r}); assert l.acquire({run_id!r}); "
-        "print('held', flush=True); time.sleep(600)"
+        "print('held', flush=True); sys.stdin.read()"  # held until killed, whatever the clock
     )
-    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
         try:
             assert proc.stdout.readline().strip() == "held"
             assert not RunLocks(tmp_path).acquire(run_id)

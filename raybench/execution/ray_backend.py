@@ -40,6 +40,7 @@ from raybench.execution.session import (  # noqa: F401 - re-exported
     ray_session,
 )
 from raybench.execution.storing import ResultWriter
+from raybench.resume import load_state
 from raybench.train import Progress, RunResult
 
 HUB_PREFIX = "raybench-progress-"
@@ -223,8 +224,12 @@ def gpus_per_run(options: ExecutionOptions, n_concurrent: int) -> float:
     return gpu_share(ray.cluster_resources().get("GPU", 0.0), n_concurrent)
 
 
-def failed_result(config: RunConfig, error: BaseException, last: dict[str, Any]) -> RunResult:
-    """The record of a run whose worker kept dying (or could not start)."""
+def failed_result(
+    config: RunConfig, error: BaseException, last: dict[str, Any], saved_step: int = 0
+) -> RunResult:
+    """The record of a run whose worker kept dying (or could not start). Its steps are
+    those of its saved state where that is further than the driver's last progress
+    snapshot, which lags the worker by up to a poll."""
     from raybench.solvers import solver_class
 
     text = " ".join(str(error).split()) or type(error).__name__
@@ -232,7 +237,7 @@ def failed_result(config: RunConfig, error: BaseException, last: dict[str, Any])
         config=config,
         family=solver_class(config.solver).family,
         status="failed",
-        steps_done=int(last.get("step") or 0),
+        steps_done=max(int(last.get("step") or 0), saved_step),
         node=str(last.get("node") or ""),
         error=f"{type(error).__name__}: {text}"[:500],
     )
@@ -293,7 +298,10 @@ def run_on_ray(
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        result = failed_result(config, exc, state.get(config.run_id, {}))
+                        saved = load_state(store.progress_path(config.run_id), config)
+                        result = failed_result(
+                            config, exc, state.get(config.run_id, {}), saved.step if saved else 0
+                        )
                     writer.write(result, progress.label(config))
                     with contextlib.suppress(Exception):
                         ray.kill(actor)
