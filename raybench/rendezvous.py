@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from raybench.atomic import atomic_write_bytes
+
 ENV = "RAYBENCH_RENDEZVOUS"
 POLL_S = 0.01
 GIVE_UP_S = 1800.0  # a test that never lets go has failed long before
@@ -58,10 +60,8 @@ def pause(folder: Path, run_id: str, step: int) -> float:
     if not gates:
         return 0.0
     started = time.perf_counter()
-    here = arrival(folder, run_id, step)
-    written = here.with_name(f".{here.name}.{os.getpid()}")
-    written.write_text(json.dumps({"run_id": run_id, "step": step, "pid": os.getpid()}))
-    os.replace(written, here)  # whole or absent for the test that reads it
+    here = {"run_id": run_id, "step": step, "pid": os.getpid()}
+    atomic_write_bytes(arrival(folder, run_id, step), json.dumps(here).encode())
     go = release_file(folder, run_id, step)
     deadline = time.monotonic() + GIVE_UP_S
     while not go.exists() and any(step in gated_steps(g) for g in gates):

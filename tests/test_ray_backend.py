@@ -87,18 +87,15 @@ def run_with_kills(
     rendezvous.gate(run_id, *at)
     done = threading.Event()
 
-    def killer() -> None:
-        for step in at:
-            pid = rendezvous.wait(run_id, step, alive=lambda: not done.is_set())
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-            rendezvous.release(run_id, step)
-
     failures: list[BaseException] = []
 
     def kill_all() -> None:
         try:
-            killer()
+            for step in at:
+                pid = rendezvous.wait(run_id, step, alive=lambda: not done.is_set())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                rendezvous.release(run_id, step)
         except BaseException as exc:  # reported by the test, not lost in the thread
             failures.append(exc)
 
