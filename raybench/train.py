@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from raybench import rendezvous
+from raybench import pairing, rendezvous
 from raybench.assumptions import Probe
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
@@ -86,6 +86,9 @@ class RunResult:
     # (``TaskIndex.keys``) so that pairing across runs can be checked, not assumed.
     tasks: dict[str, list[float]] | None = None
     task_keys: list[str] | None = None
+    # What pairing this run with other runs of its seed relies on (``raybench.pairing``).
+    init_fingerprint: str | None = None
+    stream_fingerprint: str | None = None
 
 
 def evaluate(
@@ -192,6 +195,10 @@ def _train(
     solver = make_solver(config, model)
     result.family = solver.family
     params = solver.init_params(config.seed, device, dtype, train_tasks)
+    result.init_fingerprint = pairing.init_fingerprint(model, config.seed)
+    result.stream_fingerprint = pairing.stream_fingerprint(
+        solver.train_batch, train_tasks, config.meta_batch, config.seed, device
+    )
     probe = Probe.for_run(solver, config, val_tasks, val_index)  # implicit solvers only
     result.n_params = sum(p.numel() for p in params.values())
     optimiser = outer_optimiser(params, config.outer_lr, device)

@@ -50,6 +50,8 @@ def fake_result(solver: str = "maml", seed: int = 0, acc: float = 80.0, **kw) ->
         started_at=now,
         ended_at=now,
         params={"w": torch.arange(3.0)},
+        init_fingerprint=f"init-{seed}",
+        stream_fingerprint=f"stream-{seed}",
     )
     fields.update(kw)
     return RunResult(**fields)
@@ -72,6 +74,7 @@ def test_write_then_read_one_call(tmp_path: Path) -> None:
     assert maml["started_at"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert "torch" in json.loads(maml["versions_json"])
     assert maml["git_commit"]
+    assert (maml["init_fingerprint"], maml["stream_fingerprint"]) == ("init-0", "stream-0")
     curves = store.read("curves")
     assert curves.num_rows == 6
     assert curves.schema.equals(CURVES_SCHEMA)

@@ -69,6 +69,8 @@ RUNS_SCHEMA = pa.schema(
         pa.field("torch_version", pa.string()),
         pa.field("versions_json", pa.string()),
         pa.field("git_commit", pa.string()),
+        pa.field("init_fingerprint", pa.string()),  # raybench.pairing: what seeds share
+        pa.field("stream_fingerprint", pa.string()),
         pa.field("started_at", _TIME),
         pa.field("ended_at", _TIME),
         pa.field("error", pa.string()),
@@ -170,6 +172,8 @@ def run_row(
         "torch_version": library_versions()["torch"],
         "versions_json": json.dumps(library_versions(), sort_keys=True),
         "git_commit": result.git_commit or git_commit(),
+        "init_fingerprint": result.init_fingerprint,
+        "stream_fingerprint": result.stream_fingerprint,
         "started_at": result.started_at,
         "ended_at": result.ended_at,
         "error": result.error,
