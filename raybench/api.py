@@ -126,9 +126,9 @@ class Experiment:
         rows = [{"run_id": s.run_id, "status": s.status, "error": s.error} for s in self.outcomes]
         return pd.DataFrame(rows, columns=["run_id", "status", "error"])
 
-    def compare(self, a: str, b: str) -> pd.DataFrame:
+    def compare(self, a: str, b: str, detect: float | None = None) -> pd.DataFrame:
         """:func:`compare` on this experiment."""
-        return _comparison_frame(paired_results(self.store, a, b))
+        return _comparison_frame(paired_results(self.store, a, b), detect)
 
     def _study(self, name: str) -> pd.DataFrame:
         import pandas as pd
@@ -172,20 +172,29 @@ def paired_results(store: ExperimentStore, a: str, b: str) -> list[PairedResult]
     return compare_configurations(store.read("runs"), store.read("tasks"), a, b)
 
 
-def _comparison_frame(results: Sequence[PairedResult]) -> pd.DataFrame:
+def _comparison_frame(results: Sequence[PairedResult], detect: float | None = None) -> pd.DataFrame:
     import pandas as pd
 
     from raybench.report.comparison import RECORD_COLUMNS, comparison_record
 
-    return pd.DataFrame([comparison_record(r) for r in results], columns=list(RECORD_COLUMNS))
+    records = [comparison_record(r, detect) for r in results]
+    return pd.DataFrame(records, columns=list(RECORD_COLUMNS))
 
 
-def compare(experiment: PathLike | None, a: str, b: str, out: PathLike = "outputs") -> pd.DataFrame:
-    """The paired comparison of A and B (solver names, or configuration fingerprints
-    where a solver has several configurations) in every setting where both have runs: one
-    row per setting with the per-seed mean accuracies, the difference A - B, its 95%
-    interval, the (unadjusted) p-value, the method, tasks, seeds and variance terms."""
-    return _comparison_frame(paired_results(open_store(experiment, out), a, b))
+def compare(
+    experiment: PathLike | None,
+    a: str,
+    b: str,
+    out: PathLike = "outputs",
+    detect: float | None = None,
+) -> pd.DataFrame:
+    """A against B (solver names, or configuration fingerprints where a solver has
+    several configurations) in every setting where both have runs: one row per setting
+    with the per-seed mean accuracies, the difference A - B, its 95% interval, the
+    (unadjusted) p-value, the method (``paired``: seed-paired or independent seeds) and
+    ``why``, tasks, seeds, variance terms, ``detectable_80`` (the difference detected with
+    80% power at 5%) and, given ``detect`` (points), ``seeds_needed`` on each side."""
+    return _comparison_frame(paired_results(open_store(experiment, out), a, b), detect)
 
 
 def _settings(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:

@@ -78,13 +78,18 @@ def run_result(
     return RunResult(**values)
 
 
-def comparison_store(root: Path, seed: int = 0) -> tuple[ExperimentStore, dict[str, np.ndarray]]:
+def comparison_store(
+    root: Path, seed: int = 0, recorded: bool = True
+) -> tuple[ExperimentStore, dict[str, np.ndarray]]:
     """One setting (5-way 1-shot, paper): maml (preset, and a tuned configuration with
-    another inner lr), fomaml, finetune-full, 3 seeds each on the same 200 tasks; a
-    failed reptile run. Returns the store and each configuration's seeds x tasks matrix
-    (keys: maml, maml-tuned, fomaml, finetune-full)."""
+    another inner lr), fomaml, finetune-full, 3 seeds each on the same 200 tasks, seed s
+    of each with a shared effect (common random numbers) and, if ``recorded``, the
+    pairing record of a current store (the baseline's training draws its own); a failed
+    reptile run. Returns the store and each configuration's seeds x tasks matrix (keys:
+    maml, maml-tuned, fomaml, finetune-full)."""
     rng = np.random.default_rng(seed)
     task_effect = rng.normal(0, 8, N_TASKS)
+    seed_effect = rng.normal(0, 2.0, 3)
     store = ExperimentStore(root)
     matrices: dict[str, np.ndarray] = {}
     plan = (
@@ -96,11 +101,14 @@ def comparison_store(root: Path, seed: int = 0) -> tuple[ExperimentStore, dict[s
     for key, solver, mean, overrides in plan:
         rows = []
         for s in range(3):
-            x = mean + rng.normal(0, 0.7) + task_effect + rng.normal(0, 5, N_TASKS)
-            x = np.clip(x, 0, 100)
+            x = mean + seed_effect[s] + rng.normal(0, 0.7) + task_effect
+            x = np.clip(x + rng.normal(0, 5, N_TASKS), 0, 100)
             rows.append(x)
             source = "tuned" if key.endswith("tuned") else "preset"
-            store.write_run(run_result(solver, s, x, overrides=overrides), source=source)
+            draws = "images" if solver.startswith("finetune") else "tasks"
+            record = {"init_fingerprint": f"init-{s}", "stream_fingerprint": f"{draws}-{s}"}
+            result = run_result(solver, s, x, overrides=overrides, **(record if recorded else {}))
+            store.write_run(result, source=source)
         matrices[key] = np.stack(rows)
     failed = run_result(
         "reptile",

@@ -68,8 +68,8 @@ def test_compare_as_a_dataframe(tmp_path: Path) -> None:
     frame = raybench.compare("exp", "fomaml", "finetune-full", out=tmp_path)
     assert len(frame) == 1
     row = frame.iloc[0]
-    expected = compare(matrices["fomaml"], matrices["finetune-full"])
-    assert row["diff"] == pytest.approx(expected.diff)
+    expected = compare(matrices["fomaml"], matrices["finetune-full"], paired=True)
+    assert row["diff"] == pytest.approx(expected.diff) and row["paired"]
     assert row["p_value"] == pytest.approx(expected.p_value)
     assert row["method"] == expected.method and row["tasks"] == 200
     assert raybench.load("exp", out=tmp_path).compare("fomaml", "finetune-full").equals(frame)

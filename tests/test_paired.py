@@ -116,7 +116,75 @@ def test_pairs_need_the_same_tasks_in_the_same_order() -> None:
         "b": paired.TaskResults(("x", "y"), np.array([2.0, 3.0])),
         "c": paired.TaskResults(("y", "x"), np.array([2.0, 1.0])),
     }
-    keys, matrix = paired.seeds_by_tasks(["a", "b"], results)
-    assert keys == ("x", "y") and matrix.tolist() == [[1.0, 2.0], [2.0, 3.0]]
-    assert paired.seeds_by_tasks(["a", "c"], results) is None
-    assert paired.seeds_by_tasks(["a", "missing"], results) is None
+
+    def views(*run_ids: str) -> list[dict]:  # seeds in the reverse order of the ids
+        return [{"run_id": r, "seed": 9 - i} for i, r in enumerate(run_ids)]
+
+    runs = paired.lined_up(views("a", "b"), results)
+    assert runs is not None and runs.keys == ("x", "y")
+    assert runs.matrix.tolist() == [[2.0, 3.0], [1.0, 2.0]] and runs.seeds == (8, 9)
+    assert paired.lined_up(views("a", "c"), results) is None
+    assert paired.lined_up(views("a", "missing"), results) is None
+
+
+def test_the_best_is_compared_seed_by_seed_where_the_seeds_are_shared(tmp_path: Path) -> None:
+    """A current store: every vs-best comparison is seed-paired (Holm over the paired
+    p-values), named so in the records and the table's footnote; the same store without
+    its pairing record falls back to independent seeds and says why; one seed that started
+    from another network breaks the pairing of its configuration only."""
+    from stores import comparison_store
+
+    from raybench.report.flat import summary_markdown_compact
+
+    store, matrices = comparison_store(tmp_path / "new")
+    records = summary_records(store.read("runs"), None, store.read("tasks"))
+    by_key = {(r["solver"], r["source"]): r for r in records if r["vs_best_verdict"]}
+    best = next(k for k, r in by_key.items() if r["vs_best_verdict"] == "best")
+    assert best == ("maml", "tuned")
+    names = {("maml", "preset"): "maml", ("fomaml", "preset"): "fomaml",
+             ("finetune-full", "preset"): "finetune-full"}  # fmt: skip
+    raw = {k: compare(matrices[n], matrices["maml-tuned"], paired=True) for k, n in names.items()}
+    adjusted = dict(zip(raw, holm([c.p_value for c in raw.values()])))
+    for key, c in raw.items():
+        record = by_key[key]
+        assert record["vs_best_method"] == "seed-paired"
+        assert record["vs_best"] == pytest.approx(c.diff)
+        assert record["vs_best_ci95"] == pytest.approx(c.half_width)
+        assert record["vs_best_p"] == pytest.approx(adjusted[key])
+        assert record["vs_best_detectable"] > record["vs_best_ci95"] > 0
+    assert (
+        "shared: same initial networks, training draws"
+        in by_key[("fomaml", "preset")]["vs_best_why"]
+    )
+    table = " ".join(summary_markdown_compact(records, None, []).split())
+    assert "seed-paired (per-seed differences" in table and "for every row" in table
+
+    old, _ = comparison_store(tmp_path / "old", recorded=False)
+    records = summary_records(old.read("runs"), None, old.read("tasks"))
+    for r in records:
+        if r["vs_best_verdict"] not in (None, "best"):
+            assert r["vs_best_method"] == "independent seeds"
+            assert "no pairing record" in r["vs_best_why"]
+    table = " ".join(summary_markdown_compact(records, None, []).split())
+    assert "seeds modelled as independent" in table
+
+    mixed, _ = comparison_store(tmp_path / "mixed")
+    (run,) = [
+        r for r in mixed.read("runs").to_pylist() if r["solver"] == "fomaml" and r["seed"] == 1
+    ]
+    runs = mixed.read("runs")
+    column = runs.column("init_fingerprint").to_pylist()
+    column[runs.column("run_id").to_pylist().index(run["run_id"])] = "another network"
+    changed = runs.set_column(
+        runs.schema.get_field_index("init_fingerprint"), "init_fingerprint", [column]
+    )
+    records = {
+        r["solver"]: r
+        for r in summary_records(changed, None, mixed.read("tasks"))
+        if r["source"] == "preset"
+    }
+    assert records["fomaml"]["vs_best_method"] == "independent seeds"
+    assert records["fomaml"]["vs_best_why"] == "seed 1 started from different networks"
+    assert records["finetune-full"]["vs_best_method"] == "seed-paired"
+    table = " ".join(summary_markdown_compact(list(records.values()), None, []).split())
+    assert "independent (not the same seeds, or no record of what they share) for fomaml" in table

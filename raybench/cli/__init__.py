@@ -617,12 +617,25 @@ def compare_command(
             "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
         ),
     ] = None,
+    detect: Annotated[
+        float | None,
+        typer.Option(
+            "--detect",
+            metavar="POINTS",
+            min=0.01,
+            max=100.0,
+            help="Also say how many seeds on each side would detect a true difference of "
+            "POINTS accuracy points with 80% power, from the observed variances.",
+        ),
+    ] = None,
 ) -> None:
-    """Compare two configurations in every setting where both ran, paired over the same
-    test tasks: per-seed accuracies, A - B with its 95% interval, the p-value (unadjusted:
-    a single pair), the method, tasks, seeds and variance terms. A solver name that has
-    several configurations in a setting is ambiguous: give a fingerprint (`config` in
-    `raybench report --format json`)."""
+    """Compare two configurations in every setting where both ran, over the same test
+    tasks, seed by seed where both ran the same seeds from the same networks (else as
+    independent seeds): per-seed accuracies, A - B with its 95% interval, the p-value
+    (unadjusted: a single pair), the method and why, tasks, seeds, variance terms and the
+    difference it would detect with 80% power. A solver name that has several
+    configurations in a setting is ambiguous: give a fingerprint (`config` in `raybench
+    report --format json`)."""
     from raybench.cli.commands import newest_experiment
     from raybench.cli.reports import compare
 
@@ -630,7 +643,7 @@ def compare_command(
         experiment = _experiment(experiment, a, "compare")
         a, b = b, old_b
     name = experiment or newest_experiment(out)
-    compare(name, a, b, out, stdout(), fmt=fmt.value, output=output)
+    compare(name, a, b, out, stdout(), fmt=fmt.value, output=output, detect=detect)
 
 
 class FigureFormat(str, Enum):

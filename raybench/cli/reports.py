@@ -242,8 +242,9 @@ def compare(
     console: Console,
     fmt: str = "rich",
     output: Path | None = None,
+    detect: float | None = None,
 ) -> None:
-    """``raybench compare``: the paired comparison of A and B per setting, in full."""
+    """``raybench compare``: the comparison of A and B per setting, in full."""
     import json
 
     from raybench import api
@@ -256,7 +257,9 @@ def compare(
             f"nothing to compare: {'; '.join(f'{r.setting}: {r.note}' for r in results)}"
         )
     if fmt == "json":
-        text = json.dumps([comparison_record(r) for r in results], indent=2, ensure_ascii=False)
+        text = json.dumps(
+            [comparison_record(r, detect) for r in results], indent=2, ensure_ascii=False
+        )
         if output is None:
             sys.stdout.write(text + "\n")
         else:
@@ -271,7 +274,7 @@ def compare(
         target = Console(file=handle, width=report_width(), color_system=None, highlight=False)
     try:
         for result in results:
-            target.print(comparison_table(result))
+            target.print(comparison_table(result, detect))
     finally:
         if handle is not None:
             handle.close()

@@ -2,10 +2,13 @@
 
 A and B are solver names or configuration fingerprints (a unique prefix of 4 or more
 characters will do). In every setting where both have runs, their seeds x tasks matrices
-(:mod:`raybench.report.paired`) go through the paired comparison of
-:mod:`raybench.report.significance`, reported in full: per-seed means, the difference, its
-95% interval, the p-value (unadjusted: one pair, no family to correct for), the method,
-the numbers of tasks and seeds and the variance terms. A solver name that stands for
+(:mod:`raybench.report.paired`) go through the comparison of
+:mod:`raybench.report.significance` (seed-paired where both ran the same seeds from the
+same networks, else as independent seeds), reported in full: per-seed means, the
+difference, its 95% interval, the p-value (unadjusted: one pair, no family to correct
+for), the method and why, the numbers of tasks and seeds, the variance terms, the
+difference it would detect with 80% power (:mod:`raybench.report.power`) and, asked for a
+difference, the seeds needed to detect it. A solver name that stands for
 several configurations in a setting is ambiguous: the error lists their fingerprints.
 """
 
@@ -20,8 +23,9 @@ import pyarrow as pa
 
 from raybench.errors import RaybenchError
 from raybench.report import paired
-from raybench.report.records import completed_run_ids, run_views, setting_label
-from raybench.report.significance import Comparison, compare
+from raybench.report.power import detectable, seeds_needed
+from raybench.report.records import completed_views, run_views, setting_label
+from raybench.report.significance import Comparison
 
 MIN_PREFIX = 4
 
@@ -137,36 +141,35 @@ def resolve_pairs(
     return pairs
 
 
-def _seeds(config: Configuration, run_ids: Sequence[str]) -> tuple[int, ...]:
-    by_id = {str(v["run_id"]): v["seed"] for v in config.views}
-    return tuple(int(by_id[r]) for r in run_ids if by_id.get(r) is not None)
-
-
 def compare_pair(
     a: Configuration, b: Configuration, results: Mapping[str, paired.TaskResults]
 ) -> PairedResult:
-    """The paired comparison of A and B in their setting, or why there is none."""
-    ids_a = completed_run_ids([({}, v) for v in a.views])
-    ids_b = completed_run_ids([({}, v) for v in b.views])
-    for config, ids in ((a, ids_a), (b, ids_b)):
-        if not ids:
+    """The comparison of A and B in their setting (seed-paired where they share their
+    seeds), or why there is none."""
+    views_a = completed_views([({}, v) for v in a.views])
+    views_b = completed_views([({}, v) for v in b.views])
+    for config, views in ((a, views_a), (b, views_b)):
+        if not views:
             return PairedResult(a.setting, a, b, None, note=f"{config.label}: no completed run")
-    matrix_a = paired.seeds_by_tasks(ids_a, results)
-    matrix_b = paired.seeds_by_tasks(ids_b, results)
-    for config, matrix in ((a, matrix_a), (b, matrix_b)):
-        if matrix is None:
+    runs_a, runs_b = paired.lined_up(views_a, results), paired.lined_up(views_b, results)
+    for config, runs in ((a, runs_a), (b, runs_b)):
+        if runs is None:
             note = (
                 f"{config.label}: no per-task test results for every completed run "
                 "(stored by an older raybench), or runs tested on different tasks"
             )
             return PairedResult(a.setting, a, b, None, note=note)
-    assert matrix_a is not None and matrix_b is not None
-    if matrix_a[0] != matrix_b[0]:
+    assert runs_a is not None and runs_b is not None
+    if runs_a.keys != runs_b.keys:
         note = "tested on different test tasks: nothing to pair"
         return PairedResult(a.setting, a, b, None, note=note)
-    comparison = compare(np.asarray(matrix_a[1]), np.asarray(matrix_b[1]))
     return PairedResult(
-        a.setting, a, b, comparison, seeds_a=_seeds(a, ids_a), seeds_b=_seeds(b, ids_b)
+        a.setting,
+        a,
+        b,
+        paired.compare_runs(runs_a, runs_b),
+        seeds_a=tuple(int(s) for s in runs_a.seeds if s is not None),
+        seeds_b=tuple(int(s) for s in runs_b.seeds if s is not None),
     )
 
 
@@ -185,11 +188,14 @@ RECORD_COLUMNS = (
     "setting", "a", "a_solver", "a_source", "a_config", "b", "b_solver", "b_source", "b_config",
     "a_seeds", "a_seed_means", "a_mean", "b_seeds", "b_seed_means", "b_mean",
     "diff", "ci95_low", "ci95_high", "half_width", "p_value", "df", "se", "method",
+    "paired", "why", "detectable_80", "detect", "seeds_needed",
     "tasks", "n_seeds_a", "n_seeds_b", "var_seeds", "var_tasks", "note",
 )  # fmt: skip
 
 
-def comparison_record(result: PairedResult) -> dict[str, Any]:
+def comparison_record(result: PairedResult, detect: float | None = None) -> dict[str, Any]:
+    """The flat record of a comparison; with ``detect`` (points), the seeds on each side
+    its method would need to detect that difference with 80% power."""
     c = result.comparison
     record: dict[str, Any] = dict.fromkeys(RECORD_COLUMNS)
     record.update(
@@ -220,6 +226,11 @@ def comparison_record(result: PairedResult) -> dict[str, Any]:
             df=c.df,
             se=c.se,
             method=c.method,
+            paired=c.paired,
+            why=c.why,
+            detectable_80=detectable(c),
+            detect=detect,
+            seeds_needed=None if detect is None else seeds_needed(c, detect),
             tasks=c.tasks,
             n_seeds_a=c.seeds_a,
             n_seeds_b=c.seeds_b,

@@ -23,6 +23,7 @@ from raybench.report.records import (
     TIED_MARK,
     format_duration,
     format_memory,
+    method_note,
     versus_best_text,
 )
 
@@ -318,7 +319,8 @@ def summary_latex(
     if any(r.get("vs_best_verdict") for r in records):
         notes.append(
             "bold: the best of its setting; $^\\star$: not significantly worse than the best "
-            "(paired over test tasks and seeds, Holm-adjusted $p \\geq 0.05$)"
+            f"(over test tasks and seeds, {latex_escape(method_note(records) or '')}; "
+            "Holm-adjusted $p \\geq 0.05$)"
         )
     notes += [LATEX_COLUMNS[k][2] for k in keys if LATEX_COLUMNS[k][2]]
     caption = "; ".join(notes) + "."
@@ -406,8 +408,8 @@ def summary_markdown_compact(
     if "vs_best" in keys and any(r.get("vs_best_verdict") for r in records):
         notes.append(
             f"Δ best: difference to the best row of the setting (accuracy points) with its "
-            f"95% interval, paired over the test tasks and seeds; {TIED_MARK}: not "
-            "significantly worse than the best (Holm-adjusted p ≥ 0.05)."
+            f"95% interval over the test tasks and seeds, {method_note(records)}; "
+            f"{TIED_MARK}: not significantly worse than the best (Holm-adjusted p ≥ 0.05)."
         )
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"

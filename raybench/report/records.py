@@ -68,6 +68,9 @@ SUMMARY_SCHEMA = pa.schema(
         ("vs_best_ci95", pa.float64()),  # half-width of its 95% interval
         ("vs_best_p", pa.float64()),  # p-value, Holm-adjusted over the setting's rows
         ("vs_best_verdict", pa.string()),  # best / tied (not significantly worse) / worse
+        ("vs_best_method", pa.string()),  # seed-paired / independent seeds / tasks only
+        ("vs_best_why", pa.string()),  # why that method: what the seeds share, or not
+        ("vs_best_detectable", pa.float64()),  # points detected with 80% power at 5%
         ("val_acc", pa.float64()),  # %, final validation accuracy, mean
         ("roughness", pa.float64()),  # accuracy points, mean over completed seeds
         ("steps_90", pa.float64()),  # meta-steps, mean over completed seeds
@@ -242,6 +245,8 @@ def _run_view(
         "steps_done": row.get("steps_done"),
         "meta_steps": row.get("meta_steps"),
         "error": row.get("error") or None,
+        "init_fingerprint": row.get("init_fingerprint"),  # what its seed shares (pairing)
+        "stream_fingerprint": row.get("stream_fingerprint"),
     }
 
 
@@ -319,16 +324,19 @@ def summary_records(
     return records
 
 
-VERSUS_BEST = ("vs_best", "vs_best_ci95", "vs_best_p", "vs_best_verdict")
+VERSUS_BEST = (
+    "vs_best", "vs_best_ci95", "vs_best_p", "vs_best_verdict", "vs_best_method", "vs_best_why",
+    "vs_best_detectable",
+)  # fmt: skip
+
+
+def completed_views(members: Sequence[tuple[dict, dict]]) -> list[dict]:
+    """The runs of a configuration whose test result counts (completed, tested)."""
+    return [v for _, v in members if v["status"] == "completed" and v["test_acc"] is not None]
 
 
 def completed_run_ids(members: Sequence[tuple[dict, dict]]) -> list[str]:
-    """The runs of a configuration whose test result counts (completed, tested)."""
-    return [
-        str(v["run_id"])
-        for _, v in members
-        if v["status"] == "completed" and v["test_acc"] is not None
-    ]
+    return [str(v["run_id"]) for v in completed_views(members)]
 
 
 def _add_versus_best(
@@ -340,9 +348,7 @@ def _add_versus_best(
     for i, record in enumerate(records):
         by_setting.setdefault(record["setting"], []).append(i)
     for members in by_setting.values():
-        matrices = {
-            i: paired.seeds_by_tasks(completed_run_ids(groups[i]), results) for i in members
-        }
+        matrices = {i: paired.lined_up(completed_views(groups[i]), results) for i in members}
         means = {i: records[i]["test_acc"] for i in members}
         for i, versus in paired.versus_best(matrices, means).items():
             records[i].update(  # type: ignore[index]
@@ -350,6 +356,9 @@ def _add_versus_best(
                 vs_best_ci95=versus.half_width,
                 vs_best_p=versus.p_adjusted,
                 vs_best_verdict=versus.verdict,
+                vs_best_method=versus.method,
+                vs_best_why=None if versus.comparison is None else versus.comparison.why,
+                vs_best_detectable=versus.detectable,
             )
 
 
@@ -551,10 +560,37 @@ _ASSUMPTIONS_NOTE = (
 )
 _VERSUS_NOTE = (
     "difference in test accuracy to the best configuration of the setting (accuracy points), "
-    "paired over the same test tasks and accounting for seed-to-seed variation (a two-way "
-    "mixed model, Satterthwaite t; see the README), with its 95% interval; p-values "
-    "Holm-adjusted over the setting's comparisons with the best"
+    "over the same test tasks and accounting for seed-to-seed variation, with its 95% "
+    "interval: seed-paired where both ran the same seeds from the same networks (common "
+    "random numbers), else with the seeds modelled as independent (vs_best_method and "
+    "vs_best_why say which and why; see the README); p-values Holm-adjusted over the "
+    "setting's comparisons with the best; vs_best_detectable: the difference the "
+    "comparison would detect with 80% power at 5%"
 )
+METHOD_TEXT = {
+    "seed-paired": "seed-paired (per-seed differences: each seed shared its initial network "
+    "and the test tasks with the best row's)",
+    "independent seeds": "with the seeds modelled as independent (not the same seeds, or "
+    "no record of what they share)",
+    "tasks only": "paired over the test tasks only (one seed each)",
+}
+
+
+def method_note(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """How the vs-best comparisons of ``records`` were made: one method for every row, or
+    each method with its rows."""
+    rows: dict[str, list[str]] = {}
+    for r in records:
+        if r.get("vs_best_method"):
+            source = r.get("source")
+            name = str(r["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
+            rows.setdefault(str(r["vs_best_method"]), []).append(name)
+    if not rows:
+        return None
+    if len(rows) == 1:
+        return f"{METHOD_TEXT.get(next(iter(rows)), next(iter(rows)))} for every row"
+    return "; ".join(f"{METHOD_TEXT.get(m, m)} for {', '.join(n)}" for m, n in rows.items())
+
 
 # Under the Rich tables (their column names).
 NOTES = (

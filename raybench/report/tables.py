@@ -29,6 +29,7 @@ from raybench.report.records import (
     config_key,
     format_duration,
     format_memory,
+    method_note,
     run_views,
     setting_captions,
     setting_key,
@@ -355,7 +356,9 @@ def summary_tables(
         cells = [_summary_cells(r, best, first_rows.get((label, r["config"]), {})) for r in rows]
         out += fitted_tables(f"{label} — {title}", shown, cells, width)
         protocol = f"[dim]{escape(captions.get(label, ''))}[/]"
-        out.append(note("\n".join([protocol, *_error_lines(rows)])))
+        methods = method_note(rows)
+        how = [f"[dim]Δ best: {escape(methods)}.[/]"] if methods else []
+        out.append(note("\n".join([protocol, *how, *_error_lines(rows)])))
     if out:
         out.append(note("\n".join(f"[dim]{escape(n)}[/]" for n in NOTES)))
     return out
@@ -422,9 +425,12 @@ def runs_table(
     return Group(*out)
 
 
-def comparison_table(result: Any) -> Table:
+def comparison_table(result: Any, detect: float | None = None) -> Table:
     """One setting of ``raybench compare``: both sides' per-seed means, the difference
-    with its interval and p-value, how it was computed and the variance terms."""
+    with its interval and p-value, how it was computed and why, the variance terms, the
+    difference it would detect and (``detect``) the seeds a difference needs."""
+    from raybench.report.power import detectable, seeds_needed
+
     c = result.comparison
     table = Table(
         title=f"{result.a.label} vs {result.b.label} — {result.setting}",
@@ -451,6 +457,20 @@ def comparison_table(result: Any) -> Table:
     )
     table.add_row("p-value", f"{c.p_value:.3g} (unadjusted: a single pair)")
     table.add_row("method", f"{escape(c.method)}; df {c.df:.1f}, SE {c.se:.3f}")
+    if c.why:
+        table.add_row("  because", escape(c.why))
+    table.add_row(
+        "power", f"detects a true difference of {detectable(c):.2f} points with 80% power at 5%"
+    )
+    if detect is not None:
+        needed = seeds_needed(c, detect)
+        text = (
+            f"{needed} seeds on each side detect {detect:g} points with 80% power"
+            if needed is not None
+            else f"no number of seeds detects {detect:g} points with 80% power by this "
+            "method (the task term alone is too large, or seed variation is unknown)"
+        )
+        table.add_row("seeds needed", text)
     table.add_row("tasks, seeds", f"{c.tasks} test tasks; {c.seeds_a} + {c.seeds_b} seeds")
     seeds, tasks = c.variance.get("seeds", 0.0), c.variance.get("tasks", 0.0)
     table.add_row(
