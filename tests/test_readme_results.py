@@ -42,11 +42,18 @@ def shown_command() -> list[str]:
 
 
 def test_the_committed_store_is_complete() -> None:
+    """24 completed runs with their per-task results and pairing record, made by one
+    clean commit that the README names."""
     runs = pq.read_table(STORE / "runs").to_pylist()
     assert len(runs) == 24 and {r["status"] for r in runs} == {"completed"}
     assert {r["seed"] for r in runs} == {0, 1, 2} and {r["preset"] for r in runs} == {"quick"}
     assert pq.read_table(STORE / "tasks").num_rows == 24 * 300
     assert not (STORE / "checkpoints").exists() and not (STORE / "progress").exists()
+    (commit,) = {r["git_commit"] for r in runs}
+    assert not commit.endswith("-dirty") and f"`{commit[:7]}`" in readme()
+    for seed in (0, 1, 2):  # one initial network per seed, shared by all eight solvers
+        assert len({r["init_fingerprint"] for r in runs if r["seed"] == seed}) == 1
+    assert len({r["init_fingerprint"] for r in runs}) == 3
 
 
 def test_readme_table_is_what_the_store_says(tmp_path: Path) -> None:
@@ -75,3 +82,55 @@ def test_readme_figure_is_drawn_by_raybench_plot() -> None:
     for stem in shown:
         assert stem in stems
         assert (STORE / "plots" / f"{stem}.png").is_file()
+
+
+# Every difference the README's findings quote, as (A, B, decimals, the quoted text): each
+# is recomputed from the store, so a statement cannot drift from it either.
+QUOTED = [
+    ("maml", "finetune-head", 1, "+39.9 ± 2.3"),
+    ("fomaml", "finetune-head", 1, "+31.9 ± 6.8"),
+    ("neumann", "finetune-head", 1, "+34.1 ± 9.1"),
+    ("reptile", "finetune-head", 1, "+12.4 ± 2.6"),
+    ("imaml", "finetune-head", 1, "+9.8 ± 14.3"),
+    ("penalty", "finetune-head", 1, "+3.2 ± 43.6"),
+    ("fomaml", "maml", 1, "-8.0 ± 9.2"),
+    ("neumann", "maml", 1, "-5.8 ± 9.3"),
+    ("fomaml", "neumann", 1, "-2.2 ± 9.2"),
+    ("finetune-full", "finetune-head", 2, "+0.01 ± 0.23"),
+]
+META = ("maml", "fomaml", "neumann", "reptile", "imaml", "penalty")
+
+
+def findings() -> str:
+    text = readme()
+    start = text.index("What is and is not significant at this scale")
+    return " ".join(text[start : text.index("## Data")].split())
+
+
+def test_readme_findings_quote_the_store() -> None:
+    """Each quoted difference is the seed-paired comparison on the committed store; the
+    Holm-adjusted p-values, the detectable difference and the seeds needed that the
+    findings quote are too."""
+    import raybench
+    from raybench.report.significance import PAIRED, holm
+
+    text = findings()
+    rows = {}
+    for a, b, digits, quoted in QUOTED:
+        row = raybench.compare(STORE, a, b, detect=5.0).iloc[0]
+        assert row["method"] == PAIRED, (a, b, row["why"])
+        assert f"{row['diff']:+.{digits}f} ± {row['half_width']:.{digits}f}" == quoted, (a, b)
+        assert quoted in text, quoted
+        rows[a, b] = row
+    over_head = holm([rows[s, "finetune-head"]["p_value"] for s in META])
+    assert max(over_head[:4]) < 0.05 and f"{over_head[4]:.2f}" == "0.20"  # iMAML's
+    summary = raybench.summary(STORE).set_index("solver")
+    for solver in ("fomaml", "neumann", "penalty"):
+        assert summary.loc[solver, "vs_best_verdict"] == "tied"
+        assert f"{summary.loc[solver, 'vs_best_p']:.2f}" == "0.20"
+    for solver in ("reptile", "imaml", "finetune-head", "finetune-full"):
+        assert summary.loc[solver, "vs_best_verdict"] == "worse"
+    assert f"{summary.loc['fomaml', 'vs_best_detectable']:.1f}" == "12.1"
+    assert "(12.1 for FOMAML" in text
+    maml_fomaml = raybench.compare(STORE, "maml", "fomaml", detect=5.0).iloc[0]
+    assert maml_fomaml["seeds_needed"] == 7 and "7 seeds on each side would detect 5" in text
