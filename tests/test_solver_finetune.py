@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from helpers import HIDDEN, INNER_LR, WAYS, flat, rel_err, solver_for, tiny_batch
 
+from raybench import pairing
 from raybench.data import OmniglotImages
 from raybench.solvers import METRICS, make_config
 from raybench.tasks import TaskSampler, make_split
@@ -92,7 +93,8 @@ def test_pretraining_never_sees_test_characters(
     result = train(cfg, omniglot)
     assert result.status == "completed", result.error
     split = make_split("maml", omniglot.characters, omniglot.background)
-    assert len(seen) == cfg.meta_steps
+    # every training draw, and those the pairing record fingerprints (raybench.pairing)
+    assert len(seen) == cfg.meta_steps + pairing.STREAM_STEPS
     for characters, top_label in seen:
         assert characters == split.train
         assert not set(characters) & set(split.test)
