@@ -455,9 +455,21 @@ def bench_command(
     experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
+    ab: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ab",
+            metavar="KEY=VALUE",
+            help="A/B mode: time each solver as given (A) against the same with these "
+            "settings changed (B), interleaved in one process on the same batch, and report "
+            "B/A with its spread, the fraction of the matmul rate and whether the "
+            "meta-gradients agree. Repeatable; --timed-steps sets the rounds (default 10).",
+        ),
+    ] = None,
 ) -> None:
     """Median ms per meta-step, peak memory and the implied run time of every solver, with
-    the report-style per-task loop timed in the same run and each solver's speed-up."""
+    the report-style per-task loop timed in the same run and each solver's speed-up; with
+    --ab, two configurations of each solver timed against each other in one process."""
     from raybench.cli.commands import bench
 
     steps = renamed("--timed-steps", timed_steps, "--steps", old_steps, "bench")
@@ -465,6 +477,14 @@ def bench_command(
         "--cpus-per-run", None if cpus_per_run is None else int(cpus_per_run), "--threads",
         old_threads, "bench",
     )  # fmt: skip
+    if ab:
+        from raybench.cli.commands import bench_ab
+
+        bench_ab(
+            solvers=solvers, preset=preset, settings=settings or [], ab=ab, rounds=steps,
+            warmup=warmup, threads=threads, device=device, data_dir=data_dir, console=stdout(),
+        )  # fmt: skip
+        return
     bench(
         solvers=solvers,
         preset=preset,

@@ -297,6 +297,46 @@ def bench(
     console.print(bench_rich(table))
 
 
+def bench_ab(
+    *,
+    solvers: str,
+    preset: str,
+    settings: list[str],
+    ab: list[str],
+    rounds: int | None,
+    warmup: int | None,
+    threads: int | None,
+    device: str | None,
+    data_dir: Path | None,
+    console: Console,
+) -> None:
+    """``raybench bench --ab``: each solver as given against the same with ``ab`` changed."""
+    import torch
+
+    from raybench.data import load_omniglot
+    from raybench.studies.ab import ab_compare, ab_rich
+
+    presets = resolve_presets(preset)
+    if len(presets) != 1:
+        raise RaybenchError("raybench bench takes one --preset")
+    overrides = parse_assignments(settings)
+    if device is not None:
+        overrides["device"] = device
+    changed = parse_assignments(ab)
+    names = resolve_solvers(solvers)
+    configs_a = build_configs(names, presets[0], overrides, [0])
+    configs_b = build_configs(names, presets[0], {**overrides, **changed}, [0])
+    data = load_omniglot(data_dir)
+    torch.set_num_threads(threads or 1)  # as each run gets by default
+    results = []
+    for a, b in zip(configs_a, configs_b):
+        console.print(f"[dim]{a.solver}: A and B interleaved...[/]")
+        results.append(
+            ab_compare(a, b, data, rounds=rounds or 10, warmup=2 if warmup is None else warmup)
+        )
+    console.print(ab_rich(results))
+
+
 def experiment_name(name: str) -> str:
     if not name or "/" in name or name.startswith("."):
         raise RaybenchError(f"invalid experiment name {name!r}: use a plain folder name")

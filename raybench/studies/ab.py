@@ -1,0 +1,218 @@
+"""``raybench bench --ab KEY=VALUE``: two configurations of a solver timed in one process.
+
+Machine speed drifts between sessions and within one (other jobs, thermal state), so a
+speed-up is measured as a ratio within one process, never as two absolute times taken
+apart. A is the configuration as given, B the same with the ``--ab`` settings changed.
+Both are built side by side on the same training batch, warmed up, then timed in rounds,
+each round one step of each in alternating order (AB, BA, AB, ...), so drift hits both
+alike. Each round gives a ratio ``B / A``; the result is their median with the spread
+(lowest and highest), each side's median ms per step, the arithmetic of the step
+(counted once on the per-task form), and its fraction of the same process's float32
+matrix-multiply rate. The two meta-gradients at the common starting point are compared
+too: a change that is only about speed must leave them equal up to rounding.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+
+from raybench.config import RunConfig
+from raybench.errors import RaybenchError
+
+# What must be equal for the two sides to draw the same batch and be one comparison.
+SAME_BATCH = ("solver", "ways", "shots", "query", "meta_batch", "rotations", "split", "dtype")
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """One solver, A against B: plain numbers."""
+
+    solver: str
+    changed: str  # the ``--ab`` settings, ``key=value ...``
+    rounds: int
+    ms_a: float  # median ms per meta-step
+    ms_b: float
+    ratio: float  # median over the rounds of B's time / A's time
+    ratio_low: float
+    ratio_high: float
+    gflop_a: float | None  # arithmetic of one step (per-task form), GFLOP
+    gflop_b: float | None
+    matmul_gflops: float | None  # this process's float32 matmul rate, same threads
+    grad_difference: float  # max |g_B - g_A| / max |g_A| at the common start
+    threads: int
+    device: str
+
+    def fraction(self, side: str) -> float | None:
+        """The step's achieved rate as a fraction of the matmul rate."""
+        gflop, ms = (self.gflop_a, self.ms_a) if side == "a" else (self.gflop_b, self.ms_b)
+        if gflop is None or not self.matmul_gflops or ms <= 0:
+            return None
+        return gflop / (ms / 1000) / self.matmul_gflops
+
+
+def _check(a: RunConfig, b: RunConfig) -> None:
+    for key in SAME_BATCH:
+        if getattr(a, key) != getattr(b, key):
+            raise RaybenchError(
+                f"--ab changes {key}: A and B would not train on the same batch; an A/B "
+                f"comparison keeps {', '.join(SAME_BATCH)} equal"
+            )
+
+
+class _Side:
+    """One configuration ready to step: its solver, own parameters and optimiser."""
+
+    def __init__(self, config: RunConfig, batch: Any, params: dict) -> None:
+        from raybench.models import model_for
+        from raybench.solvers import make_solver
+        from raybench.speed import meta_step, outer_optimiser
+
+        self.config = config
+        self.model = model_for(config)
+        self.solver = make_solver(config, self.model)
+        self.params = {k: v.detach().clone() for k, v in params.items()}
+        self.optimiser = outer_optimiser(self.params, config.outer_lr, params_device(params))
+        self.batch = batch
+        self.meta = meta_step(
+            self.solver, self.params, batch, cuda_graph=False, device=params_device(params)
+        )
+
+    def step(self) -> float:
+        """One timed meta-step (gradient and outer Adam), in ms."""
+        from raybench.studies.measure import sync
+
+        device = params_device(self.params)
+        start = time.perf_counter()
+        grads, _ = self.meta(self.batch)
+        for name, p in self.params.items():
+            p.grad = grads[name]
+        self.optimiser.step()
+        sync(device)
+        return 1000 * (time.perf_counter() - start)
+
+    def gflop(self) -> float:
+        from raybench.solvers import make_solver
+        from raybench.studies.flops import count_flops
+
+        counted = make_solver(replace(self.config, batching="loop"), self.model)
+        return count_flops(lambda: counted.meta_grad(self.params, self.batch)) / 1e9
+
+
+def params_device(params: dict) -> torch.device:
+    return next(iter(params.values())).device
+
+
+def grad_difference(a: dict, b: dict) -> float:
+    """Largest absolute difference of two meta-gradients over the largest entry of A's."""
+    scale = max(float(g.abs().max()) for g in a.values()) or 1.0
+    return max(float((b[k] - a[k]).abs().max()) for k in a) / scale
+
+
+def ab_compare(
+    a: RunConfig, b: RunConfig, data: Any, *, rounds: int = 10, warmup: int = 2
+) -> ABResult:
+    """Time ``a`` and ``b`` in this process, interleaved (see the module docstring)."""
+    from raybench.models import model_for
+    from raybench.runtime import device_name, resolve_device
+    from raybench.solvers import make_solver
+    from raybench.speed import configure_device
+    from raybench.studies.flops import matmul_gflops
+    from raybench.tasks import TaskSampler, make_split
+
+    _check(a, b)
+    device = resolve_device(a.device)
+    dtype = getattr(torch, a.dtype)
+    split = make_split(a.split, data.characters, data.background)
+    train = TaskSampler(
+        data.images, split.train, ways=a.ways, shots=a.shots, query=a.query,
+        rotations=a.rotations, device=device, dtype=dtype,
+    )  # fmt: skip
+    starter = make_solver(a, model_for(a))
+    params = starter.init_params(a.seed, device, dtype, train)
+    batch = starter.train_batch(
+        train, a.meta_batch, torch.Generator(device=device).manual_seed(a.seed)
+    )
+    configure_device(device)
+    sides = [_Side(a, batch, params), _Side(b, batch, params)]
+    grads = [side.meta(batch)[0] for side in sides]  # at the common start, before any step
+    difference = grad_difference(*grads)
+    for _ in range(warmup):
+        for side in sides:
+            side.step()
+    times: list[list[float]] = [[], []]
+    for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        for i in order:
+            times[i].append(sides[i].step())
+    ratios = [tb / ta for ta, tb in zip(*times)]
+    gflops = [side.gflop() for side in sides]
+    return ABResult(
+        solver=a.solver,
+        changed=changed_settings(a, b),
+        rounds=rounds,
+        ms_a=statistics.median(times[0]),
+        ms_b=statistics.median(times[1]),
+        ratio=statistics.median(ratios),
+        ratio_low=min(ratios),
+        ratio_high=max(ratios),
+        gflop_a=gflops[0],
+        gflop_b=gflops[1],
+        matmul_gflops=matmul_gflops(device=device),
+        grad_difference=difference,
+        threads=torch.get_num_threads(),
+        device=device_name(device),
+    )
+
+
+def changed_settings(a: RunConfig, b: RunConfig) -> str:
+    """``key=value`` for every setting B changes (solver options as ``solver.knob``)."""
+    out = []
+    for key, value in ((f.name, getattr(b, f.name)) for f in fields(b)):
+        if key == "solver_options":
+            for knob, v in value.items():
+                if a.solver_options.get(knob) != v:
+                    out.append(f"{b.solver}.{knob}={v}")
+        elif getattr(a, key) != value:
+            out.append(f"{key}={value}")
+    return " ".join(out) or "nothing"
+
+
+def ab_rich(results: Sequence[ABResult]) -> Any:
+    """The A/B results as a terminal table."""
+    from rich.table import Table
+
+    table = Table(title="raybench bench --ab: A and B interleaved in one process")
+    for name, justify in (
+        ("solver", "left"), ("B changes", "left"), ("A ms/step", "right"),
+        ("B ms/step", "right"), ("B / A (min-max)", "right"), ("A % matmul", "right"),
+        ("B % matmul", "right"), ("grad diff", "right"), ("rounds", "right"),
+    ):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+
+    def percent(x: float | None) -> str:
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    for r in results:
+        table.add_row(
+            r.solver, r.changed, f"{r.ms_a:.1f}", f"{r.ms_b:.1f}",
+            f"{r.ratio:.3f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})",
+            percent(r.fraction("a")), percent(r.fraction("b")), f"{r.grad_difference:.1e}",
+            str(r.rounds),
+        )  # fmt: skip
+    device = results[0].device if results else ""
+    threads = results[0].threads if results else 0
+    rate = results[0].matmul_gflops if results else None
+    table.caption = (
+        f"{device}, {threads} thread(s); matmul {rate:.0f} GFLOP/s in this process. B / A "
+        "below 1: B is faster. grad diff: max |g_B - g_A| / max |g_A| at the common start "
+        "(about 1e-6 or less: the same meta-gradient up to float32 rounding)."
+        if rate
+        else None
+    )
+    return table
