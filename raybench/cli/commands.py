@@ -252,6 +252,19 @@ def study(
         raise typer.Exit(1)
 
 
+def _bench_setting(
+    preset: str, settings: list[str], device: str | None
+) -> tuple[str, dict[str, str]]:
+    """The one preset and the ``--set`` overrides (with ``--device``) of a bench command."""
+    presets = resolve_presets(preset)
+    if len(presets) != 1:
+        raise RaybenchError("raybench bench takes one --preset")
+    overrides = parse_assignments(settings)
+    if device is not None:
+        overrides["device"] = device
+    return presets[0], overrides
+
+
 def bench(
     *,
     solvers: str,
@@ -273,13 +286,8 @@ def bench(
     from raybench.results.store import write_table
     from raybench.studies.bench import bench_rich, bench_table
 
-    presets = resolve_presets(preset)
-    if len(presets) != 1:
-        raise RaybenchError("raybench bench takes one --preset")
-    overrides = parse_assignments(settings)
-    if device is not None:
-        overrides["device"] = device
-    configs = build_configs(resolve_solvers(solvers), presets[0], overrides, [0])
+    preset, overrides = _bench_setting(preset, settings, device)
+    configs = build_configs(resolve_solvers(solvers), preset, overrides, [0])
     data = load_omniglot(data_dir)
     store = experiment_store(experiment or "bench", out)
     console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
@@ -293,7 +301,7 @@ def bench(
         experiment=store.name,
     )
     stamp = hashlib.sha1(str(table.column("created_at")[0]).encode()).hexdigest()[:8]
-    write_table(store.root / "bench" / f"{presets[0]}-{stamp}.parquet", table)
+    write_table(store.root / "bench" / f"{preset}-{stamp}.parquet", table)
     console.print(bench_rich(table))
 
 
@@ -316,16 +324,10 @@ def bench_ab(
     from raybench.data import load_omniglot
     from raybench.studies.ab import ab_compare, ab_rich
 
-    presets = resolve_presets(preset)
-    if len(presets) != 1:
-        raise RaybenchError("raybench bench takes one --preset")
-    overrides = parse_assignments(settings)
-    if device is not None:
-        overrides["device"] = device
-    changed = parse_assignments(ab)
+    preset, overrides = _bench_setting(preset, settings, device)
     names = resolve_solvers(solvers)
-    configs_a = build_configs(names, presets[0], overrides, [0])
-    configs_b = build_configs(names, presets[0], {**overrides, **changed}, [0])
+    configs_a = build_configs(names, preset, overrides, [0])
+    configs_b = build_configs(names, preset, {**overrides, **parse_assignments(ab)}, [0])
     data = load_omniglot(data_dir)
     torch.set_num_threads(threads or 1)  # as each run gets by default
     results = []
