@@ -77,23 +77,21 @@ class _Side:
         self.model = model_for(config)
         self.solver = make_solver(config, self.model)
         self.params = {k: v.detach().clone() for k, v in params.items()}
-        self.optimiser = outer_optimiser(self.params, config.outer_lr, params_device(params))
+        self.device = params_device(params)
+        self.optimiser = outer_optimiser(self.params, config.outer_lr, self.device)
         self.batch = batch
-        self.meta = meta_step(
-            self.solver, self.params, batch, cuda_graph=False, device=params_device(params)
-        )
+        self.meta = meta_step(self.solver, self.params, batch, cuda_graph=False, device=self.device)
 
     def step(self) -> float:
         """One timed meta-step (gradient and outer Adam), in ms."""
         from raybench.studies.measure import sync
 
-        device = params_device(self.params)
         start = time.perf_counter()
         grads, _ = self.meta(self.batch)
         for name, p in self.params.items():
             p.grad = grads[name]
         self.optimiser.step()
-        sync(device)
+        sync(self.device)
         return 1000 * (time.perf_counter() - start)
 
     def gflop(self) -> float:
