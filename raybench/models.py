@@ -43,7 +43,11 @@ class BatchStatNorm2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if native_batch_norm_enabled():
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
+        # Reducing the contiguous (H, W) dimensions first, then the batch, is several times
+        # faster on a CPU than one reduction over (0, 2, 3), most of all under vmap (issue 30).
+        mean = x.mean((2, 3), keepdim=True).mean(0, keepdim=True)
+        centred = x - mean
+        var = (centred * centred).mean((2, 3), keepdim=True).mean(0, keepdim=True)
         scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
         return torch.addcmul(self.bias.view(1, -1, 1, 1) - mean * scale, x, scale)
 
