@@ -46,6 +46,7 @@ def solver_for(
         "batching": batching or BATCHING,
         "activation": activation,
         "pooling": pooling,
+        "curve_tasks": None,  # every task's curves: the tests compare them task by task
     }
     overrides.update({f"{name}.{k}": v for k, v in options.items()})
     config = make_config(name, "paper", overrides)

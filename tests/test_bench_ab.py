@@ -35,19 +35,19 @@ def test_rounds_alternate_and_the_ratio_is_the_median_of_rounds(
     b_times = iter(range(5, 100))
 
     def fake_step(self) -> float:
-        side = "A" if self.config.curve_tasks is None else "B"
+        side = "A" if self.config.curve_tasks == 1 else "B"
         calls.append(side)
         return 10.0 if side == "A" else float(next(b_times))
 
     monkeypatch.setattr(ab._Side, "step", fake_step)
-    a, b = configs("fomaml", curve_tasks=1)
+    a, b = configs("fomaml", curve_tasks=None)
     result = ab_compare(a, b, omniglot, rounds=4, warmup=1)
     assert calls == ["A", "B", *("A", "B", "B", "A", "A", "B", "B", "A")]  # warm-up, rounds
     # warm-up took 5; the timed B steps were 6, 7, 8, 9
     assert result.ms_a == 10.0 and result.ms_b == pytest.approx(7.5)
     assert result.ratio == pytest.approx(0.75)
     assert (result.ratio_low, result.ratio_high) == pytest.approx((0.6, 0.9))
-    assert result.rounds == 4 and result.changed == "curve_tasks=1"
+    assert result.rounds == 4 and result.changed == "curve_tasks=None"
     assert result.gflop_a and result.gflop_a > 0 and result.matmul_gflops > 0
     assert 0 < result.fraction("a") < 1
 
@@ -56,7 +56,7 @@ def test_the_meta_gradients_are_compared_at_the_common_start(omniglot: OmniglotI
     """A change that is only about speed (the curves' extra passes) leaves the
     meta-gradient as it was; a change of the algorithm (the inner learning rate) does
     not, and the difference says so."""
-    same = ab_compare(*configs("maml", curve_tasks=1), omniglot, rounds=1, warmup=0)
+    same = ab_compare(*configs("maml", curve_tasks=None), omniglot, rounds=1, warmup=0)
     assert same.grad_difference <= 1e-6
     other = ab_compare(*configs("maml", inner_lr=0.2), omniglot, rounds=1, warmup=0)
     assert other.grad_difference > 1e-3
@@ -75,12 +75,12 @@ def test_settings_that_change_the_batch_are_refused() -> None:
 def test_ab_through_the_command_line(tmp_path: Path) -> None:
     proc = run_main(
         "bench", "--solvers", "fomaml", "--preset", "smoke", "--set", "hidden=8",
-        "--ab", "curve_tasks=1", "--timed-steps", "2", "--warmup", "0",
+        "--ab", "curve_tasks=none", "--timed-steps", "2", "--warmup", "0",
         cwd=tmp_path, env={"COLUMNS": "200"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
-    assert "fomaml" in text and "curve_tasks=1" in text and "B / A" in text
+    assert "fomaml" in text and "curve_tasks=None" in text and "B / A" in text
     assert "matmul" in text and "1 thread(s)" in text
     refused = run_main(
         "bench", "--solvers", "maml", "--preset", "smoke", "--ab", "ways=20", cwd=tmp_path
