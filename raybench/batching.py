@@ -2,26 +2,29 @@
 
 Solvers are written per task and mapped over the batch. On a GPU the vectorised map
 (``torch.func.vmap``) turns a meta-batch into one set of large kernels, which is what a
-launch-bound device needs. On a CPU it depends on the size of a task. vmap turns per-task
-weights into grouped convolutions and streams the whole meta-batch's activations through
-memory, while a loop works on one task's tensors in cache and can use torch's native batch
-norm; but a loop pays the per-operation overhead once per task, which dominates when a
-task is small. Measured on a 2-core CPU (one thread, steps interleaved in one process,
-``benchmarks/RESULTS.md``), vmap time over loop time:
+launch-bound device needs. On a CPU, vmap turns per-task weights into grouped
+convolutions and streams the whole meta-batch's activations through memory, while a loop
+works on one task's tensors in cache, uses torch's native batch norm and plain autograd,
+and pays the per-operation overhead once per task. Measured on a 2-core AMD EPYC
+(2026-12-05, one thread, ``raybench bench --ab batching=loop``: steps interleaved in one
+process on the same batch; ``benchmarks/RESULTS.md``), loop time over vmap time:
 
-| task (images x filters) | MAML | FOMAML |
-| --- | ---: | ---: |
-| 80 x 64 (the paper preset) | 1.41 | 2.19 |
-| 80 x 32 | 1.35 | 1.81 |
-| 55 x 64 | 1.19 | 1.57 |
-| 30 x 64 | 0.80 | 0.98 |
-| 55 x 16 | 0.61 | 1.31 |
-| 30 x 16 (the quick preset) | 0.63 | 0.83 |
+| task (images x filters) | MAML | FOMAML | iMAML |
+| --- | ---: | ---: | ---: |
+| 80 x 64 (the paper preset; 2026-11-29) | 0.48 | 0.50 | |
+| 30 x 64 | 0.86 | 0.77 | 0.95 |
+| 55 x 16 | 0.83 | 0.74 | 0.84 |
+| 30 x 16 (the quick preset) | 0.94 | 0.79 | 1.03 |
+| 10 x 16, 2 tasks (the smoke preset) | 0.69 | 0.64 | 0.82 |
 
-So ``batching = auto`` (the default) picks vmap on CUDA, and on a CPU the loop from
-``LOOP_FROM`` images x filters per task on, vmap below. Both compute the same per-task
-functions, so results agree to float32 rounding (tested against each other and, in
-float64, against finite differences and dense solves on both paths).
+(An earlier table, before the batch norm's statistics were reduced along contiguous
+dimensions and with ``torch.func`` inside the loop, had vmap ahead below about 2500 images
+x filters; it no longer is. With two threads the quick preset still favours the loop for
+MAML, FOMAML and Reptile, 0.85-0.97, and vmap for iMAML and Neumann, 1.09-1.17; runs use
+one thread each by default.) So ``batching = auto`` (the default) picks vmap on CUDA and
+the loop on a CPU. Both compute the same per-task functions, so results agree to float32
+rounding (tested against each other and, in float64, against finite differences and dense
+solves on both paths).
 
 The hand-written batch norm of :mod:`raybench.models` exists because ``F.batch_norm``'s
 batching rule gives wrong second-order gradients under ``grad(vmap(grad(...)))``. Inside
@@ -44,20 +47,13 @@ from raybench.config import BATCHINGS
 _NATIVE_BATCH_NORM = contextvars.ContextVar("raybench_native_batch_norm", default=False)
 
 
-# Images x filters per task from which a CPU maps tasks by a loop (the table above).
-LOOP_FROM = 2500
-
-
-def resolve(batching: str, device: torch.device, task_size: int = LOOP_FROM) -> str:
-    """``vmap`` or ``loop`` for a setting, the device the run uses, and the size of a task
-    (images per task x filters)."""
+def resolve(batching: str, device: torch.device) -> str:
+    """``vmap`` or ``loop`` for a setting and the device the run uses (the table above)."""
     if batching not in BATCHINGS:
         raise ValueError(f"batching must be one of {BATCHINGS}, not {batching!r}")
     if batching != "auto":
         return batching
-    if device.type == "cuda" or task_size < LOOP_FROM:
-        return "vmap"
-    return "loop"
+    return "vmap" if device.type == "cuda" else "loop"
 
 
 def native_batch_norm_enabled() -> bool:

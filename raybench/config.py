@@ -188,7 +188,7 @@ class RunConfig:
         Bound(
             str,
             choices=BATCHINGS,
-            help="tasks of a batch: vmap, a loop, or auto (by device and task size)",
+            help="tasks of a batch: vmap, a loop, or auto (vmap on a GPU, a loop on a CPU)",
         ),
     )
     preset: str = "paper"

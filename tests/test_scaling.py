@@ -205,8 +205,8 @@ def test_expected_shape_through_the_cli(omniglot: OmniglotImages, tmp_path: Path
     FOMAML's does not, even on a tiny model."""
     proc = cli(
         "scaling", "--preset", "smoke", "--set", "hidden=8", "--set", "meta_batch=2",
-        "--solvers", "maml,fomaml", "--inner-steps", "1,2,4", "--timed-steps", "2",
-        "--cpus-per-run", "1", "-e", "sc", cwd=tmp_path,
+        "--set", "batching=vmap", "--solvers", "maml,fomaml", "--inner-steps", "1,2,4",
+        "--timed-steps", "2", "--cpus-per-run", "1", "-e", "sc", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = ds.dataset(tmp_path / "outputs" / "sc" / "scaling").to_table().to_pylist()

@@ -320,5 +320,4 @@ def task_mapping(config: RunConfig) -> str:
     """``vmap`` or ``loop``: how a run of ``config`` maps tasks on the device it uses."""
     from raybench.runtime import resolve_device
 
-    task_size = config.ways * (config.shots + config.query) * config.hidden
-    return resolve(config.batching, resolve_device(config.device), task_size)
+    return resolve(config.batching, resolve_device(config.device))
