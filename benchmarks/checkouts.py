@@ -24,13 +24,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 
+def side_key(row: dict) -> tuple[str, str]:
+    """Rows pair by solver and by raybench's own step against the reference loop: a change
+    may move a solver from one mapping of tasks to another (vmap to loop)."""
+    return row["solver"], "reference" if row["implementation"].startswith("ref") else "raybench"
+
+
 def bench_once(checkout: Path, bench_args: list[str], out: Path) -> dict[tuple[str, str], dict]:
-    """One ``raybench bench`` in ``checkout``: its rows by (solver, implementation)."""
+    """One ``raybench bench`` in ``checkout``: its rows by ``side_key``."""
     env = {**os.environ, "PYTHONPATH": str(checkout.resolve())}
     cmd = [sys.executable, "-m", "raybench", "bench", "--out", str(out), "-e", "x", *bench_args]
     subprocess.run(cmd, cwd=checkout, env=env, check=True, capture_output=True)
     (table,) = (out / "x" / "bench").glob("*.parquet")  # a fresh folder per call
-    return {(r["solver"], r["implementation"]): r for r in pq.read_table(table).to_pylist()}
+    return {side_key(r): r for r in pq.read_table(table).to_pylist()}
 
 
 def main() -> None:
@@ -38,8 +44,10 @@ def main() -> None:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("bench_args", nargs="*", help="after --: raybench bench's options")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.bench_args = argv[split + 1 :]  # after --: raybench bench's options
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -62,8 +70,9 @@ def main() -> None:
             values = [row[col] for row in rows if row.get(col) is not None]
             return statistics.median(values) if values else float("nan")
 
+        kinds = " -> ".join(dict.fromkeys([b[0]["implementation"], a[0]["implementation"]]))
         print(
-            f"| {key[0]} | {key[1]} | {med(b, 'ms_per_step'):.1f} | {med(a, 'ms_per_step'):.1f} "
+            f"| {key[0]} | {kinds} | {med(b, 'ms_per_step'):.1f} | {med(a, 'ms_per_step'):.1f} "
             f"| {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}) "
             f"| {100 * med(b, 'peak_fraction'):.1f}% | {100 * med(a, 'peak_fraction'):.1f}% |"
         )
