@@ -36,6 +36,7 @@ def solver_for(
     batching: str | None = None,
     activation: str = "relu",
     pooling: str = "max",
+    compile: bool = False,
     **options,
 ):
     overrides = {
@@ -47,6 +48,7 @@ def solver_for(
         "activation": activation,
         "pooling": pooling,
         "curve_tasks": None,  # every task's curves: the tests compare them task by task
+        "compile": compile,
     }
     overrides.update({f"{name}.{k}": v for k, v in options.items()})
     config = make_config(name, "paper", overrides)

@@ -102,6 +102,7 @@ class Solver(ABC):
         options: Any = None,
         batching: str = "vmap",
         curve_tasks: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.model = model
         self.inner_lr = inner_lr
@@ -109,27 +110,38 @@ class Solver(ABC):
         self.options = options if options is not None else self.Options()
         self.batching = batching  # "vmap" or "loop" (resolved for the device)
         self.curve_tasks = curve_tasks  # training curves' extra passes: this many tasks
+        # torch.compile around the per-task functions of the meta-gradient, in the loop
+        # only, for the solvers that declare it works (``compilable``); the graphs it
+        # traces need torch.func's transforms, not autograd's.
+        self.compile = compile and self.compilable and batching == "loop"
+        self.autograd_in_loop = batching == "loop" and not self.compile
 
-    def map(self, fn: Any, in_dims: int | tuple | None = 0) -> Any:
-        """``fn`` (one task) over every task of a batch, as ``vmap(fn, in_dims)`` would."""
+    compilable: ClassVar[bool] = False  # tested equal to the eager meta-gradient
+
+    def map(self, fn: Any, in_dims: int | tuple | None = 0, *, compiled: bool = False) -> Any:
+        """``fn`` (one task) over every task of a batch, as ``vmap(fn, in_dims)`` would;
+        ``compiled`` marks the hot per-task functions, compiled when ``compile`` is on (one
+        graph per shape and grad mode: ``dynamic=False`` keeps each exact)."""
+        if compiled and self.compile:
+            fn = torch.compile(fn, dynamic=False)
         return task_map(fn, self.batching, in_dims)
 
     def grad_and_value(self, f: Any, has_aux: bool = False) -> Any:
-        """``torch.func.grad_and_value`` under vmap; plain autograd in the task loop, where
-        the transforms only add overhead (:mod:`raybench.autodiff`): same contract."""
-        if self.batching == "loop":
+        """``torch.func.grad_and_value`` under vmap or compile; plain autograd in the eager
+        task loop, where the transforms only add overhead (:mod:`raybench.autodiff`)."""
+        if self.autograd_in_loop:
             return autodiff.grad_and_value(f, has_aux=has_aux)
         return grad_and_value(f, has_aux=has_aux)
 
     def grad(self, f: Any, has_aux: bool = False) -> Any:
-        """``torch.func.grad``, or its autograd form in the task loop."""
-        if self.batching == "loop":
+        """``torch.func.grad``, or its autograd form in the eager task loop."""
+        if self.autograd_in_loop:
             return autodiff.grad(f, has_aux=has_aux)
         return grad(f, has_aux=has_aux)
 
     def hessian_vector_product(self, loss: Any, params: Params, *args: Tensor) -> Any:
         """``v -> H v`` for one task's loss at ``params`` (linalg's, or autodiff's)."""
-        if self.batching == "loop":
+        if self.autograd_in_loop:
             return autodiff.hessian_vector_product(loss, params, *args)
         return linalg.hessian_vector_product(loss, params, *args)
 
@@ -144,7 +156,8 @@ class Solver(ABC):
                 return losses.mean(), aux
 
             return grad(batch_objective, has_aux=True)(params)
-        per_task, aux = self.map(self.grad(objective, has_aux=True), in_dims=(None, 0, 0, 0, 0))(
+        task_grad = self.grad(objective, has_aux=True)
+        per_task, aux = self.map(task_grad, in_dims=(None, 0, 0, 0, 0), compiled=True)(
             params, *batch
         )
         return batch_mean(per_task), aux
@@ -201,7 +214,7 @@ class Solver(ABC):
         def one(x: Tensor, y: Tensor) -> tuple[Params, Loss]:
             return adapt_task(params, x, y, steps)
 
-        return self.map(one)(support_x, support_y)
+        return self.map(one, compiled=True)(support_x, support_y)
 
     def metrics(
         self,
@@ -313,6 +326,7 @@ def make_solver(config: RunConfig, model: FunctionalModel) -> Solver:
         options=cls.Options(**config.solver_options),
         batching=task_mapping(config),
         curve_tasks=config.curve_tasks,
+        compile=config.compile,
     )
 
 

@@ -15,11 +15,13 @@ class FOMAML(Solver):
 
     name = "fomaml"
     family = "first-order"
+    compilable = True
 
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
         with torch.no_grad():
             fast, support_before = self.adapt(params, batch.support_x, batch.support_y)
-        per_task, query_after = self.map(self.grad_and_value(self.model.loss, has_aux=True))(
+        query_grad = self.grad_and_value(self.model.loss, has_aux=True)
+        per_task, query_after = self.map(query_grad, compiled=True)(
             fast, batch.query_x, batch.query_y
         )
         return batch_mean(per_task), self.metrics(params, fast, batch, support_before, query_after)

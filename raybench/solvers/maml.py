@@ -16,6 +16,7 @@ class MAML(Solver):
 
     name = "maml"
     family = "second-order"
+    compilable = True
 
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
         def task_objective(

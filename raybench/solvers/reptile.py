@@ -17,6 +17,7 @@ class Reptile(Solver):
 
     name = "reptile"
     family = "first-order"
+    compilable = True
 
     def meta_grad(self, params: Params, batch: TaskBatch) -> tuple[Params, Metrics]:
         with torch.no_grad():

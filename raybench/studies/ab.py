@@ -98,7 +98,7 @@ class _Side:
         from raybench.solvers import make_solver
         from raybench.studies.flops import count_flops
 
-        counted = make_solver(replace(self.config, batching="loop"), self.model)
+        counted = make_solver(replace(self.config, batching="loop", compile=False), self.model)
         return count_flops(lambda: counted.meta_grad(self.params, self.batch)) / 1e9
 
 

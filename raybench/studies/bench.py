@@ -144,7 +144,7 @@ def _as_solver(config: RunConfig, solver: str) -> RunConfig:
     from raybench.configfile import config_from_dict
 
     data = config.to_dict()
-    data.update(solver=solver, solver_options={}, cuda_graph=False)  # the loop stays eager
+    data.update(solver=solver, solver_options={}, cuda_graph=False, compile=False)  # eager
     return config_from_dict(data)
 
 

@@ -184,7 +184,7 @@ def measure(
         rate = matmul_gflops(device=device)
         counted = solver
         if not reference:  # the algorithm's arithmetic: its per-task form
-            counted = make_solver(replace(config, batching="loop"), model)
+            counted = make_solver(replace(config, batching="loop", compile=False), model)
         flops_per_step = count_flops(lambda: counted.meta_grad(params, batch))
     kind = memory.kind + "_delta"
     if device.type == "cpu" and not isolated:
