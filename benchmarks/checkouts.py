@@ -9,6 +9,8 @@ reported as its median with the rounds' range. Both checkouts run with this inte
 
     python benchmarks/checkouts.py /tmp/before . --rounds 3 -- \\
         --solvers maml,fomaml --preset quick --no-reference --cpus-per-run 1
+
+``--after-set KEY=VALUE`` gives the after side a setting too (e.g. ``compile=true``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ def main() -> None:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--after-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting only the after side gets (one the before checkout may not know)",
+    )
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -54,8 +63,11 @@ def main() -> None:
             order = ("before", "after") if r % 2 == 0 else ("after", "before")
             for side in order:
                 out = Path(tmp) / f"{side}-{r}"
-                runs[side].append(bench_once(getattr(args, side), args.bench_args, out))
+                extra = [f"--set={kv}" for kv in args.after_set] if side == "after" else []
+                runs[side].append(bench_once(getattr(args, side), args.bench_args + extra, out))
     print(f"{args.rounds} rounds, alternating; ms per meta-step (median of rounds)")
+    if args.after_set:
+        print(f"after side also with: {', '.join(args.after_set)}")
     print("| solver | implementation | before ms | after ms | after / before (min-max) "
           "| before % matmul | after % matmul |")  # fmt: skip
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
