@@ -21,6 +21,7 @@ from torch import Tensor
 
 from raybench import pairing, rendezvous
 from raybench.assumptions import Probe
+from raybench.code_version import code_fingerprint
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.models import Params, model_for
@@ -75,6 +76,7 @@ class RunResult:
     device: str = ""
     n_params: int = 0
     git_commit: str = ""
+    code_fingerprint: str = ""  # raybench.code_version: the training path's source
     node: str = ""  # host (and Ray node) that ran it
     resources: str = ""  # what the run was given, e.g. "1 CPU, 0.25 GPU"
     started_at: datetime | None = None
@@ -137,6 +139,7 @@ def train(
         family="",
         started_at=datetime.now(timezone.utc),
         git_commit=git_commit(),  # the code that runs, even if the tree changes meanwhile
+        code_fingerprint=code_fingerprint(),
         node=socket.gethostname(),
     )
     notify = progress or (lambda _p: None)

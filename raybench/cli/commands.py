@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -504,6 +504,21 @@ def warn_missing(store: ExperimentStore, runs: object) -> None:
                 f"run {run_id} has no {table} file ({store.path(table, run_id)}): "
                 f"{what} of its row leave this run out"
             )
+
+
+def warn_code_version(store: ExperimentStore, runs: Any) -> None:
+    """Say when the runs shown were made by other training code than the installed one
+    (or by several versions): one line, with how many runs each (raybench.code_version)."""
+    from raybench.code_version import code_fingerprint, version_warning
+
+    recorded = (
+        runs.column("code_fingerprint").to_pylist()
+        if "code_fingerprint" in runs.column_names
+        else [None] * runs.num_rows
+    )
+    line = version_warning(recorded, code_fingerprint())
+    if line:
+        store.warn(line)
 
 
 def newest_experiment(out: Path) -> str:

@@ -32,7 +32,7 @@ def report(
     stdout or ``output``; ``table`` picks one, ``columns`` the summary's columns;
     ``compact`` Markdown shows one column per group, as the terminal does."""
     from raybench import api
-    from raybench.cli.commands import warn_missing  # commands imports this module
+    from raybench.cli.commands import warn_code_version, warn_missing  # imports this module
     from raybench.report import flat, study_records
     from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, parse_columns
     from raybench.report.records import summary_arrow
@@ -51,7 +51,9 @@ def report(
             f"cannot write the report to {output}: folder {output.parent} does not exist"
         )
     store = api.open_store(experiment, out)
-    warn_missing(store, store.read("runs"))
+    runs = store.read("runs")
+    warn_missing(store, runs)
+    warn_code_version(store, runs)
     stored = study_records.stored_tables(store)
     if not stored:
         raise RaybenchError(f"experiment {store.root} has no finished runs or studies yet")

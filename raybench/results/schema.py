@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from raybench.assumptions import CURVE_FIELDS
+from raybench.code_version import code_fingerprint
 from raybench.config import RUN_BOUNDS
 from raybench.runtime import git_commit, library_versions
 from raybench.solvers import METRICS, TRAIN_METRICS
@@ -69,6 +70,7 @@ RUNS_SCHEMA = pa.schema(
         pa.field("torch_version", pa.string()),
         pa.field("versions_json", pa.string()),
         pa.field("git_commit", pa.string()),
+        pa.field("code_fingerprint", pa.string()),  # raybench.code_version
         pa.field("init_fingerprint", pa.string()),  # raybench.pairing: what seeds share
         pa.field("stream_fingerprint", pa.string()),
         pa.field("started_at", _TIME),
@@ -172,6 +174,7 @@ def run_row(
         "torch_version": library_versions()["torch"],
         "versions_json": json.dumps(library_versions(), sort_keys=True),
         "git_commit": result.git_commit or git_commit(),
+        "code_fingerprint": result.code_fingerprint or code_fingerprint(),
         "init_fingerprint": result.init_fingerprint,
         "stream_fingerprint": result.stream_fingerprint,
         "started_at": result.started_at,

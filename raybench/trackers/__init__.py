@@ -65,6 +65,7 @@ TAG_COLUMNS = (
     "device",
     "node",
     "git_commit",
+    "code_fingerprint",
     "error",
 )
 

@@ -1,0 +1,76 @@
+"""Which training code made a run: a hash of the training path's source, not the commit.
+
+A commit changes with every README edit; the numbers a run stores change only with the
+code on its training path. So each run records a hash of those files' contents (paths
+relative to the package, then bytes), and ``raybench report`` warns when the runs it shows
+were made by training code other than the installed one, or by several versions.
+Settings are not hashed here: every run stores its own. Studies, the report, the CLI and
+the store are left out: they change how results are measured or shown, not what a run
+trains.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+# Globs under the package: the solvers, the network, tasks and data, the trainer and the
+# numerical helpers they call.
+TRAINING_PATH: tuple[str, ...] = (
+    "solvers/*.py",
+    "models.py",
+    "tasks.py",
+    "data/*.py",
+    "train.py",
+    "speed.py",
+    "batching.py",
+    "autodiff.py",
+    "linalg.py",
+    "assumptions.py",
+    "pairing.py",
+)
+
+
+def training_files(root: Path = PACKAGE) -> list[Path]:
+    """The training path's files under ``root`` (a copy of the package), sorted."""
+    return sorted({p for pattern in TRAINING_PATH for p in root.glob(pattern) if p.is_file()})
+
+
+def fingerprint_of(root: Path) -> str:
+    """12 hex digits of a SHA-1 over each training-path file's relative path and bytes."""
+    digest = hashlib.sha1()
+    for path in training_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """The installed package's training-code fingerprint (read once per process)."""
+    return fingerprint_of(PACKAGE)
+
+
+def version_warning(recorded: Iterable[str | None], installed: str) -> str | None:
+    """One line when runs were made by training code other than ``installed`` or by
+    several versions, naming how many runs each; None when all match. Runs stored before
+    the fingerprint existed (None) are counted but never differ by themselves."""
+    counts = Counter(recorded)
+    unknown = counts.pop(None, 0) + counts.pop("", 0)
+    if not counts or set(counts) == {installed}:
+        return None
+    total = sum(counts.values()) + unknown
+    parts = [f"{n} by {fp}" + (" (installed)" if fp == installed else "") for fp, n in
+             sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]  # fmt: skip
+    if unknown:
+        parts.append(f"{unknown} unrecorded (older raybench)")
+    other = sum(n for fp, n in counts.items() if fp != installed)
+    return (
+        f"{other} of {total} runs were made by training code other than the installed one "
+        f"({installed}): {', '.join(parts)}; their numbers may not be what this code gives"
+    )
