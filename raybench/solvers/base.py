@@ -114,9 +114,13 @@ class Solver(ABC):
         # only, for the solvers that declare it works (``compilable``); the graphs it
         # traces need torch.func's transforms, not autograd's.
         self.compile = compile and self.compilable and batching == "loop"
-        self.autograd_in_loop = batching == "loop" and not self.compile
 
     compilable: ClassVar[bool] = False  # tested equal to the eager meta-gradient
+
+    @property
+    def autograd_in_loop(self) -> bool:
+        """Whether derivatives use plain autograd: in the eager task loop only."""
+        return self.batching == "loop" and not self.compile
 
     def map(self, fn: Any, in_dims: int | tuple | None = 0, *, compiled: bool = False) -> Any:
         """``fn`` (one task) over every task of a batch, as ``vmap(fn, in_dims)`` would;
