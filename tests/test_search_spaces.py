@@ -102,3 +102,15 @@ def test_bad_spaces_are_one_line_errors_naming_file_and_key(
 def test_missing_space_file(tmp_path: Path) -> None:
     with pytest.raises(RaybenchError, match="no search space for 'maml'"):
         load_space("maml", tmp_path)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_every_shipped_range_says_why(solver: str) -> None:
+    """The protocol's spaces are a claim a reader checks: each searched key is named by a
+    comment line of its file (the justification of its range), before the key itself."""
+    space = load_space(solver)
+    lines = space.path.read_text().splitlines()
+    for key in space.keys:
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+        comments = [line for line in lines[:at] if line.startswith("#")]
+        assert any(f" {key}:" in c or f" {key}," in c for c in comments), key

@@ -50,6 +50,10 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "sw"
+    protocol = json.loads((exp / "protocol.json").read_text())
+    assert protocol["trials"] == {"fomaml": 2, "imaml": 2} and protocol["steps"] == 4
+    assert protocol["seeds"] == [0] and protocol["defaults_first"] is True
+    assert [d["key"] for d in protocol["spaces"]["imaml"]] == list(load_space("imaml").keys)
     trials = ExperimentStore(exp).read("trials")  # one file per solver, columns unified
     assert set(trials.column_names) >= TRIAL_COLUMNS
     assert {"param_imaml_lam", "param_imaml_cg_steps"} <= set(trials.column_names)
@@ -59,7 +63,8 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         assert {r["status"] for r in rows} <= {"completed", "stopped", "errored", "diverged"}
         assert any(r["status"] == "completed" for r in rows)
         # the best config is the best completed trial, and `run --config` accepts it
-        best = max((r for r in rows if r["status"] == "completed"), key=lambda r: r["val_acc"])
+        done = [r for r in rows if r["status"] == "completed"]
+        best = max(done, key=lambda r: (r["val_acc"], r["default"]))  # a tie: the default
         name, preset, settings = read_config_file(exp / "best" / f"{solver}.yaml")
         config = make_config(name, preset, settings)
         params = json.loads(best["params_json"])
@@ -71,6 +76,14 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
             study_name=f"sw-{solver}", storage=f"sqlite:///{exp / 'optuna.db'}"
         )
         assert len(study.trials) == 2
+        # the default configuration is the first trial, and the trials table says which
+        first = min(study.trials, key=lambda t: t.number)
+        default = make_config(solver, "smoke")
+        assert first.params["inner_lr"] == default.inner_lr
+        assert first.params["inner_steps"] == default.inner_steps
+        (marked,) = [r for r in rows if r["default"]]
+        assert marked["trial_id"] == first.user_attrs["tune_trial_id"]
+        assert sum(r["selected"] for r in rows) == 1 and best["selected"]
         told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
         assert set(told) == {r["trial_id"] for r in rows}
         state = optuna.trial.TrialState
@@ -104,10 +117,14 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
             if "." in dim.key:
                 assert others[column].isna().all()
     assert "param_penalty_lam" in frame.columns and frame["param_penalty_lam"].isna().all()
+    # final runs: each solver's default and selected configuration, the same seed
     runs = ds.dataset(exp / "runs").to_table().to_pylist()
-    assert sorted((r["solver"], r["seed"]) for r in runs) == [("fomaml", 0), ("imaml", 0)]
-    assert {r["source"] for r in runs} == {"tuned"}
-    assert "tuned" in proc.stdout
+    for solver in ("fomaml", "imaml"):
+        mine = sorted((r["source"], r["seed"]) for r in runs if r["solver"] == solver)
+        default_won = any(r["default"] and r["selected"] for r in trials.to_pylist()
+                          if r["solver"] == solver)  # fmt: skip
+        assert mine == ([("default", 0)] if default_won else [("default", 0), ("tuned", 0)])
+    assert "the solver's default configuration first" in proc.stdout
     fomaml_best = make_config(*read_config_file(exp / "best" / "fomaml.yaml"))
     rerun = cli(
         "run", "--config", str(exp / "best" / "fomaml.yaml"), "--backend", "inline",
@@ -196,3 +213,14 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     stopped = sum(t["status"] == "stopped" for t in trials)
     assert finished_trials(exp / "optuna.db", ("PRUNED",)) == stopped
     assert not records.exists()  # all in the trials table now
+    assert sum(t["default"] for t in trials) == 1  # enqueued once, kept across the resume
+    protocol = (exp / "protocol.json").read_text()
+    # the same protocol may be named again; a changed one is refused in one line
+    same = cli("sweep", "--resume", "cut", "--trials", "4", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr[-2000:]
+    changed = cli("sweep", "--resume", "cut", "--trials", "6", "--steps", "8", cwd=tmp_path)
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    (line,) = changed.stderr.strip().splitlines()
+    assert "trials 4 -> 6" in line and "steps 12 -> 8" in line
+    assert (exp / "protocol.json").read_text() == protocol
+    assert len(ExperimentStore(exp).read("trials")) == 4

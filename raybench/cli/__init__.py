@@ -216,16 +216,27 @@ def sweep_command(
     preset: PresetOption = "paper",
     settings: SettingsOption = None,
     trials: Annotated[
-        int, typer.Option("--trials", min=1, metavar="N", help="Trials per solver.")
-    ] = 32,
+        int | None,
+        typer.Option(
+            "--trials",
+            min=1,
+            metavar="N",
+            help="Trials per solver, the default first. [default: 32]",
+        ),
+    ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, metavar="N", help="Meta-steps of each trial."),
-    ] = 500,
+        typer.Option(
+            "--steps", min=1, metavar="N", help="Meta-steps of each trial. [default: 500]"
+        ),
+    ] = None,
     seeds: SeedsOption = None,
     final: Annotated[
         bool,
-        typer.Option(help="Re-run each solver's best config with --seeds seeds at full length."),
+        typer.Option(
+            help="Re-run each solver's default and selected config with the same --seeds "
+            "seeds at full length, and test them."
+        ),
     ] = True,
     final_steps: Annotated[
         int | None,
@@ -237,8 +248,26 @@ def sweep_command(
         ),
     ] = None,
     search_seed: Annotated[
-        int, typer.Option("--search-seed", metavar="N", help="Seed of the TPE sampler.")
-    ] = 0,
+        int | None,
+        typer.Option("--search-seed", metavar="N", help="Seed of the TPE sampler. [default: 0]"),
+    ] = None,
+    protocol: Annotated[
+        Path | None,
+        typer.Option(
+            "--protocol",
+            metavar="FILE",
+            help="A tuning protocol (YAML or JSON): trials, steps, seeds, final_steps, "
+            "search_seed, grace, reduction_factor; a flag given too must agree with it.",
+            show_default=False,
+        ),
+    ] = None,
+    unequal_budgets: Annotated[
+        bool,
+        typer.Option(
+            "--unequal-budgets",
+            help="Allow solvers unequal trials or trial lengths (recorded in the protocol).",
+        ),
+    ] = False,
     spaces: Annotated[
         Path | None,
         typer.Option(
@@ -293,21 +322,19 @@ def sweep_command(
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
 ) -> None:
-    """Search each solver's hyperparameters (Ray Tune + Optuna TPE + ASHA), then re-run the
-    best configuration of each with several seeds and report."""
-    from raybench.cli.commands import sweep
+    """Tune every solver under one protocol (Ray Tune + Optuna TPE + ASHA, the default
+    configuration first, selection on validation), then train each solver's default and
+    selected configuration with the same seeds, test them and report."""
+    from raybench.cli.commands import ProtocolFlags, sweep
     from raybench.search.sweep import SweepOptions
     from raybench.trackers import tracker_spec
 
     gpus = renamed("--gpus-per-run", gpus_per_run, "--gpus-per-trial", gpus_per_trial, "sweep")
     cpus = renamed("--cpus-per-run", cpus_per_run, "--cpus-per-trial", cpus_per_trial, "sweep")
     options = SweepOptions(
-        trials=trials,
-        steps=steps,
         max_concurrent=max_concurrent,
         gpus_per_trial=gpus,
         cpus_per_trial=cpus or 1.0,
-        seed=search_seed,
         max_retries=max_retries,
     )
     sweep(
@@ -315,9 +342,10 @@ def sweep_command(
         preset=preset,
         settings=settings or [],
         options=options,
-        seeds=seeds,
+        rules=ProtocolFlags(trials, steps, seeds, final_steps, search_seed),
+        protocol_file=protocol,
+        unequal_budgets=unequal_budgets,
         final=final,
-        final_steps=final_steps,
         spaces=spaces,
         device=device,
         experiment=experiment,

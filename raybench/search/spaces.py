@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from raybench.config import RUN_BOUNDS, Bound, did_you_mean
+from raybench.config import RUN_BOUNDS, Bound, RunConfig, did_you_mean
 from raybench.errors import RaybenchError
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
@@ -55,6 +55,24 @@ class Dimension:
             )
         return tune.choice(list(self.values))
 
+    def range_text(self) -> str:
+        if self.distribution == "categorical":
+            return "one of " + ", ".join(str(v) for v in self.values)
+        return f"{self.low:g} to {self.high:g}"
+
+    def contains(self, value: Any) -> bool:
+        if self.distribution == "categorical":
+            return value in self.values
+        return isinstance(value, int | float) and self.low <= value <= self.high  # type: ignore[operator]
+
+    def describe(self) -> dict[str, Any]:
+        """As the protocol records it."""
+        if self.distribution == "categorical":
+            return {"key": self.key, "distribution": self.distribution, "values": list(self.values)}
+        out = {"key": self.key, "distribution": self.distribution, "low": self.low}
+        out["high"] = self.high
+        return {**out, "log": True} if self.log else out
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -65,6 +83,32 @@ class SearchSpace:
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(d.key for d in self.dimensions)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [d.describe() for d in self.dimensions]
+
+    def default_point(self, config: RunConfig) -> dict[str, Any]:
+        """``config``'s values of the searched settings, encoded as Tune's parameters: the
+        default trial the protocol enqueues first. An option whose default is None takes
+        the run setting it stands for (``imaml.proximal_lr``: ``inner_lr``); a default
+        outside the space is a one-line error, since the default must be a trial."""
+        from raybench.solvers import solver_class
+
+        fallbacks = solver_class(self.solver).defaults_from
+        point = {}
+        for dim in self.dimensions:
+            _, dot, knob = dim.key.partition(".")
+            value = config.solver_options.get(knob) if dot else getattr(config, dim.key)
+            if value is None and dot and knob in fallbacks:
+                value = getattr(config, fallbacks[knob])
+            if value is None or not dim.contains(value):
+                raise RaybenchError(
+                    f"{self.path}: {dim.key}'s default {value!r} at preset {config.preset} "
+                    f"is not in the space ({dim.range_text()}); the protocol runs the "
+                    "default as the first trial, so widen the range"
+                )
+            point[encode(dim.key)] = value
+        return point
 
     def to_tune(self) -> dict[str, Any]:
         """Tune's ``param_space``. Keys are encoded (``.`` -> ``__``) because Tune treats

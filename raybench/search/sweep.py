@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -42,11 +41,13 @@ from raybench.execution.ray_backend import gpu_share
 from raybench.results import ExperimentStore
 from raybench.results.store import warn_stderr, write_table
 from raybench.search.live import LiveSweep, params_text
+from raybench.search.protocol import Protocol
 from raybench.search.spaces import SearchSpace, decode
 from raybench.search.trials import (
     METRIC,
     best_trial,
     error_text,
+    mark_selected,
     recorded_trials,
     trial_row,
     trials_table,
@@ -57,12 +58,11 @@ from raybench.trackers import TrackerSpec
 
 @dataclass(frozen=True)
 class SweepOptions:
-    trials: int = 32
-    steps: int | None = 500  # meta-steps of each trial (None: the preset's)
+    """How the trials are executed; what they are is the protocol."""
+
     max_concurrent: int | None = None
     gpus_per_trial: float | None = None
     cpus_per_trial: float = 1.0
-    seed: int = 0
     max_retries: int = 2
     resume: bool = False
 
@@ -74,6 +74,7 @@ class SolverSweep:
     best: RunConfig | None
     best_val_acc: float | None
     best_params: dict[str, Any] | None = None  # the best trial's sampled values
+    default_won: bool = False  # the selected trial is the default configuration
 
 
 def trial_config(solver: str, preset: str, overrides: dict[str, Any], params: dict) -> RunConfig:
@@ -138,8 +139,11 @@ class TrialRecorder(Callback):
     """Writes each trial's row the moment the trial ends: raybench's own record of the
     search, which ``--resume`` continues from (Tune's pickled state is never read)."""
 
-    def __init__(self, folder: Path, solver: str, experiment: str, base: RunConfig) -> None:
+    def __init__(
+        self, folder: Path, solver: str, experiment: str, base: RunConfig, default: dict
+    ) -> None:
         self.folder, self.solver, self.experiment, self.base = folder, solver, experiment, base
+        self.default = default  # the default trial's parameters, decoded
         self.history: dict[str, list[dict[str, float]]] = {}
 
     def on_trial_result(
@@ -168,6 +172,7 @@ class TrialRecorder(Callback):
             self.history.pop(trial.trial_id, []),
             dict(trial.last_result or {}),
             error,
+            self.default,
         )
         path = self.folder / f"{trial.trial_id}.parquet"
         try:
@@ -194,8 +199,7 @@ def fail_unfinished(study_db: Path, study_name: str) -> int:
 
 def sweep_solver(
     space: SearchSpace,
-    preset: str,
-    overrides: dict[str, Any],
+    protocol: Protocol,
     store: ExperimentStore,
     options: SweepOptions,
     console: Console,
@@ -203,15 +207,15 @@ def sweep_solver(
     trackers: TrackerSpec | None = None,
     log_every: float = LOG_EVERY,
 ) -> SolverSweep:
-    """Search one solver's space with Tune + Optuna + ASHA; write its trials and best.
-    With ``options.resume``, the trials recorded by an interrupted search are kept and
-    only the rest are sampled. ``trackers``: trials logged through Tune's own MLflow /
-    TensorBoard callbacks."""
-    solver = space.solver
-    trial_overrides = dict(overrides)
-    if options.steps is not None:
-        trial_overrides["meta_steps"] = options.steps
+    """Search one solver's space under ``protocol`` with Tune + Optuna + ASHA, the
+    default configuration first; write its trials and best. With ``options.resume``, the
+    trials recorded by an interrupted search are kept and only the rest are sampled (the
+    default again only if it was not recorded). ``trackers``: trials logged through
+    Tune's own MLflow / TensorBoard callbacks."""
+    solver, preset, overrides = space.solver, protocol.preset, dict(protocol.overrides)
+    trial_overrides = {**overrides, "meta_steps": protocol.steps}
     base = make_config(solver, preset, trial_overrides)  # validates the fixed settings now
+    default = space.default_point(base)
     store.root.mkdir(parents=True, exist_ok=True)
     study_db = (store.root / "optuna.db").resolve()
     study_name = f"{store.name}-{solver}"
@@ -219,7 +223,8 @@ def sweep_solver(
     if not options.resume:
         shutil.rmtree(records, ignore_errors=True)  # an earlier, abandoned search's
     earlier = recorded_trials(records)
-    remaining = options.trials - len(earlier)
+    remaining = protocol.trials[solver] - len(earlier)
+    default_done = any(r.get("default") for r in earlier)
     if options.resume:
         failed = fail_unfinished(study_db, study_name) if study_db.is_file() else 0
         console.print(
@@ -229,25 +234,29 @@ def sweep_solver(
     if remaining > 0:
         _search(
             space, solver, base, trial_overrides, preset, store, options, console, data_dir,
-            records=records, study_db=study_db, study_name=study_name,
-            samples=remaining, sampler_seed=options.seed + len(earlier), trackers=trackers,
-            log_every=log_every,
+            records=records, study_db=study_db, study_name=study_name, samples=remaining,
+            sampler_seed=protocol.search_seed + len(earlier), protocol=protocol,
+            default=None if default_done else default, trackers=trackers, log_every=log_every,
         )  # fmt: skip
-    rows = recorded_trials(records)
+    rows = mark_selected(recorded_trials(records))
     table = trials_table(rows)
     write_table(store.root / "trials" / f"{solver}.parquet", table)
     shutil.rmtree(records, ignore_errors=True)  # all in the trials table now
     best_params, best_value = best_trial(rows)
+    default_won = any(r["selected"] and r["default"] for r in rows)
     best = None
     if best_params is not None:
         best = trial_config(solver, preset, overrides, best_params)
+        if default_won:
+            best = make_config(solver, preset, overrides)  # the default itself, None kept
         note = (
             f"best of {table.num_rows} trials of sweep {store.name!r} for {solver} "
-            f"(validation accuracy {best_value:.2f}% after {base.meta_steps} meta-steps); "
-            f"run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
+            f"(validation accuracy {best_value:.2f}% after {base.meta_steps} meta-steps"
+            + ("; the default configuration" if default_won else "")
+            + f"); run it with: raybench run --config {store.root / 'best' / (solver + '.yaml')}"
         )
         write_config_file(store.root / "best" / f"{solver}.yaml", best, note)
-    return SolverSweep(solver, table, best, best_value, best_params)
+    return SolverSweep(solver, table, best, best_value, best_params, default_won)
 
 
 def _search(
@@ -266,10 +275,13 @@ def _search(
     study_name: str,
     samples: int,
     sampler_seed: int,
+    protocol: Protocol,
+    default: dict[str, Any] | None,
     trackers: TrackerSpec | None = None,
     log_every: float = LOG_EVERY,
 ) -> None:
-    """One Tune run of ``samples`` trials; each writes its record under ``records``."""
+    """One Tune run of ``samples`` trials; each writes its record under ``records``.
+    ``default``: the default configuration's point, enqueued as the first trial."""
     import optuna
     import ray
     from ray import tune
@@ -278,7 +290,6 @@ def _search(
     from raybench.search.study import SweepSearch
     from raybench.trackers.tune import tune_callbacks
 
-    evaluations = max(1, math.ceil(base.meta_steps / base.eval_every))
     storage_root = (store.root / "tune").resolve()
     searcher = SweepSearch(
         meta_steps=base.meta_steps,
@@ -287,12 +298,13 @@ def _search(
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
         storage=optuna.storages.RDBStorage(f"sqlite:///{study_db}"),
         study_name=study_name,
+        points_to_evaluate=None if default is None else [default],
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
-        max_t=evaluations,
-        grace_period=max(1, evaluations // 4),
-        reduction_factor=3,
+        max_t=protocol.evaluations,
+        grace_period=protocol.grace_evaluations,
+        reduction_factor=protocol.reduction_factor,
     )
     total_gpus = ray.cluster_resources().get("GPU", 0.0)
     concurrent = options.max_concurrent or max(
@@ -313,7 +325,9 @@ def _search(
         {"cpu": options.cpus_per_trial, "gpu": gpus},
     )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables off: ours are live
-    recorder = TrialRecorder(records, solver, store.name, base)
+    recorder = TrialRecorder(
+        records, solver, store.name, base, None if default is None else decode(default)
+    )
     tuner = tune.Tuner(
         trainable,
         param_space=space.to_tune(),
@@ -363,9 +377,7 @@ def check_spaces(solvers: Sequence[str], directory: Path | None) -> list[SearchS
 
 
 def run_sweep(
-    solvers: Sequence[str],
-    preset: str,
-    overrides: dict[str, Any],
+    protocol: Protocol,
     store: ExperimentStore,
     options: SweepOptions,
     console: Console,
@@ -377,14 +389,14 @@ def run_sweep(
     trackers: TrackerSpec | None = None,
     log_every: float = LOG_EVERY,
 ) -> dict[str, SolverSweep | None]:
-    """Sweep each solver in turn on one Ray session. A solver whose sweep already finished
-    in this experiment is not searched again (its best config stays)."""
+    """Sweep each solver of ``protocol`` in turn on one Ray session. A solver whose sweep
+    already finished in this experiment is not searched again (its best config stays)."""
     import optuna
 
     from raybench.data import load_omniglot
     from raybench.execution.ray_backend import ray_session
 
-    spaces = check_spaces(solvers, spaces_dir)  # every file checked before anything starts
+    spaces = check_spaces(protocol.solvers, spaces_dir)  # every file checked before it starts
     load_omniglot(data_dir)  # fail early; builds the cache local workers read
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcomes: dict[str, SolverSweep | None] = {}
@@ -395,7 +407,7 @@ def run_sweep(
                 outcomes[space.solver] = None
                 continue
             outcome = sweep_solver(
-                space, preset, overrides, store, options, console, data_dir, trackers, log_every
+                space, protocol, store, options, console, data_dir, trackers, log_every
             )
             statuses = (
                 outcome.trials.column("status").to_pylist() if outcome.trials.num_rows else []

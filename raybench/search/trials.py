@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def trials_schema() -> pa.Schema:
             pa.field("solver", pa.string()),
             pa.field("trial_id", pa.string()),  # Ray Tune's; the Optuna trial names it too
             pa.field("status", pa.string()),  # completed | stopped | errored | diverged
+            pa.field("default", pa.bool_()),  # the solver's default configuration
+            pa.field("selected", pa.bool_()),  # the protocol's choice: final runs use it
             pa.field("val_acc", pa.float64()),
             pa.field("best_val_acc", pa.float64()),
             pa.field("steps", pa.int64()),
@@ -99,8 +102,10 @@ def trial_row(
     history: list[dict[str, float]],
     metrics: dict[str, Any],
     error: str | None,
+    default_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One row of the ``trials`` table: a trial's settings, curve, final metrics, status."""
+    """One row of the ``trials`` table: a trial's settings, curve, final metrics, status;
+    ``default``: its settings are ``default_params`` (decoded), the enqueued default."""
     params = decode(config or {})
     bounds = searchable()
     value = metrics.get(METRIC)
@@ -110,6 +115,8 @@ def trial_row(
         "solver": solver,
         "trial_id": trial_id,
         "status": trial_status(base, params, metrics, error),
+        "default": default_params is not None and same_params(params, default_params),
+        "selected": False,  # set on the whole table when the search ends
         "val_acc": None if value is None else float(value),
         "best_val_acc": max((h[METRIC] for h in history), default=None),
         "steps": int(metrics.get("step") or 0),
@@ -150,14 +157,44 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def best_trial(rows: list[dict[str, Any]]) -> tuple[dict | None, float | None]:
-    """The best completed trial's parameters and final validation accuracy: the measure
-    both the live display and the selected best config use."""
+def same_params(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same settings (floats equal to rounding: they pass through Optuna's storage)."""
+    if set(a) != set(b):
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, float) or isinstance(other, float):
+            if not isinstance(other, int | float) or not isinstance(value, int | float):
+                return False
+            if not math.isclose(value, other, rel_tol=1e-12, abs_tol=0.0):
+                return False
+        elif value != other:
+            return False
+    return True
+
+
+def selected_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The protocol's selection: the completed trial with the best final validation
+    accuracy; on a tie, the default, then the first in the table."""
     done = [r for r in rows if r["status"] == "completed" and r["val_acc"] is not None]
     if not done:
+        return None
+    return max(done, key=lambda r: (r["val_acc"], bool(r.get("default"))))
+
+
+def best_trial(rows: list[dict[str, Any]]) -> tuple[dict | None, float | None]:
+    """The selected trial's parameters and final validation accuracy: the measure both
+    the live display and the selected best config use."""
+    best = selected_row(rows)
+    if best is None:
         return None, None
-    best = max(done, key=lambda r: r["val_acc"])
     return json.loads(best["params_json"]), float(best["val_acc"])
+
+
+def mark_selected(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with ``selected`` set on the protocol's choice alone."""
+    best = selected_row(rows)
+    return [{**r, "selected": r is best} for r in rows]
 
 
 def recorded_trials(folder: Path) -> list[dict[str, Any]]:

@@ -116,6 +116,9 @@ class Solver(ABC):
         self.compile = compile and self.compilable and batching == "loop"
 
     compilable: ClassVar[bool] = False  # tested equal to the eager meta-gradient
+    # Options whose default (None) means "the value of this run setting": what a tuning
+    # protocol enqueues as the default trial, where a search space cannot say None.
+    defaults_from: ClassVar[dict[str, str]] = {}
 
     @property
     def autograd_in_loop(self) -> bool:

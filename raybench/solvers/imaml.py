@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -61,6 +62,10 @@ class IMAML(ImplicitSolver):
     name = "imaml"
     Options = IMAMLOptions
     solve_options = ("cg_steps", "linear_solver")
+    defaults_from: ClassVar[dict[str, str]] = {
+        "proximal_steps": "inner_steps",
+        "proximal_lr": "inner_lr",
+    }
 
     @property
     def lam(self) -> float:

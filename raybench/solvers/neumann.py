@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -37,6 +38,7 @@ class Neumann(ImplicitSolver):
     Options = NeumannOptions
     assumptions = ("stationary", "contraction", "solved")
     solve_options = ("terms",)
+    defaults_from: ClassVar[dict[str, str]] = {"alpha": "inner_lr"}
 
     @property
     def alpha(self) -> float:

@@ -1,0 +1,275 @@
+"""The tuning protocol: the one rule every solver of a sweep is tuned under, written down.
+
+A reader checks a tuned result against its protocol, as MLCommons AlgoPerf's external
+tuning ruleset, benchopt and DeepOBS state theirs: every solver gets the same number of
+trials from its declared search space, each trial the same meta-step budget, the same
+scheduler and sampler; each solver's default configuration is its first trial, so tuning
+can only match or beat it on validation; the selected configuration is the best completed
+trial by final **validation** accuracy (test tasks are never seen while tuning); then the
+default and the selected configuration are trained again with the same final seeds (common
+random numbers) at full length and tested.
+
+The protocol is ``<experiment>/protocol.json``, written when the sweep starts, printed by
+``raybench report``; ``--resume`` continues it and refuses, in one line, a changed one.
+A protocol file (``raybench sweep --protocol FILE``, YAML or JSON) sets any of
+``trials``, ``steps``, ``seeds``, ``final_steps``, ``search_seed``, ``grace``,
+``reduction_factor``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raybench.errors import RaybenchError
+
+SELECTION = "the best completed trial by final validation accuracy (test tasks unseen)"
+FILE_KEYS = (
+    "trials", "steps", "seeds", "final_steps", "search_seed", "grace", "reduction_factor",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything that decides which configuration a sweep selects and how it is tested."""
+
+    preset: str  # the scale
+    overrides: Mapping[str, Any]  # --set settings, for every solver
+    solvers: tuple[str, ...]
+    trials: Mapping[str, int]  # per solver (equal unless unequal_budgets)
+    steps: int  # meta-steps of each trial
+    eval_every: int  # meta-steps between evaluations: ASHA's unit
+    seeds: tuple[int, ...]  # of the final runs, shared by every configuration
+    final_steps: int  # meta-steps of the final runs
+    search_seed: int = 0  # TPE's seed
+    grace: int | None = None  # evaluations before ASHA may stop a trial (None: a quarter)
+    reduction_factor: int = 3
+    sampler: str = "Optuna TPE"
+    scheduler: str = "ASHA (Ray Tune), on validation accuracy"
+    defaults_first: bool = True
+    selection: str = SELECTION
+    unequal_budgets: bool = False  # allowed by --unequal-budgets
+    spaces: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def evaluations(self) -> int:
+        """ASHA's ``max_t``: a trial's evaluations."""
+        return max(1, math.ceil(self.steps / self.eval_every))
+
+    @property
+    def grace_evaluations(self) -> int:
+        return self.grace if self.grace is not None else max(1, self.evaluations // 4)
+
+    def rungs(self) -> list[int]:
+        """The meta-steps at which ASHA compares trials (Ray Tune's one-bracket rungs)."""
+        low, top, rf = self.grace_evaluations, self.evaluations, self.reduction_factor
+        if low >= top:
+            return []
+        count = int(math.log(top / low) / math.log(rf) + 1)
+        return sorted({min(low * rf**k * self.eval_every, self.steps) for k in range(count)})
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["solvers"], data["seeds"] = list(self.solvers), list(self.seeds)
+        data["trials"], data["overrides"] = dict(self.trials), dict(self.overrides)
+        data["spaces"] = {k: list(v) for k, v in self.spaces.items()}
+        data["rungs"] = self.rungs()  # derived: for readers of the file
+        return data
+
+    def lines(self) -> list[str]:
+        """The protocol as a reader checks it, one line per rule."""
+        trials = sorted(set(self.trials.values()))
+        per = (
+            f"{trials[0]} per solver"
+            if len(trials) == 1
+            else ", ".join(f"{s} {n}" for s, n in self.trials.items()) + " (unequal, as told)"
+        )
+        first = ", the solver's default configuration first" if self.defaults_first else ""
+        rungs = ", ".join(str(r) for r in self.rungs()) or "none"
+        sets = " ".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))
+        return [
+            f"scale: preset {self.preset}" + (f" with {sets}" if sets else ""),
+            f"trials: {per}{first}",
+            f"budget: {self.steps} meta-steps per trial, validation every {self.eval_every}",
+            f"scheduler: {self.scheduler}, stops at meta-steps {rungs} "
+            f"(reduction factor {self.reduction_factor})",
+            f"sampler: {self.sampler}, seed {self.search_seed}",
+            f"selection: {self.selection}",
+            f"final runs: default and selected configuration, seeds {seed_text(self.seeds)}, "
+            f"{self.final_steps} meta-steps, tested",
+        ]
+
+
+def seed_text(seeds: Sequence[int]) -> str:
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
+
+
+def from_json(data: Mapping[str, Any]) -> Protocol:
+    """A stored protocol; a damaged one is a one-line error."""
+    known = {f for f in Protocol.__dataclass_fields__}
+    try:
+        values = {k: v for k, v in data.items() if k in known}
+        values["solvers"] = tuple(values["solvers"])
+        values["seeds"] = tuple(values["seeds"])
+        return Protocol(**values)
+    except (KeyError, TypeError) as exc:
+        raise RaybenchError(f"the stored protocol is damaged (bad or missing {exc})") from None
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """A protocol file's settings, checked: known keys, whole numbers where whole."""
+    try:
+        body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RaybenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RaybenchError(f"{path}: not a YAML or JSON protocol ({type(exc).__name__})") from None
+    if not isinstance(body, dict):
+        raise RaybenchError(f"{path}: expected a mapping of {', '.join(FILE_KEYS)}")
+    for key, value in body.items():
+        if key not in FILE_KEYS:
+            raise RaybenchError(f"{path}: unknown key {key!r} (known: {', '.join(FILE_KEYS)})")
+        if not _valid(key, value):
+            raise RaybenchError(f"{path}: bad {key} {value!r}")
+    return body
+
+
+def _valid(key: str, value: Any) -> bool:
+    if key == "seeds":
+        return _seeds_ok(value)
+    if key == "trials" and isinstance(value, dict):
+        return bool(value) and all(_whole(v, 1) for v in value.values())
+    return _whole(value, {"search_seed": 0, "reduction_factor": 2}.get(key, 1))
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _seeds_ok(value: Any) -> bool:
+    if _whole(value, 1):
+        return True  # a count: seeds 0..n-1
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(_whole(v, 0) for v in value)
+        and len(set(value)) == len(value)
+    )
+
+
+def seeds_of(value: int | Sequence[int]) -> tuple[int, ...]:
+    return tuple(range(value)) if isinstance(value, int) else tuple(value)
+
+
+def budget_problems(protocol: Protocol) -> list[str]:
+    """What would give the solvers unequal budgets: unequal trial counts, or a space that
+    searches a trial's length."""
+    problems = []
+    if len(set(protocol.trials.values())) > 1:
+        problems.append(
+            "unequal trials ("
+            + ", ".join(f"{s} {n}" for s, n in sorted(protocol.trials.items()))
+            + ")"
+        )
+    for solver, dims in sorted(protocol.spaces.items()):
+        for dim in dims:
+            if dim["key"] in ("meta_steps", "eval_every"):
+                problems.append(f"{solver}'s space searches {dim['key']}")
+    return problems
+
+
+def check_budgets(protocol: Protocol) -> None:
+    problems = budget_problems(protocol)
+    if problems and not protocol.unequal_budgets:
+        raise RaybenchError(
+            "the solvers would be tuned with unequal budgets: "
+            + "; ".join(problems)
+            + ". Make them equal, or pass --unequal-budgets to say so in the protocol"
+        )
+
+
+def differences(stored: Protocol, asked: Protocol) -> list[str]:
+    """``field: stored -> asked`` for each rule that differs (the derived rungs aside)."""
+    a, b = stored.to_json(), asked.to_json()
+    out = []
+    for key in a:
+        if a[key] != b.get(key):
+            if key == "spaces":
+                changed = sorted(
+                    s for s in set(a[key]) | set(b[key]) if a[key].get(s) != b[key].get(s)
+                )
+                out.append(f"search space of {', '.join(changed)} changed")
+            elif key != "rungs":
+                out.append(f"{key} {_short(a[key])} -> {_short(b.get(key))}")
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and len(set(value.values())) == 1:
+        value = next(iter(value.values()))  # equal trials: the number
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def make_protocol(
+    *,
+    solvers: Sequence[str],
+    preset: str,
+    overrides: Mapping[str, Any],
+    spaces: Sequence[Any],
+    trials: int | Mapping[str, int],
+    steps: int | None,
+    seeds: int | Sequence[int],
+    final_steps: int | None,
+    search_seed: int = 0,
+    grace: int | None = None,
+    reduction_factor: int = 3,
+    unequal_budgets: bool = False,
+) -> Protocol:
+    """The protocol of a sweep of ``solvers`` over ``spaces`` (their ``SearchSpace``),
+    checked: trials for every solver, equal budgets unless ``unequal_budgets``."""
+    from raybench.solvers import make_config
+
+    base = make_config(solvers[0], preset, dict(overrides))
+    if isinstance(trials, Mapping):
+        missing = [s for s in solvers if s not in trials]
+        extra = [s for s in trials if s not in solvers]
+        if missing or extra:
+            what = f"no trials for {', '.join(missing)}" if missing else ""
+            what += ("; " if missing and extra else "") + (
+                f"trials for {', '.join(extra)}, not swept" if extra else ""
+            )
+            raise RaybenchError(f"protocol: {what}")
+        per_solver = {s: int(trials[s]) for s in solvers}
+    else:
+        per_solver = dict.fromkeys(solvers, int(trials))
+    protocol = Protocol(
+        preset=preset,
+        overrides=dict(overrides),
+        solvers=tuple(solvers),
+        trials=per_solver,
+        steps=steps or base.meta_steps,
+        eval_every=base.eval_every,
+        seeds=seeds_of(seeds),
+        final_steps=final_steps or base.meta_steps,
+        search_seed=search_seed,
+        grace=grace,
+        reduction_factor=reduction_factor,
+        unequal_budgets=unequal_budgets,
+        spaces={space.solver: space.describe() for space in spaces},
+    )
+    if protocol.grace is not None and protocol.grace > protocol.evaluations:
+        raise RaybenchError(
+            f"protocol: grace {protocol.grace} is more than a trial's {protocol.evaluations} "
+            "evaluations"
+        )
+    check_budgets(protocol)
+    return protocol

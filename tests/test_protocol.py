@@ -1,0 +1,165 @@
+"""The tuning protocol without Ray: its rungs are ASHA's, unequal budgets are refused unless
+told, the default of every solver is a point of its shipped space, the selection rule, and
+bad protocol files or disagreeing flags are one-line errors through the real CLI (before
+anything starts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raybench.errors import RaybenchError
+from raybench.search.protocol import differences, from_json, make_protocol
+from raybench.search.spaces import decode, load_space
+from raybench.search.trials import mark_selected, selected_row
+from raybench.solvers import SOLVERS, make_config, solver_class
+
+RAYBENCH = Path(sys.executable).parent / "raybench"
+
+
+def protocol(**kwargs):
+    solvers = kwargs.pop("solvers", ["fomaml", "maml", "imaml"])
+    values = dict(
+        solvers=solvers,
+        preset="smoke",
+        overrides={},
+        spaces=[load_space(s) for s in solvers],
+        trials=4,
+        steps=12,
+        seeds=3,
+        final_steps=None,
+    )
+    return make_protocol(**{**values, **kwargs})
+
+
+@pytest.mark.parametrize(("steps", "every", "grace", "rf"), [(12, 2, None, 3), (200, 10, 2, 2)])
+def test_rungs_are_the_meta_steps_at_which_ray_tunes_asha_compares(steps, every, grace, rf):
+    from ray.tune.schedulers import ASHAScheduler
+
+    made = protocol(steps=steps, overrides={"eval_every": every}, grace=grace, reduction_factor=rf)
+    asha = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=made.evaluations,
+        grace_period=made.grace_evaluations,
+        reduction_factor=rf,
+    )
+    milestones = sorted(m for m, _ in asha._brackets[0]._rungs)
+    assert made.rungs() == [min(m * every, steps) for m in milestones]
+    assert made.rungs()  # a rung at all: otherwise ASHA never stops anything
+
+
+def test_the_protocol_says_what_a_reader_checks_and_survives_its_file():
+    made = protocol(seeds=[0, 1, 2], search_seed=7)
+    text = "\n".join(made.lines())
+    for phrase in (
+        "4 per solver, the solver's default configuration first",
+        "12 meta-steps per trial",
+        "seed 7",
+        "final validation accuracy (test tasks unseen)",
+        "seeds 0-2, 4 meta-steps",  # the smoke preset's length
+    ):
+        assert phrase in text
+    again = from_json(json.loads(json.dumps(made.to_json())))
+    assert differences(made, again) == []
+    assert again.rungs() == made.rungs()
+    spaces = [load_space("fomaml"), load_space("maml"), load_space("penalty")]
+    narrower = protocol(seeds=[0, 1, 2], search_seed=7, spaces=spaces)
+    assert differences(made, narrower) == ["search space of imaml, penalty changed"]
+    assert differences(made, protocol(seeds=[0, 1, 2], search_seed=7, trials=5)) == [
+        "trials 4 -> 5"
+    ]
+
+
+def test_unequal_budgets_are_refused_unless_told(tmp_path: Path):
+    with pytest.raises(RaybenchError, match=r"unequal budgets: unequal trials \(fomaml 4"):
+        protocol(trials={"fomaml": 4, "maml": 8, "imaml": 4})
+    told = protocol(trials={"fomaml": 4, "maml": 8, "imaml": 4}, unequal_budgets=True)
+    assert "unequal, as told" in told.lines()[1]
+    with pytest.raises(RaybenchError, match="no trials for imaml"):
+        protocol(trials={"fomaml": 4, "maml": 4})
+    (tmp_path / "maml.yaml").write_text(
+        "inner_lr: {distribution: loguniform, low: 0.001, high: 1.0}\n"
+        "meta_steps: {distribution: int, low: 4, high: 40}\n"
+    )
+    spaces = [load_space("maml", tmp_path)]
+    with pytest.raises(RaybenchError, match="maml's space searches meta_steps"):
+        protocol(solvers=["maml"], spaces=spaces)
+    assert protocol(solvers=["maml"], spaces=spaces, unequal_budgets=True).unequal_budgets
+
+
+@pytest.mark.parametrize("preset", ["smoke", "quick", "paper"])
+def test_every_solvers_default_is_a_point_of_its_shipped_space(preset):
+    for solver in SOLVERS:
+        space, config = load_space(solver), make_config(solver, preset)
+        point = decode(space.default_point(config))
+        assert set(point) == set(space.keys)
+        # the point trains the default: the same config once None options are resolved
+        fallbacks = solver_class(solver).defaults_from
+        for key, value in point.items():
+            _, dot, knob = key.partition(".")
+            if dot and config.solver_options.get(knob) is None:
+                assert value == getattr(config, fallbacks[knob])
+            else:
+                assert value == (config.solver_options[knob] if dot else getattr(config, key))
+
+
+def test_a_space_that_leaves_out_the_default_is_refused(tmp_path: Path):
+    (tmp_path / "fomaml.yaml").write_text(
+        "inner_lr: {distribution: loguniform, low: 0.1, high: 1}\n"
+    )
+    space = load_space("fomaml", tmp_path)
+    with pytest.raises(RaybenchError, match=r"fomaml.yaml: inner_lr's default 0.01 .* widen"):
+        space.default_point(make_config("fomaml", "smoke"))
+
+
+def row(trial: str, status: str, val: float | None, default: bool = False) -> dict:
+    return {"trial_id": trial, "status": status, "val_acc": val, "default": default}
+
+
+def test_selection_is_the_best_completed_trial_on_validation_the_default_on_a_tie():
+    rows = [
+        row("a", "stopped", 90.0),  # ASHA stopped it: never selected, however high
+        row("b", "completed", 60.0, default=True),
+        row("c", "completed", 70.0),
+        row("d", "errored", None),
+    ]
+    assert selected_row(rows)["trial_id"] == "c"
+    tie = [row("c", "completed", 60.0), row("b", "completed", 60.0, default=True)]
+    assert selected_row(tie)["trial_id"] == "b"
+    assert [r["selected"] for r in mark_selected(rows)] == [False, False, True, False]
+    assert selected_row([row("a", "stopped", 90.0)]) is None
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "flags", "message"),
+    [
+        ("trials: 3\nbudget: 7\n", [], "unknown key 'budget'"),
+        ("trials: 0\n", [], "bad trials 0"),
+        ("seeds: [0, 0]\n", [], "bad seeds [0, 0]"),
+        ("reduction_factor: 1\n", [], "bad reduction_factor 1"),
+        ("trials: 3\n", ["--trials", "4"], "--trials 4 disagrees with"),
+        ("trials: {fomaml: 2, imaml: 3}\n", [], "unequal budgets"),
+        ("- 3\n", [], "expected a mapping"),
+    ],
+)
+def test_bad_protocols_are_one_line_refusals_before_anything_starts(
+    tmp_path: Path, body, flags, message
+):
+    path = tmp_path / "protocol.yaml"
+    path.write_text(body)
+    proc = cli(
+        "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--protocol", str(path),
+        *flags, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert message in line
+    assert not (tmp_path / "outputs").exists()  # nothing written
