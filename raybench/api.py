@@ -146,15 +146,35 @@ def load(experiment: PathLike | None = None, out: PathLike = "outputs") -> Exper
     return Experiment(open_store(experiment, out))
 
 
-def summary_records(store: ExperimentStore) -> list[dict[str, Any]]:
+def summary_records(store: ExperimentStore, *, defaults: bool = False) -> list[dict[str, Any]]:
     """The report's table as records, computed from the store (what ``raybench report``
-    shows and stores as ``summary.parquet``)."""
+    shows and stores as ``summary.parquet``); for a sweep, its tuned configurations with
+    the defaults' accuracy and the tuning gain beside them, or with ``defaults`` the
+    default configurations."""
     from raybench.report.records import summary_records as records
+    from raybench.report.tuning import default_selected
 
     runs = store.read("runs")
     if runs.num_rows == 0:
         return []
-    return records(runs, store.read("curves"), store.read("tasks"))
+    trials = store.read("trials") if store.files("trials") else None
+    return records(
+        runs,
+        store.read("curves"),
+        store.read("tasks"),
+        defaults=defaults,
+        default_selected=default_selected(trials),
+    )
+
+
+def protocol_lines(store: ExperimentStore) -> list[str]:
+    """A sweep's tuning protocol as the report prints it (``protocol.json``); none for an
+    experiment that is not a sweep of this kind."""
+    from raybench.search.protocol import from_json
+
+    if not (store.root / "protocol.json").is_file():
+        return []
+    return from_json(store.read_manifest("protocol")).lines()
 
 
 def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd.DataFrame:

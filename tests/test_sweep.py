@@ -46,13 +46,13 @@ def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     proc = cli(
         "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--trials", "2",
-        "--steps", "4", "--seeds", "1", "-e", "sw", cwd=tmp_path,
+        "--steps", "4", "--seeds", "2", "-e", "sw", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "sw"
     protocol = json.loads((exp / "protocol.json").read_text())
     assert protocol["trials"] == {"fomaml": 2, "imaml": 2} and protocol["steps"] == 4
-    assert protocol["seeds"] == [0] and protocol["defaults_first"] is True
+    assert protocol["seeds"] == [0, 1] and protocol["defaults_first"] is True
     assert [d["key"] for d in protocol["spaces"]["imaml"]] == list(load_space("imaml").keys)
     trials = ExperimentStore(exp).read("trials")  # one file per solver, columns unified
     assert set(trials.column_names) >= TRIAL_COLUMNS
@@ -117,14 +117,28 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
             if "." in dim.key:
                 assert others[column].isna().all()
     assert "param_penalty_lam" in frame.columns and frame["param_penalty_lam"].isna().all()
-    # final runs: each solver's default and selected configuration, the same seed
+    # final runs: each solver's default and selected configuration, the same seeds; the
+    # report puts the default beside the tuned row with the seed-paired tuning gain
     runs = ds.dataset(exp / "runs").to_table().to_pylist()
+    report = cli("report", "-e", "sw", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = {r["solver"]: r for r in json.loads(report.stdout)}
+    assert sorted(rows) == ["fomaml", "imaml"]
     for solver in ("fomaml", "imaml"):
         mine = sorted((r["source"], r["seed"]) for r in runs if r["solver"] == solver)
         default_won = any(r["default"] and r["selected"] for r in trials.to_pylist()
                           if r["solver"] == solver)  # fmt: skip
-        assert mine == ([("default", 0)] if default_won else [("default", 0), ("tuned", 0)])
+        if default_won:
+            assert mine == [("default", 0), ("default", 1)]
+            assert rows[solver]["tuned_values"] == "the default (selected by the search)"
+        else:
+            assert mine == [("default", 0), ("default", 1), ("tuned", 0), ("tuned", 1)]
+            assert rows[solver]["tuning_gain_method"] == "seed-paired"
+            assert rows[solver]["tuning_gain"] == pytest.approx(
+                rows[solver]["test_acc"] - rows[solver]["default_acc"]
+            )
     assert "the solver's default configuration first" in proc.stdout
+    assert "Tuning protocol: selection: the best completed trial" in " ".join(proc.stdout.split())
     fomaml_best = make_config(*read_config_file(exp / "best" / "fomaml.yaml"))
     rerun = cli(
         "run", "--config", str(exp / "best" / "fomaml.yaml"), "--backend", "inline",

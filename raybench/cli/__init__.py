@@ -610,6 +610,14 @@ def report_command(
             "or slides.",
         ),
     ] = False,
+    defaults: Annotated[
+        bool,
+        typer.Option(
+            "--defaults",
+            help="A sweep's default configurations instead of its tuned ones (each with "
+            "its tuning gain), Δ best among the defaults.",
+        ),
+    ] = False,
     table: Annotated[
         ReportTable | None,
         typer.Option(
@@ -636,6 +644,7 @@ def report_command(
         columns=columns,
         table=None if table is None else table.value,
         compact=compact,
+        defaults=defaults,
     )
 
 

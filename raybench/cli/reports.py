@@ -25,12 +25,14 @@ def report(
     columns: str | None = None,
     table: str | None = None,
     compact: bool = False,
+    defaults: bool = False,
 ) -> None:
     """The experiment's tables: the aggregated one (stored as ``summary.parquet`` each
     time), the per-run rows (``show_runs``) and the stored studies (bench, scaling,
     fidelity), as Rich tables that fit ``console``, or as Markdown/CSV/JSON/LaTeX to
     stdout or ``output``; ``table`` picks one, ``columns`` the summary's columns;
-    ``compact`` Markdown shows one column per group, as the terminal does."""
+    ``compact`` Markdown shows one column per group, as the terminal does; ``defaults``
+    shows a sweep's default configurations instead of its tuned ones."""
     from raybench import api
     from raybench.cli.commands import warn_code_version, warn_missing  # imports this module
     from raybench.report import flat, study_records
@@ -63,7 +65,7 @@ def report(
         )
     summary: list[dict] = []
     if "summary" in stored:  # derived from the store every time, never edited by hand
-        summary = api.summary_records(store)
+        summary = api.summary_records(store, defaults=defaults)
         try:
             write_table(store.root / "summary.parquet", summary_arrow(summary))
         except OSError as exc:  # a read-only store still reports
@@ -117,6 +119,7 @@ def _report_rich(
     output: Path | None,
     chosen: list[str] | None,
 ) -> None:
+    from raybench import api
     from raybench.report import tables
     from raybench.report.studies import fidelity_tables, scaling_renderables
     from raybench.report.study_records import STUDY_RECORDS, bench_tables
@@ -137,7 +140,12 @@ def _report_rich(
         for name in wanted:
             if name == "summary":
                 for table in tables.summary_tables(
-                    summary, runs, title=title, width=width, columns=chosen
+                    summary,
+                    runs,
+                    title=title,
+                    width=width,
+                    columns=chosen,
+                    tuning_protocol=api.protocol_lines(store),
                 ):
                     target.print(table)
             elif name == "runs":
@@ -173,6 +181,7 @@ def _report_flat(
     chosen: list[str] | None,
     compact: bool = False,
 ) -> str:
+    from raybench import api
     from raybench.report import flat
     from raybench.report.columns import RUN_GROUPS, record_names
     from raybench.report.records import (
@@ -183,13 +192,15 @@ def _report_flat(
         run_records,
     )
     from raybench.report.study_records import LATEX_COLUMNS, STUDY_RECORDS
+    from raybench.report.tuning import TUNING_NOTE, has_tuning
 
     runs = store.read("runs")
     parts = []
     for name in wanted:
         captions: list[str] = []
         if name == "summary":
-            captions = caption_lines(runs)
+            tuning = [f"tuning protocol: {line}" for line in api.protocol_lines(store)]
+            captions = caption_lines(runs) + tuning + ([TUNING_NOTE] if has_tuning(summary) else [])
             if fmt == "latex":
                 label = f"tab:raybench-{flat.latex_label(store.name)}"
                 parts.append(flat.summary_latex(summary, chosen, captions, label=label))

@@ -24,6 +24,14 @@ SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
         "vs_best_why",
         "vs_best_detectable",
     ),
+    "default": ("default_acc", "default_ci95"),
+    "tuning_gain": (
+        "tuned_values",
+        "tuning_gain",
+        "tuning_gain_ci95",
+        "tuning_gain_p",
+        "tuning_gain_method",
+    ),
     "runs": ("runs", "seeds", "completed", "diverged", "failed"),
     "ms_per_step": ("ms_per_step",),
     "peak_memory_mb": ("peak_memory_mb",),
@@ -85,6 +93,8 @@ COLUMN_ALIASES = {
     "ref": "reference",
     "references": "reference",
     "error": "errors",
+    "gain": "tuning_gain",
+    "tuning": "tuning_gain",
 }
 
 

@@ -26,6 +26,7 @@ from raybench.report.records import (
     method_note,
     versus_best_text,
 )
+from raybench.report.tuning import default_text, gain_text, has_tuning
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 
@@ -223,6 +224,10 @@ LATEX_COLUMNS: dict[str, tuple[str, str, str]] = {
     "test_acc": ("Test acc.\\ (\\%)", "r", ""),
     "vs_best": ("$\\Delta$ best", "r", "$\\Delta$ best: difference to the best row of the "
                 "setting with its 95\\% interval, paired over the test tasks"),
+    "default": ("Default (\\%)", "r", "default: the solver's default configuration's "
+                "test accuracy, same seeds"),
+    "tuning_gain": ("Tuning gain", "r", "tuning gain: tuned minus default with its 95\\% "
+                    "interval (* where $p < 0.05$), seed-paired where the seeds are shared"),
     "runs": ("Runs", "r", "runs: completed/diverged/failed"),
     "ms_per_step": ("ms/step", "r", "ms/step: median milliseconds per meta-step"),
     "peak_memory_mb": ("Memory (MiB)", "r", "memory: peak memory in MiB"),
@@ -263,6 +268,9 @@ def _latex_cell(key: str, r: Mapping[str, Any]) -> str:
         return f"${r['vs_best']:+.2f} \\pm {r['vs_best_ci95']:.2f}$"
     if key == "runs":
         return f"{r['completed']}/{r['diverged']}/{r['failed']}"
+    if key in ("default", "tuning_gain"):
+        text = default_text(r) if key == "default" else gain_text(r)
+        return "---" if text == MISSING else latex_escape(text)
     if key == "steps":
         if r.get("steps_90") is None and r.get("steps_95") is None:
             return "---"
@@ -299,7 +307,10 @@ def summary_latex(
     the chosen ``columns`` (``LATEX_COLUMNS``; default accuracy, Δ best, ms/step, memory),
     one block per setting; bold the best row of a setting, a star on every row not
     significantly worse than it. ``captions`` (the protocol lines) become comments."""
-    groups = [group_of(k) or k for k in (columns or LATEX_DEFAULT)]
+    default = LATEX_DEFAULT
+    if has_tuning(records):
+        default = ("test_acc", "vs_best", "default", "tuning_gain", *LATEX_DEFAULT[2:])
+    groups = [group_of(k) or k for k in (columns or default)]
     keys = list(dict.fromkeys(["test_acc", *(k for k in groups if k in LATEX_COLUMNS)]))
     settings: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
@@ -333,6 +344,8 @@ COMPACT_COLUMNS: dict[str, tuple[str, str]] = {
     "family": ("family", "---"),
     "test_acc": ("test acc. % (95% CI)", "---:"),
     "vs_best": ("Δ best (95% CI)", "---:"),
+    "default": ("default % (95% CI)", "---:"),
+    "tuning_gain": ("tuning gain (95% CI)", "---:"),
     "runs": ("runs", "---:"),
     "ms_per_step": ("ms/step", "---:"),
     "peak_memory_mb": ("peak memory", "---:"),
@@ -358,6 +371,10 @@ def _compact_cell(key: str, r: Mapping[str, Any]) -> str:
         return f"**{text}**" if verdict == "best" else text
     if key == "vs_best":
         return versus_best_text(r)
+    if key == "default":
+        return default_text(r)
+    if key == "tuning_gain":
+        return gain_text(r)
     if key == "runs":
         return f"{r['completed']}/{r['diverged']}/{r['failed']}"
     if key == "steps":
@@ -381,7 +398,10 @@ def summary_markdown_compact(
     as the terminal shows them (accuracy ± its interval, Δ best ± its interval with ★ on
     rows not significantly worse than the best, memory and durations with units), one
     table per setting, the protocol and the marks explained under it."""
-    wanted = [k if k in COMPACT_COLUMNS else group_of(k) or k for k in columns or COMPACT_DEFAULT]
+    default = COMPACT_DEFAULT
+    if has_tuning(records):
+        default = ("family", "test_acc", "vs_best", "default", "tuning_gain", *default[3:])
+    wanted = [k if k in COMPACT_COLUMNS else group_of(k) or k for k in columns or default]
     keys = list(dict.fromkeys(k for k in ["test_acc", *wanted] if k in COMPACT_COLUMNS))
     if "family" in wanted:  # keep the family right after the solver, where it reads best
         keys = ["family", *(k for k in keys if k != "family")]

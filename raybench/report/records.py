@@ -34,6 +34,7 @@ from raybench.report.stability import (
     seed_interval,
     std_or_none,
 )
+from raybench.report.tuning import TUNING_FIELDS, TUNING_NAMES, add_tuning, shown
 from raybench.solvers.base import family_rank
 
 MISSING = "—"
@@ -71,6 +72,8 @@ SUMMARY_SCHEMA = pa.schema(
         ("vs_best_method", pa.string()),  # seed-paired / independent seeds / tasks only
         ("vs_best_why", pa.string()),  # why that method: what the seeds share, or not
         ("vs_best_detectable", pa.float64()),  # points detected with 80% power at 5%
+        # a sweep's default against its tuned configuration (raybench.report.tuning):
+        *TUNING_FIELDS,
         ("val_acc", pa.float64()),  # %, final validation accuracy, mean
         ("roughness", pa.float64()),  # accuracy points, mean over completed seeds
         ("steps_90", pa.float64()),  # meta-steps, mean over completed seeds
@@ -300,7 +303,12 @@ def run_records(runs: pa.Table, curves: pa.Table | None = None) -> list[dict[str
 
 
 def summary_records(
-    runs: pa.Table, curves: pa.Table | None = None, tasks: pa.Table | None = None
+    runs: pa.Table,
+    curves: pa.Table | None = None,
+    tasks: pa.Table | None = None,
+    *,
+    defaults: bool = False,
+    default_selected: Mapping[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
     """One plain record per (setting, solver, configuration), in report order: the main
     table of ``raybench report`` and the content of ``summary.parquet``.
@@ -311,6 +319,11 @@ def summary_records(
     95% interval of the mean over the completed seeds (``ci_over`` says which). With the
     per-task results (``tasks``), each row is compared with the best of its setting
     (``vs_best*``, see :mod:`raybench.report.paired`); without them those stay empty.
+
+    A sweep's store holds each solver's default and tuned configuration: the table shows
+    the tuned rows with the default's accuracy and the tuning gain beside them
+    (:mod:`raybench.report.tuning`; ``default_selected`` from the trials table), or with
+    ``defaults`` the default rows; the best row is the best of the rows shown.
     """
     groups: dict[tuple, list[tuple[dict, dict]]] = {}
     for row, view in run_views(runs, curves):
@@ -320,7 +333,11 @@ def summary_records(
     differs = _config_differences([members[0][0] for members in groups.values()])
     for record, text in zip(records, differs):
         record["differs"] = text
-    _add_versus_best(records, list(groups.values()), paired.task_results(tasks))
+    members, results = list(groups.values()), paired.task_results(tasks)
+    add_tuning(records, members, results, default_selected or {})
+    keep = shown(records, defaults)
+    records, members = [records[i] for i in keep], [members[i] for i in keep]
+    _add_versus_best(records, members, results)
     return records
 
 
@@ -435,6 +452,7 @@ def _aggregate(members: list[tuple[dict, dict]]) -> dict[str, Any]:
         "ci_over": ci_over,
         "test_std": std_or_none(tests),
         **dict.fromkeys(VERSUS_BEST),  # filled in across configurations by summary_records
+        **dict.fromkeys(TUNING_NAMES),  # filled in for a sweep's default and tuned rows
         "val_acc": mean_or_none(v["val_acc"] for v in done),
         "roughness": mean_or_none(v["roughness"] for v in done),
         "steps_90": mean_or_none(v["steps_90"] for v in done),

@@ -37,6 +37,7 @@ from raybench.report.records import (
 )
 from raybench.report.records import versus_best_text as records_versus_best
 from raybench.report.stability import finite as _num
+from raybench.report.tuning import TUNING_NOTE, default_text, gain_text, has_tuning
 
 BEST = "bold green"
 
@@ -58,6 +59,8 @@ SUMMARY_COLUMNS = (
     Column("solver", "Solver", "left", wrap=True, max_width=26),
     Column("test_acc", "Test acc. %\n± 95% CI"),
     Column("vs_best", "Δ best\n± 95% CI"),
+    Column("default", "Default %\n± 95% CI"),
+    Column("tuning_gain", "Tuning gain\n± 95% CI"),
     Column("runs", "Runs\nok/div/fail"),
     Column("ms_per_step", "ms/step"),
     Column("peak_memory_mb", "Mem."),
@@ -301,6 +304,8 @@ def _summary_cells(
             _acc_text(r["test_acc"], r["test_ci95"]), r["test_acc"], best["test_acc"]
         ),
         "vs_best": versus_best_text(r),
+        "default": default_text(r),
+        "tuning_gain": gain_text(r),
         "test_std": _mark(_fixed(r["test_std"], 2), r["test_std"], best["test_std"]),
         "val_acc": _mark(_fixed(r["val_acc"], 2), r["val_acc"], best["val_acc"]),
         "roughness": _mark(_fixed(r["roughness"], 2), r["roughness"], best["roughness"]),
@@ -338,10 +343,12 @@ def summary_tables(
     *,
     width: int | None = None,
     columns: Sequence[str] | None = None,
+    tuning_protocol: Sequence[str] = (),
 ) -> list[Table | Text]:
     """The aggregated records as Rich tables, one per setting (continued in a second table
     when ``width`` is too narrow for its columns), best values per setting in bold green;
-    under each setting its protocol and the errors of its failed runs, the notes last."""
+    under each setting its protocol and the errors of its failed runs, the notes last,
+    then a sweep's ``tuning_protocol`` lines."""
     captions = setting_captions(runs)
     first_rows: dict[tuple[str, str], dict] = {}
     for row in runs.to_pylist():
@@ -349,7 +356,10 @@ def summary_tables(
     by_setting: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         by_setting.setdefault(record["setting"], []).append(record)
-    shown = chosen_columns(SUMMARY_COLUMNS, SUMMARY_DEFAULT, columns, SUMMARY_GROUPS)
+    default = SUMMARY_DEFAULT
+    if not has_tuning(records):  # no sweep's defaults: no columns for them
+        default = tuple(k for k in default if k not in ("default", "tuning_gain"))
+    shown = chosen_columns(SUMMARY_COLUMNS, default, columns, SUMMARY_GROUPS)
     out: list[Table | Text] = []
     for label, rows in by_setting.items():
         best = _best_values(rows, SUMMARY_BEST)
@@ -360,7 +370,9 @@ def summary_tables(
         how = [f"[dim]Δ best: {escape(methods)}.[/]"] if methods else []
         out.append(note("\n".join([protocol, *how, *_error_lines(rows)])))
     if out:
-        out.append(note("\n".join(f"[dim]{escape(n)}[/]" for n in NOTES)))
+        notes = [*NOTES, TUNING_NOTE] if has_tuning(records) else list(NOTES)
+        lines = [f"Tuning protocol: {line}." for line in tuning_protocol]
+        out.append(note("\n".join(f"[dim]{escape(n)}[/]" for n in [*notes, *lines])))
     return out
 
 

@@ -1,0 +1,158 @@
+"""Default against tuned in the report, on a fabricated sweep store (no training): the tuned
+rows with the default's accuracy and the seed-paired tuning gain beside them, the vs-best
+comparison among the tuned rows only (``--defaults``: among the defaults), a solver whose
+search selected its default shown once and said so, the same columns in every format, and
+the protocol printed, through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from stores import N_TASKS, run_result
+
+from raybench import api
+from raybench.report.significance import compare
+from raybench.report.tuning import DEFAULT_SELECTED, NO_TUNED, TUNING_NAMES
+from raybench.results import ExperimentStore
+from raybench.results.store import write_table
+from raybench.search.protocol import make_protocol
+from raybench.search.spaces import load_space
+from raybench.search.trials import trials_table
+
+RAYBENCH = Path(sys.executable).parent / "raybench"
+SEEDS = 3
+TUNED = {"inner_lr": 0.05}
+
+
+def sweep_store(root: Path) -> tuple[ExperimentStore, dict[str, np.ndarray]]:
+    """maml: default (80%) and tuned (83%); fomaml: its default selected; penalty: no
+    trial completed. Seeds share their effect across configurations (common random
+    numbers) and record the same initial networks."""
+    rng = np.random.default_rng(3)
+    task_effect = rng.normal(0, 8, N_TASKS)
+    seed_effect = rng.normal(0, 2.0, SEEDS)
+    store = ExperimentStore(root)
+    matrices = {}
+    plan = (
+        ("maml", "default", 80.0, {}),
+        ("maml", "tuned", 83.0, TUNED),
+        ("fomaml", "default", 79.0, {}),
+        ("penalty", "default", 70.0, {}),
+    )
+    for solver, source, mean, overrides in plan:
+        rows = []
+        for s in range(SEEDS):
+            x = np.clip(mean + seed_effect[s] + task_effect + rng.normal(0, 5, N_TASKS), 0, 100)
+            rows.append(x)
+            record = {"init_fingerprint": f"init-{s}", "stream_fingerprint": f"tasks-{s}"}
+            result = run_result(solver, s, x, overrides=overrides, **record)
+            store.write_run(result, source=source)
+        matrices[f"{solver}-{source}"] = np.stack(rows)
+    trials = [
+        {"solver": "maml", "trial_id": "m0", "status": "completed", "val_acc": 60.0,
+         "default": True, "selected": False},
+        {"solver": "maml", "trial_id": "m1", "status": "completed", "val_acc": 65.0,
+         "default": False, "selected": True},
+        {"solver": "fomaml", "trial_id": "f0", "status": "completed", "val_acc": 66.0,
+         "default": True, "selected": True},
+        {"solver": "fomaml", "trial_id": "f1", "status": "stopped", "val_acc": 70.0,
+         "default": False, "selected": False},
+        {"solver": "penalty", "trial_id": "p0", "status": "errored", "val_acc": None,
+         "default": True, "selected": False},
+    ]  # fmt: skip
+    for solver in ("maml", "fomaml", "penalty"):
+        mine = [dict(t, experiment=root.name) for t in trials if t["solver"] == solver]
+        write_table(root / "trials" / f"{solver}.parquet", trials_table(mine))
+    solvers = ["maml", "fomaml", "penalty"]
+    protocol = make_protocol(
+        solvers=solvers, preset="paper", overrides={}, spaces=[load_space(s) for s in solvers],
+        trials=2, steps=500, seeds=SEEDS, final_steps=None,
+    )  # fmt: skip
+    store.write_manifest("protocol", protocol.to_json())
+    return store, matrices
+
+
+def test_tuned_rows_carry_the_default_and_the_seed_paired_gain(tmp_path: Path) -> None:
+    store, m = sweep_store(tmp_path / "sw")
+    rows = {r["solver"]: r for r in api.summary_records(store)}
+    assert sorted(rows) == ["fomaml", "maml", "penalty"]  # one row per solver
+    maml = rows["maml"]
+    assert maml["source"] == "tuned" and maml["tuned_values"] == "inner_lr=0.05"
+    assert maml["test_acc"] == pytest.approx(m["maml-tuned"].mean())
+    assert maml["default_acc"] == pytest.approx(m["maml-default"].mean())
+    expected = compare(m["maml-tuned"], m["maml-default"], paired=True)
+    assert maml["tuning_gain"] == pytest.approx(expected.diff)
+    assert maml["tuning_gain"] == pytest.approx((m["maml-tuned"] - m["maml-default"]).mean())
+    assert maml["tuning_gain_ci95"] == pytest.approx(expected.half_width)
+    assert maml["tuning_gain_p"] == pytest.approx(expected.p_value)
+    assert maml["tuning_gain_method"] == "seed-paired"
+    # a solver whose default won has one configuration, and says so; no gain to estimate
+    fomaml, penalty = rows["fomaml"], rows["penalty"]
+    assert fomaml["source"] == "default" and fomaml["tuned_values"] == DEFAULT_SELECTED
+    assert penalty["tuned_values"] == NO_TUNED
+    assert fomaml["tuning_gain"] is None and fomaml["default_acc"] == fomaml["test_acc"]
+    # vs best among the rows shown: maml's default is not a competitor of its tuned row
+    assert maml["vs_best_verdict"] == "best"
+    best_of_fomaml = compare(m["fomaml-default"], m["maml-tuned"], paired=True)
+    assert fomaml["vs_best"] == pytest.approx(best_of_fomaml.diff)
+
+
+def test_the_defaults_table_compares_the_defaults(tmp_path: Path) -> None:
+    store, m = sweep_store(tmp_path / "sw")
+    rows = {r["solver"]: r for r in api.summary_records(store, defaults=True)}
+    assert {r["source"] for r in rows.values()} == {"default"}
+    assert rows["maml"]["test_acc"] == pytest.approx(m["maml-default"].mean())
+    assert rows["maml"]["tuning_gain"] == pytest.approx(
+        (m["maml-tuned"] - m["maml-default"]).mean()
+    )
+    assert rows["maml"]["vs_best_verdict"] == "best"  # 80% against fomaml's 79% and 70%
+    assert rows["penalty"]["vs_best_verdict"] == "worse"
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, env=None, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_every_format_carries_the_columns_and_the_protocol(tmp_path: Path) -> None:
+    sweep_store(tmp_path / "outputs" / "sw")
+    rows = json.loads(cli("report", "-e", "sw", "--format", "json", cwd=tmp_path).stdout)
+    assert [r["solver"] for r in rows].count("maml") == 1
+    maml = next(r for r in rows if r["solver"] == "maml")
+    assert maml["tuning_gain"] > 0 and maml["tuning_gain_method"] == "seed-paired"
+    text = cli("report", "-e", "sw", "--format", "csv", cwd=tmp_path).stdout
+    header = next(csv.reader(io.StringIO(text)))
+    assert set(TUNING_NAMES) <= set(header)
+    markdown = cli("report", "-e", "sw", "--format", "markdown", cwd=tmp_path).stdout
+    assert "| tuning_gain |" in markdown
+    assert "tuning protocol: trials: 2 per solver, the solver's default configuration first" in (
+        markdown
+    )
+    assert "tuning protocol: selection: the best completed trial by final validation" in markdown
+    compact = cli("report", "-e", "sw", "--format", "markdown", "--compact", cwd=tmp_path).stdout
+    (line,) = [ln for ln in compact.splitlines() if ln.startswith("| maml (tuned)")]
+    assert f"{maml['tuning_gain']:+.2f} ± {maml['tuning_gain_ci95']:.2f} *" in line
+    assert "default selected" in compact
+    latex = cli("report", "-e", "sw", "--format", "latex", cwd=tmp_path).stdout
+    assert "Tuning gain" in latex and "% tuning protocol: budget: 500 meta-steps" in latex
+    rich = cli(
+        "report",
+        "-e",
+        "sw",
+        cwd=tmp_path,
+    ).stdout
+    assert "Tuning gain" in rich and "Tuning protocol: final runs: default and selected" in rich
+    defaults = json.loads(
+        cli("report", "-e", "sw", "--format", "json", "--defaults", cwd=tmp_path).stdout
+    )
+    assert {r["source"] for r in defaults} == {"default"} and len(defaults) == 3
