@@ -238,3 +238,48 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     assert "trials 4 -> 6" in line and "steps 12 -> 8" in line
     assert (exp / "protocol.json").read_text() == protocol
     assert len(ExperimentStore(exp).read("trials")) == 4
+
+
+def test_final_runs_interrupted_and_resumed_lose_none_and_keep_the_protocol(
+    tmp_path: Path, rendezvous: Rendezvous
+) -> None:
+    """Ctrl-C while the final runs train: the search is finished, one default run is
+    stored, another is held at its step 2. The resumed sweep keeps the protocol, the
+    trials and the stored run as they are, and trains only what is missing."""
+    args = [
+        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "2", "--steps", "2",
+        "--seeds", "2", "--max-concurrent", "2", "--no-report", "-e", "fin",
+    ]  # fmt: skip
+    exp = tmp_path / "outputs" / "fin"
+    first = make_config("fomaml", "smoke", {"seed": 0}).run_id
+    held = make_config("fomaml", "smoke", {"seed": 1}).run_id
+    rendezvous.gate(held, 2)
+    proc = subprocess.Popen(
+        [str(RAYBENCH), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=ctrl_c_as_usual,
+    )  # fmt: skip
+    rendezvous.wait(held, 2, proc)
+    deadline = time.monotonic() + NEVER_S  # a backstop against a hung suite
+    while first not in ExperimentStore(exp).finished_ids():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the first default run never finished"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    rendezvous.clear()
+    protocol = (exp / "protocol.json").read_text()
+    trials = ExperimentStore(exp).read("trials").to_pylist()
+    (stored,) = [r for r in ExperimentStore(exp).read("runs").to_pylist() if r["run_id"] == first]
+    resumed = cli("sweep", "--resume", "fin", "--no-report", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "sweep already finished, kept" in resumed.stdout
+    assert (exp / "protocol.json").read_text() == protocol
+    assert ExperimentStore(exp).read("trials").to_pylist() == trials
+    runs = ExperimentStore(exp).read("runs").to_pylist()
+    (again,) = [r for r in runs if r["run_id"] == first]
+    assert again["ended_at"] == stored["ended_at"]  # kept, not trained again
+    default_won = any(t["default"] and t["selected"] for t in trials)
+    assert len(runs) == len({r["run_id"] for r in runs}) == (2 if default_won else 4)
+    assert {r["status"] for r in runs} == {"completed"}
+    assert sorted(r["seed"] for r in runs if r["source"] == "default") == [0, 1]

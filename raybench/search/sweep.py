@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +127,21 @@ class _InterruptionLog(logging.Handler):
 
 @contextlib.contextmanager
 def interruption_watch() -> Iterator[_InterruptionLog]:
+    """Around ``Tuner.fit``: notices Tune's interruption, and puts back the signal
+    handlers Tune replaced (it restores them only when a signal comes, so a Ctrl-C during
+    the final runs would otherwise be taken by a finished search)."""
     handler = _InterruptionLog()
     logger = logging.getLogger("ray.tune")
     logger.addHandler(handler)
+    signals = [s for s in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s is not None]
+    saved = {s: signal.getsignal(s) for s in signals}
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
+        for number, previous in saved.items():
+            if previous is not None:
+                signal.signal(number, previous)
 
 
 class TrialRecorder(Callback):
