@@ -1,5 +1,6 @@
 """What the CLI tests check again and again: a one-line error, and the processes a
-command left behind; and the CLI's entry point run in this process."""
+command left behind; the CLI's entry point run in this process, or started in its own
+to be interrupted."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import io
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
+
+RAYBENCH = Path(sys.executable).parent / "raybench"  # the console script pip installed
 
 
 def ctrl_c_as_usual() -> None:
@@ -16,6 +20,15 @@ def ctrl_c_as_usual() -> None:
     (``nohup ... &``) ignores SIGINT and its children inherit that, so the command must
     be given Ctrl-C's usual meaning back to see it as a terminal sends it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_raybench(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    """``raybench ARGS`` started in its own process, to be interrupted: Ctrl-C (SIGINT)
+    has its usual meaning there, and its output is piped for the test to read."""
+    return subprocess.Popen(
+        [str(RAYBENCH), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=ctrl_c_as_usual, **kwargs,
+    )  # fmt: skip
 
 
 def run_main(

@@ -7,13 +7,12 @@ from __future__ import annotations
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_checks import ctrl_c_as_usual, descendants
+from cli_checks import RAYBENCH, descendants, start_raybench
 from rendezvous import Rendezvous
 
 from raybench.data import OmniglotImages
@@ -23,7 +22,6 @@ from raybench.train import Progress, train
 
 pytestmark = pytest.mark.slow
 
-RAYBENCH = Path(sys.executable).parent / "raybench"
 STEPS, EVAL = 28, 4
 RAY_GONE_S = 60  # a backstop: Ray's processes follow a killed driver within seconds
 LONG = ("--preset", "smoke", "--steps", str(STEPS), "--set", f"eval_every={EVAL}", "--no-report")
@@ -37,13 +35,6 @@ def cli(*args: str, cwd: Path, timeout: float = 600, **kwargs) -> subprocess.Com
     return subprocess.run(
         [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs
     )
-
-
-def start(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(RAYBENCH), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=ctrl_c_as_usual, **kwargs,
-    )  # fmt: skip
 
 
 def saved_step(path: Path) -> int:
@@ -104,8 +95,8 @@ def test_resume_continues_every_commands_unfinished_runs(
     """An interrupted run of an earlier command is continued after a later command ran."""
     store = ExperimentStore(tmp_path / "outputs" / "multi")
     rendezvous.gate(config().run_id, EVAL)
-    first = start("run", "--backend", "inline", "--solvers", "fomaml", *LONG, "-e", "multi",
-                  cwd=tmp_path)  # fmt: skip
+    args = ["run", "--backend", "inline", "--solvers", "fomaml", *LONG, "-e", "multi"]
+    first = start_raybench(*args, cwd=tmp_path)
     state = store.progress_path(config().run_id)
     rendezvous.wait(config().run_id, EVAL, first)  # its state of step EVAL is saved
     first.send_signal(signal.SIGINT)
@@ -142,7 +133,7 @@ def test_two_drivers_on_one_store_never_train_a_run_twice(
     args = ("run", "--backend", "inline", "--solvers", "fomaml", "--seeds", "2", *LONG, "-e", "two")
     store = ExperimentStore(tmp_path / "outputs" / "two")
     rendezvous.gate(config().run_id, EVAL)
-    first = start(*args, cwd=tmp_path)
+    first = start_raybench(*args, cwd=tmp_path)
     rendezvous.wait(config().run_id, EVAL, first)
     second = cli(*args, cwd=tmp_path)
     rendezvous.release(config().run_id, EVAL)
@@ -201,7 +192,7 @@ def alive(pid: int) -> bool:
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path, rendezvous: Rendezvous) -> None:
     store = ExperimentStore(tmp_path / "outputs" / "term")
     rendezvous.gate(config().run_id, EVAL)
-    proc = start("run", "--solvers", "fomaml", *LONG, "-e", "term", cwd=tmp_path)
+    proc = start_raybench("run", "--solvers", "fomaml", *LONG, "-e", "term", cwd=tmp_path)
     state = store.progress_path(config().run_id)
     worker = rendezvous.wait(config().run_id, EVAL, proc)
     ray = descendants(proc.pid)
@@ -226,7 +217,7 @@ def test_a_killed_driver_takes_its_ray_along_and_resume_finishes(
     never stopped."""
     store = ExperimentStore(tmp_path / "outputs" / "killed")
     rendezvous.gate(config().run_id, EVAL)
-    proc = start("run", "--solvers", "fomaml", *LONG, "-e", "killed", cwd=tmp_path)
+    proc = start_raybench("run", "--solvers", "fomaml", *LONG, "-e", "killed", cwd=tmp_path)
     state = store.progress_path(config().run_id)
     worker = rendezvous.wait(config().run_id, EVAL, proc)
     ray = descendants(proc.pid)

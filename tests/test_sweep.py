@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import optuna
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from cli_checks import ctrl_c_as_usual
+from cli_checks import RAYBENCH, start_raybench
 from rendezvous import NEVER_S, Rendezvous
 
 from raybench.configfile import read_config_file
@@ -29,12 +28,14 @@ from raybench.solvers import make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
 
-RAYBENCH = Path(sys.executable).parent / "raybench"
 TRIAL_COLUMNS = {
     "experiment", "solver", "trial_id", "status", "val_acc", "best_val_acc", "steps",
     "evaluations", "time_s", "error", "params_json", "history_json", "param_inner_lr",
     "param_outer_lr", "param_inner_steps",
 }  # fmt: skip
+
+
+SWEPT = ("fomaml", "imaml", "reptile")  # the smoke sweep: three solvers, three spaces
 
 
 def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -45,19 +46,19 @@ def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
 
 def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     proc = cli(
-        "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--trials", "2",
+        "sweep", "--solvers", ",".join(SWEPT), "--preset", "smoke", "--trials", "2",
         "--steps", "4", "--seeds", "2", "-e", "sw", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "sw"
     protocol = json.loads((exp / "protocol.json").read_text())
-    assert protocol["trials"] == {"fomaml": 2, "imaml": 2} and protocol["steps"] == 4
+    assert protocol["trials"] == dict.fromkeys(SWEPT, 2) and protocol["steps"] == 4  # equal
     assert protocol["seeds"] == [0, 1] and protocol["defaults_first"] is True
     assert [d["key"] for d in protocol["spaces"]["imaml"]] == list(load_space("imaml").keys)
     trials = ExperimentStore(exp).read("trials")  # one file per solver, columns unified
     assert set(trials.column_names) >= TRIAL_COLUMNS
     assert {"param_imaml_lam", "param_imaml_cg_steps"} <= set(trials.column_names)
-    for solver in ("fomaml", "imaml"):
+    for solver in SWEPT:
         rows = [r for r in trials.to_pylist() if r["solver"] == solver]
         assert len(rows) == 2
         assert {r["status"] for r in rows} <= {"completed", "stopped", "errored", "diverged"}
@@ -100,13 +101,13 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"{solver}: 2 trials")]
         assert f"with {params_text(params)}" in " ".join(line.split())
     # the live display's plain lines (stdout is not a terminal): each trial, and the counts
-    assert "sweep fomaml: trial" in proc.stdout and "sweep imaml: trial" in proc.stdout
+    assert all(f"sweep {solver}: trial" in proc.stdout for solver in SWEPT)
     assert "2/2 trials done" in proc.stdout and "ETA" in proc.stdout
     # every solver's trials file has one schema: pandas reads the folder whole, each
     # solver's parameters typed (integers as integers), null where a solver lacks one
     frame = pd.read_parquet(exp / "trials", dtype_backend="numpy_nullable")
-    assert len(frame) == 4  # two trials of each solver
-    for solver in ("fomaml", "imaml"):
+    assert len(frame) == 2 * len(SWEPT)  # two trials of each solver
+    for solver in SWEPT:
         mine = frame[frame["solver"] == solver]
         others = frame[frame["solver"] != solver]
         for dim in load_space(solver).dimensions:
@@ -123,8 +124,8 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     report = cli("report", "-e", "sw", "--format", "json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     rows = {r["solver"]: r for r in json.loads(report.stdout)}
-    assert sorted(rows) == ["fomaml", "imaml"]
-    for solver in ("fomaml", "imaml"):
+    assert sorted(rows) == sorted(SWEPT)
+    for solver in SWEPT:
         mine = sorted((r["source"], r["seed"]) for r in runs if r["solver"] == solver)
         default_won = any(r["default"] and r["selected"] for r in trials.to_pylist()
                           if r["solver"] == solver)  # fmt: skip
@@ -189,10 +190,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     ]  # fmt: skip
     exp = tmp_path / "outputs" / "cut"
     rendezvous.gate("any", 2)
-    proc = subprocess.Popen(
-        [str(RAYBENCH), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=ctrl_c_as_usual,
-    )  # fmt: skip
+    proc = start_raybench(*args, cwd=tmp_path)
     let_go: set[str] = set()
     deadline = time.monotonic() + NEVER_S  # a backstop against a hung suite
     while not (set(rendezvous.arrived(2)) - let_go and len(let_go) == 2):
@@ -254,10 +252,7 @@ def test_final_runs_interrupted_and_resumed_lose_none_and_keep_the_protocol(
     first = make_config("fomaml", "smoke", {"seed": 0}).run_id
     held = make_config("fomaml", "smoke", {"seed": 1}).run_id
     rendezvous.gate(held, 2)
-    proc = subprocess.Popen(
-        [str(RAYBENCH), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=ctrl_c_as_usual,
-    )  # fmt: skip
+    proc = start_raybench(*args, cwd=tmp_path)
     rendezvous.wait(held, 2, proc)
     deadline = time.monotonic() + NEVER_S  # a backstop against a hung suite
     while first not in ExperimentStore(exp).finished_ids():
