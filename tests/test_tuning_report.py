@@ -143,6 +143,26 @@ def test_every_format_carries_the_columns_and_the_protocol(tmp_path: Path) -> No
     (line,) = [ln for ln in compact.splitlines() if ln.startswith("| maml (tuned)")]
     assert f"{maml['tuning_gain']:+.2f} ± {maml['tuning_gain_ci95']:.2f} *" in line
     assert "default selected" in compact
+    # the README's tuned table: what tuning changed, and what the comparison can detect
+    columns = "test_acc,vs_best,vs_best_detectable,tuning_gain,ms,tuned_values"
+    readme = cli(
+        "report", "-e", "sw", "--format", "markdown", "--compact", "--columns", columns,
+        cwd=tmp_path,
+    ).stdout  # fmt: skip
+    header = next(ln for ln in readme.splitlines() if ln.startswith("| solver"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "solver", "test acc. % (95% CI)", "Δ best (95% CI)", "detects (80%)",
+        "tuning gain (95% CI)", "ms/step", "tuned values",
+    ]  # fmt: skip
+    for r in rows:
+        (line,) = [ln for ln in readme.splitlines() if ln.startswith(f"| {r['solver']} (")]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[6] == r["tuned_values"]
+        if r["vs_best_detectable"] is not None:
+            assert cells[3] == f"{r['vs_best_detectable']:.1f}"
+    assert sum(r["vs_best_detectable"] is not None for r in rows) >= 2  # all but the best
+    assert "detects (80%): the difference from the best row" in readme
+    assert "tuning gain: tuned minus default" in readme
     latex = cli("report", "-e", "sw", "--format", "latex", cwd=tmp_path).stdout
     assert "Tuning gain" in latex and "% tuning protocol: budget: 500 meta-steps" in latex
     rich = cli(

@@ -26,7 +26,7 @@ from raybench.report.records import (
     method_note,
     versus_best_text,
 )
-from raybench.report.tuning import default_text, gain_text, has_tuning
+from raybench.report.tuning import TUNING_NOTE, default_text, gain_text, has_tuning
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 
@@ -342,8 +342,10 @@ def summary_latex(
 # them): header and alignment.
 COMPACT_COLUMNS: dict[str, tuple[str, str]] = {
     "family": ("family", "---"),
+    "tuned_values": ("tuned values", "---"),
     "test_acc": ("test acc. % (95% CI)", "---:"),
     "vs_best": ("Δ best (95% CI)", "---:"),
+    "vs_best_detectable": ("detects (80%)", "---:"),
     "default": ("default % (95% CI)", "---:"),
     "tuning_gain": ("tuning gain (95% CI)", "---:"),
     "runs": ("runs", "---:"),
@@ -363,6 +365,8 @@ def _compact_cell(key: str, r: Mapping[str, Any]) -> str:
     verdict = r.get("vs_best_verdict")
     if key == "family":
         return str(r.get("family") or MISSING)
+    if key == "tuned_values":
+        return str(r.get("tuned_values") or MISSING)
     if key == "test_acc":
         if r.get("test_acc") is None:
             return MISSING
@@ -431,5 +435,12 @@ def summary_markdown_compact(
             f"95% interval over the test tasks and seeds, {method_note(records)}; "
             f"{TIED_MARK}: not significantly worse than the best (Holm-adjusted p ≥ 0.05)."
         )
+    if "vs_best_detectable" in keys:
+        notes.append(
+            "detects (80%): the difference from the best row (accuracy points) that this "
+            "comparison, with its own variances and seeds, detects with 80% power at 5%."
+        )
+    if any(k in keys for k in ("tuned_values", "default", "tuning_gain")):
+        notes.append(TUNING_NOTE)
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"
