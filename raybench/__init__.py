@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Experiment", "__version__", "compare", "load", "run", "summary"]
+__all__ = ["Experiment", "__version__", "compare", "load", "replication", "run", "summary"]
 
 if TYPE_CHECKING:
-    from raybench.api import Experiment, compare, load, run, summary
+    from raybench.api import Experiment, compare, load, replication, run, summary
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
 
-__all__ = ["Experiment", "compare", "load", "run", "summary"]
+__all__ = ["Experiment", "compare", "load", "replication", "run", "summary"]
 
 PathLike = str | Path
 
@@ -175,6 +175,60 @@ def protocol_lines(store: ExperimentStore) -> list[str]:
     if not (store.root / "protocol.json").is_file():
         return []
     return from_json(store.read_manifest("protocol")).lines()
+
+
+def replication_records(
+    published: ExperimentStore, replicated: ExperimentStore
+) -> list[dict[str, Any]]:
+    """Every verdict of a published sweep's tables (vs best in the tuned and the defaults
+    table, the tuning gains' significance) against its replication's on fresh seeds: the
+    verdict on each side, whether it replicated, the probability it should have by chance
+    alone, and each accuracy's shift between the seed sets with its interval
+    (:mod:`raybench.report.replication`). Both stores are read with the published
+    search's selection, so a solver whose default was selected is one row in both."""
+    from raybench.report.paired import task_results
+    from raybench.report.records import run_views
+    from raybench.report.records import summary_records as records
+    from raybench.report.replication import TABLES, compare_replication
+    from raybench.report.tuning import default_selected
+
+    trials = published.read("trials") if published.files("trials") else None
+    selected = default_selected(trials)
+
+    def tables(store: ExperimentStore) -> tuple[dict, list, dict]:
+        runs, curves, tasks = store.read("runs"), store.read("curves"), store.read("tasks")
+        summary = {
+            table: records(
+                runs, curves, tasks, defaults=table == "defaults", default_selected=selected
+            )
+            for table in TABLES
+        }
+        return summary, [view for _, view in run_views(runs, None)], task_results(tasks)
+
+    (mine, my_runs, my_tasks), (theirs, their_runs, their_tasks) = (
+        tables(published),
+        tables(replicated),
+    )
+    return compare_replication(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
+
+
+def replication(
+    published: PathLike, replicated: PathLike | None = None, out: PathLike = "outputs"
+) -> pd.DataFrame:
+    """:func:`replication_records` as a DataFrame: ``published`` a sweep (name under
+    ``out`` or folder), ``replicated`` its replication (default ``<published>-replication``
+    beside it).
+
+        raybench.replication("benchmarks/results/published")
+    """
+    import pandas as pd
+
+    from raybench.report.replication import FIELDS
+
+    store = open_store(published, out)
+    beside = store.root.parent / f"{store.root.name}-replication"
+    other = open_store(beside if replicated is None else replicated, out)
+    return pd.DataFrame(replication_records(store, other), columns=list(FIELDS))
 
 
 def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd.DataFrame:

@@ -13,6 +13,9 @@ import pyarrow as pa
 
 from raybench.results import ExperimentStore
 from raybench.results.store import write_table
+from raybench.search.protocol import make_protocol
+from raybench.search.spaces import load_space
+from raybench.search.trials import trials_table
 from raybench.solvers import METRICS, make_config
 from raybench.train import TASK_METRICS, RunResult
 
@@ -217,3 +220,57 @@ def write_bench(store: ExperimentStore) -> pa.Table:
     table = pa.Table.from_pylist(rows, schema=BENCH_SCHEMA)
     write_table(store.root / "bench" / "paper-test.parquet", table)
     return table
+
+
+SWEEP_MEANS = {"maml-default": 80.0, "maml-tuned": 83.0, "fomaml-default": 79.0,
+               "penalty-default": 70.0}  # fmt: skip
+TUNED = {"inner_lr": 0.05}
+
+
+def sweep_store(
+    root: Path, seeds: range = range(3), means: dict[str, float] | None = None, draw: int = 3
+) -> tuple[ExperimentStore, dict[str, np.ndarray]]:
+    """A sweep's store, fabricated: maml: default (80%) and tuned (83%); fomaml: its
+    default selected; penalty: no trial completed (``means`` changes any of them). Seeds
+    share their effect across configurations (common random numbers) and record the same
+    initial networks; the test tasks' effects are the same in every store (``draw`` seeds
+    the rest)."""
+    task_effect = np.random.default_rng(3).normal(0, 8, N_TASKS)
+    rng = np.random.default_rng(draw)
+    seed_effect = dict(zip(seeds, rng.normal(0, 2.0, len(seeds))))
+    store = ExperimentStore(root)
+    matrices = {}
+    means = {**SWEEP_MEANS, **(means or {})}
+    for key, mean in means.items():
+        solver, source = key.split("-")
+        overrides = TUNED if source == "tuned" else {}
+        rows = []
+        for s in seeds:
+            x = np.clip(mean + seed_effect[s] + task_effect + rng.normal(0, 5, N_TASKS), 0, 100)
+            rows.append(x)
+            record = {"init_fingerprint": f"init-{s}", "stream_fingerprint": f"tasks-{s}"}
+            result = run_result(solver, s, x, overrides=overrides, **record)
+            store.write_run(result, source=source)
+        matrices[key] = np.stack(rows)
+    trials = [
+        {"solver": "maml", "trial_id": "m0", "status": "completed", "val_acc": 60.0,
+         "default": True, "selected": False},
+        {"solver": "maml", "trial_id": "m1", "status": "completed", "val_acc": 65.0,
+         "default": False, "selected": True},
+        {"solver": "fomaml", "trial_id": "f0", "status": "completed", "val_acc": 66.0,
+         "default": True, "selected": True},
+        {"solver": "fomaml", "trial_id": "f1", "status": "stopped", "val_acc": 70.0,
+         "default": False, "selected": False},
+        {"solver": "penalty", "trial_id": "p0", "status": "errored", "val_acc": None,
+         "default": True, "selected": False},
+    ]  # fmt: skip
+    for solver in ("maml", "fomaml", "penalty"):
+        mine = [dict(t, experiment=root.name) for t in trials if t["solver"] == solver]
+        write_table(root / "trials" / f"{solver}.parquet", trials_table(mine))
+    solvers = ["maml", "fomaml", "penalty"]
+    protocol = make_protocol(
+        solvers=solvers, preset="paper", overrides={}, spaces=[load_space(s) for s in solvers],
+        trials=2, steps=500, seeds=list(seeds), final_steps=None,
+    )  # fmt: skip
+    store.write_manifest("protocol", protocol.to_json())
+    return store, matrices

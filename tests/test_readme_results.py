@@ -31,12 +31,16 @@ def readme() -> str:
 def published_table() -> str:
     text = readme()
     start = text.index("\n", text.index(START)) + 1
-    return text[start : text.index(END)]
+    return text[start : text.index(END, start)]
 
 
 def shown_command() -> list[str]:
     """The `raybench report ... --compact ...` line of the README's results section."""
-    line = next(line for line in readme().splitlines() if "--compact" in line)
+    line = next(
+        line
+        for line in readme().splitlines()
+        if line.startswith("raybench report -e benchmarks/results/quick") and "--compact" in line
+    )
     args = line.split()[2:]  # after "raybench report"
     return args[1:] if args[0] in ("-e", "--experiment") else args
 

@@ -19,6 +19,7 @@ import pytest
 from cli_checks import RAYBENCH, start_raybench
 from rendezvous import NEVER_S, Rendezvous
 
+import raybench.api
 from raybench.configfile import read_config_file
 from raybench.results import ExperimentStore
 from raybench.search.live import params_text
@@ -150,6 +151,27 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert row["source"] == "config"
     assert row["inner_lr"] == pytest.approx(fomaml_best.inner_lr)
     assert row["meta_steps"] == fomaml_best.meta_steps
+    # the replication: the final runs again on fresh seeds (2 and 3), no new search; its
+    # verdicts against the published ones, the same through the CLI and the API
+    rep = cli("replicate", "-e", "sw", "--format", "json", "-o", "rep.json", cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    replica = tmp_path / "outputs" / "sw-replication"
+    again = ds.dataset(replica / "runs").to_table().to_pylist()
+    assert {r["status"] for r in again} == {"completed"} and {r["seed"] for r in again} == {2, 3}
+    assert sorted((r["solver"], r["source"], r["seed"]) for r in again) == sorted(
+        (r["solver"], r["source"], r["seed"] + 2) for r in runs
+    )
+    configs = {(r["solver"], r["source"], r["config_fingerprint"]) for r in runs}
+    assert {(r["solver"], r["source"], r["config_fingerprint"]) for r in again} == configs
+    compared = json.loads((tmp_path / "rep.json").read_text())
+    api_rows = raybench.api.replication_records(ExperimentStore(exp), ExperimentStore(replica))
+    assert compared == json.loads(json.dumps(api_rows))
+    assert {(r["table"], r["solver"]) for r in compared if r["verdict"] == "vs best"} == {
+        (table, solver) for table in ("tuned", "defaults") for solver in SWEPT
+    }
+    assert all(r["same"] is not None and 0 <= r["expected"] <= 1 for r in compared)
+    whole = cli("replicate", "-e", "sw", "--format", "json", cwd=tmp_path)  # nothing to train
+    assert whole.returncode == 0 and json.loads(whole.stdout) == compared
 
 
 def finished_trials(db: Path, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> int:

@@ -13,70 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from stores import N_TASKS, run_result
+from stores import sweep_store
 
 from raybench import api
 from raybench.report.significance import compare
 from raybench.report.tuning import DEFAULT_SELECTED, NO_TUNED, TUNING_NAMES
-from raybench.results import ExperimentStore
-from raybench.results.store import write_table
-from raybench.search.protocol import make_protocol
-from raybench.search.spaces import load_space
-from raybench.search.trials import trials_table
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
-SEEDS = 3
-TUNED = {"inner_lr": 0.05}
-
-
-def sweep_store(root: Path) -> tuple[ExperimentStore, dict[str, np.ndarray]]:
-    """maml: default (80%) and tuned (83%); fomaml: its default selected; penalty: no
-    trial completed. Seeds share their effect across configurations (common random
-    numbers) and record the same initial networks."""
-    rng = np.random.default_rng(3)
-    task_effect = rng.normal(0, 8, N_TASKS)
-    seed_effect = rng.normal(0, 2.0, SEEDS)
-    store = ExperimentStore(root)
-    matrices = {}
-    plan = (
-        ("maml", "default", 80.0, {}),
-        ("maml", "tuned", 83.0, TUNED),
-        ("fomaml", "default", 79.0, {}),
-        ("penalty", "default", 70.0, {}),
-    )
-    for solver, source, mean, overrides in plan:
-        rows = []
-        for s in range(SEEDS):
-            x = np.clip(mean + seed_effect[s] + task_effect + rng.normal(0, 5, N_TASKS), 0, 100)
-            rows.append(x)
-            record = {"init_fingerprint": f"init-{s}", "stream_fingerprint": f"tasks-{s}"}
-            result = run_result(solver, s, x, overrides=overrides, **record)
-            store.write_run(result, source=source)
-        matrices[f"{solver}-{source}"] = np.stack(rows)
-    trials = [
-        {"solver": "maml", "trial_id": "m0", "status": "completed", "val_acc": 60.0,
-         "default": True, "selected": False},
-        {"solver": "maml", "trial_id": "m1", "status": "completed", "val_acc": 65.0,
-         "default": False, "selected": True},
-        {"solver": "fomaml", "trial_id": "f0", "status": "completed", "val_acc": 66.0,
-         "default": True, "selected": True},
-        {"solver": "fomaml", "trial_id": "f1", "status": "stopped", "val_acc": 70.0,
-         "default": False, "selected": False},
-        {"solver": "penalty", "trial_id": "p0", "status": "errored", "val_acc": None,
-         "default": True, "selected": False},
-    ]  # fmt: skip
-    for solver in ("maml", "fomaml", "penalty"):
-        mine = [dict(t, experiment=root.name) for t in trials if t["solver"] == solver]
-        write_table(root / "trials" / f"{solver}.parquet", trials_table(mine))
-    solvers = ["maml", "fomaml", "penalty"]
-    protocol = make_protocol(
-        solvers=solvers, preset="paper", overrides={}, spaces=[load_space(s) for s in solvers],
-        trials=2, steps=500, seeds=SEEDS, final_steps=None,
-    )  # fmt: skip
-    store.write_manifest("protocol", protocol.to_json())
-    return store, matrices
 
 
 def test_tuned_rows_carry_the_default_and_the_seed_paired_gain(tmp_path: Path) -> None:

@@ -753,6 +753,92 @@ def plot_command(
     plot(name, directory, out, stdout(), fmt=fmt.value, dpi=dpi)
 
 
+@app.command("replicate")
+def replicate_command(
+    experiment: Annotated[
+        str,
+        typer.Option(
+            "--experiment",
+            "-e",
+            metavar="NAME",
+            help="The published sweep: a name under --out, or a folder.",
+        ),
+    ],
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            metavar="SEEDS",
+            help="Fresh seeds, e.g. 8-15 or 8,9,10 (default: as many as the published "
+            "runs', the next after them).",
+        ),
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            metavar="NAME",
+            help="The replication's experiment: a name under --out, or a folder (default: "
+            "<experiment>-replication beside the published one).",
+        ),
+    ] = None,
+    out: OutOption = Path("outputs"),
+    fmt: Annotated[
+        CompareFormat,
+        typer.Option("--format", help="rich (a table) or json.", case_sensitive=False),
+    ] = CompareFormat.rich,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    address: AddressOption = None,
+    max_concurrent: ConcurrencyOption = None,
+    cpus_per_run: Annotated[
+        float,
+        typer.Option(
+            "--cpus-per-run", min=0.01, metavar="N", help="CPUs of each run (its torch threads)."
+        ),
+    ] = 1.0,
+    gpus_per_run: Annotated[
+        float | None,
+        typer.Option("--gpus-per-run", min=0, metavar="FRACTION", help="GPU share of each run."),
+    ] = None,
+    connect_timeout: ConnectTimeoutOption = 30.0,
+    log_every: LogEveryOption = 60.0,
+) -> None:
+    """Train a published sweep's final runs again (every solver's default and selected
+    configuration; no new search) on fresh seeds, then say which of its verdicts replicate
+    (best, tied with the best, worse; tuning gain significant or not), how often each
+    should by chance alone, and each accuracy's shift between the seed sets. Runs already
+    in the replication are kept: run it again to continue an interrupted one."""
+    from raybench.cli.commands import experiment_store
+    from raybench.cli.replicate import parse_seeds, replicate
+    from raybench.results import open_experiment
+
+    published = open_experiment(experiment, out)
+    target = experiment_store(
+        into or str(published.root.parent / f"{published.root.name}-replication"), out
+    )
+    replicate(
+        published=published,
+        target=target,
+        seeds=None if seeds is None else parse_seeds(seeds),
+        console=stdout(),
+        fmt=fmt.value,
+        output=output,
+        data_dir=data_dir,
+        address=address,
+        max_concurrent=max_concurrent,
+        cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run,
+        connect_timeout=connect_timeout,
+        log_every=log_every,
+    )
+
+
 @app.command("solvers")
 def solvers_command() -> None:
     """List the registered solvers, their families and their own options."""

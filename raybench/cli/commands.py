@@ -561,28 +561,12 @@ def final_runs(
     """Every solver's default and selected configuration, with the protocol's seeds (the
     same for both: common random numbers) and final length; one configuration where the
     default was selected."""
-    from raybench.configfile import read_config_file
     from raybench.execution import ExecutionOptions, execute
-    from raybench.solvers import make_config
+    from raybench.search.finals import final_plan
 
-    configs, sources = [], {}
-    length = {"meta_steps": protocol.final_steps}
-    for name in protocol.solvers:
-        defaults = dict(protocol.overrides)
-        for seed in protocol.seeds:
-            config = make_config(name, protocol.preset, {**defaults, **length, "seed": seed})
-            configs.append(config)
-            sources[config.run_id] = "default"
-        best = store.root / "best" / f"{name}.yaml"
-        if not best.is_file():
-            console.print(f"[red]{name}: no completed trial: its default alone is run[/]")
-            continue
-        solver, best_preset, best_settings = read_config_file(best)
-        for seed in protocol.seeds:
-            config = make_config(solver, best_preset, {**best_settings, **length, "seed": seed})
-            if config.run_id not in sources:
-                configs.append(config)
-                sources[config.run_id] = "tuned"
+    plan = final_plan(protocol, store.root / "best")
+    for name in plan.without_tuned:
+        console.print(f"[red]{name}: no completed trial: its default alone is run[/]")
     execution = ExecutionOptions(
         backend="ray",
         max_concurrent=options.max_concurrent,
@@ -594,7 +578,7 @@ def final_runs(
         connect_timeout=connect_timeout,
         tracker=tracker,
     )
-    execute(configs, store, console, execution, data_dir, sources=sources)
+    execute(plan.configs, store, console, execution, data_dir, sources=plan.sources)
 
 
 def default_spaces() -> Path:

@@ -23,6 +23,8 @@ SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
         "vs_best_method",
         "vs_best_why",
         "vs_best_detectable",
+        "vs_best_se",
+        "vs_best_df",
     ),
     "default": ("default_acc", "default_ci95"),
     "tuning_gain": (
@@ -31,6 +33,8 @@ SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
         "tuning_gain_ci95",
         "tuning_gain_p",
         "tuning_gain_method",
+        "tuning_gain_se",
+        "tuning_gain_df",
     ),
     "runs": ("runs", "seeds", "completed", "diverged", "failed"),
     "ms_per_step": ("ms_per_step",),

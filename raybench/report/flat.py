@@ -26,7 +26,7 @@ from raybench.report.records import (
     method_note,
     versus_best_text,
 )
-from raybench.report.tuning import TUNING_NOTE, default_text, gain_text, has_tuning
+from raybench.report.tuning import default_text, gain_text, has_tuning
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 
@@ -440,7 +440,5 @@ def summary_markdown_compact(
             "detects (80%): the difference from the best row (accuracy points) that this "
             "comparison, with its own variances and seeds, detects with 80% power at 5%."
         )
-    if any(k in keys for k in ("tuned_values", "default", "tuning_gain")):
-        notes.append(TUNING_NOTE)
     out += [f"- {n}" for n in notes]
     return "\n".join(out).rstrip() + "\n"

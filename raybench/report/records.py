@@ -72,6 +72,8 @@ SUMMARY_SCHEMA = pa.schema(
         ("vs_best_method", pa.string()),  # seed-paired / independent seeds / tasks only
         ("vs_best_why", pa.string()),  # why that method: what the seeds share, or not
         ("vs_best_detectable", pa.float64()),  # points detected with 80% power at 5%
+        ("vs_best_se", pa.float64()),  # its standard error and degrees of freedom: what
+        ("vs_best_df", pa.float64()),  # power at any other difference is computed from
         # a sweep's default against its tuned configuration (raybench.report.tuning):
         *TUNING_FIELDS,
         ("val_acc", pa.float64()),  # %, final validation accuracy, mean
@@ -343,7 +345,7 @@ def summary_records(
 
 VERSUS_BEST = (
     "vs_best", "vs_best_ci95", "vs_best_p", "vs_best_verdict", "vs_best_method", "vs_best_why",
-    "vs_best_detectable",
+    "vs_best_detectable", "vs_best_se", "vs_best_df",
 )  # fmt: skip
 
 
@@ -376,6 +378,8 @@ def _add_versus_best(
                 vs_best_method=versus.method,
                 vs_best_why=None if versus.comparison is None else versus.comparison.why,
                 vs_best_detectable=versus.detectable,
+                vs_best_se=None if versus.comparison is None else versus.comparison.se,
+                vs_best_df=None if versus.comparison is None else versus.comparison.df,
             )
 
 
@@ -583,7 +587,8 @@ _VERSUS_NOTE = (
     "random numbers), else with the seeds modelled as independent (vs_best_method and "
     "vs_best_why say which and why; see the README); p-values Holm-adjusted over the "
     "setting's comparisons with the best; vs_best_detectable: the difference the "
-    "comparison would detect with 80% power at 5%"
+    "comparison would detect with 80% power at 5%, from its standard error and degrees of "
+    "freedom (vs_best_se, vs_best_df)"
 )
 METHOD_TEXT = {
     "seed-paired": "seed-paired (per-seed differences: each seed shared its initial network "

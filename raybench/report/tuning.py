@@ -27,6 +27,8 @@ TUNING_FIELDS = [
     ("tuning_gain_ci95", pa.float64()),
     ("tuning_gain_p", pa.float64()),
     ("tuning_gain_method", pa.string()),  # seed-paired / independent seeds / tasks only
+    ("tuning_gain_se", pa.float64()),  # its standard error and degrees of freedom
+    ("tuning_gain_df", pa.float64()),
 ]
 TUNING_NAMES = tuple(name for name, _ in TUNING_FIELDS)
 DEFAULT_SELECTED = "the default (selected by the search)"
@@ -88,6 +90,8 @@ def add_tuning(
                     tuning_gain_ci95=gain.half_width,
                     tuning_gain_p=gain.p_value,
                     tuning_gain_method=paired.method_label(gain),
+                    tuning_gain_se=gain.se,
+                    tuning_gain_df=gain.df,
                 )
         for i in (d, t):
             if i is not None:

@@ -1,0 +1,172 @@
+"""The README's published experiment is what its committed store says.
+
+The store under ``benchmarks/results/published`` must be the protocol of
+``benchmarks/published.yaml`` run whole (every solver, equal trials and budget, the default
+first, default and tuned final runs on the same seeds, one clean commit and one training
+code), and each table between the README's ``results: published`` markers must be exactly
+what the command its marker names prints from that store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from cli_checks import run_main
+
+from raybench.search.protocol import read_file
+from raybench.solvers import SOLVERS
+
+ROOT = Path(__file__).resolve().parents[1]
+STORE = ROOT / "benchmarks" / "results" / "published"
+PROTOCOL = ROOT / "benchmarks" / "published.yaml"
+MARKER = re.compile(r"<!-- results: published (?P<name>[\w ]+): (?P<command>raybench [^>]+) -->")
+END = "<!-- /results -->"
+
+
+def readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def published_tables() -> dict[str, tuple[list[str], str]]:
+    """Each published table of the README: its name -> (the command's arguments after
+    ``raybench``, the table as the README shows it)."""
+    text = readme()
+    out = {}
+    for match in MARKER.finditer(text):
+        start = match.end() + 1
+        out[match["name"]] = (match["command"].split()[1:], text[start : text.index(END, start)])
+    return out
+
+
+def test_the_store_is_the_published_protocol_run_whole() -> None:
+    asked = read_file(PROTOCOL)
+    protocol = json.loads((STORE / "protocol.json").read_text(encoding="utf-8"))
+    solvers = sorted(SOLVERS)
+    assert protocol["preset"] == "quick" and sorted(protocol["solvers"]) == solvers
+    assert protocol["trials"] == dict.fromkeys(protocol["solvers"], asked["trials"])  # equal
+    assert protocol["steps"] == asked["steps"] and not protocol["unequal_budgets"]
+    assert protocol["defaults_first"] and protocol["search_seed"] == asked["search_seed"]
+    seeds = protocol["seeds"]
+    assert seeds == list(range(asked["seeds"])) and len(seeds) >= 6
+    trials = pq.read_table(STORE / "trials").to_pylist()
+    runs = pq.read_table(STORE / "runs").to_pylist()
+    assert {r["status"] for r in runs} == {"completed"}
+    for solver in solvers:
+        mine = [t for t in trials if t["solver"] == solver]
+        assert len(mine) == asked["trials"] and len({t["trial_id"] for t in mine}) == len(mine)
+        assert sum(t["default"] for t in mine) == 1 and sum(t["selected"] for t in mine) == 1
+        default_won = any(t["default"] and t["selected"] for t in mine)
+        sources = {"default"} if default_won else {"default", "tuned"}
+        for source in sources:  # the same seeds for default and tuned, and for every solver
+            ran = [r for r in runs if r["solver"] == solver and r["source"] == source]
+            assert sorted(r["seed"] for r in ran) == seeds, (solver, source)
+            assert {r["meta_steps"] for r in ran} == {asked["steps"]}
+        assert {r["source"] for r in runs if r["solver"] == solver} == sources
+    assert pq.read_table(STORE / "tasks").num_rows == len(runs) * 300
+    for seed in seeds:  # one initial network per seed, shared by every solver's runs
+        assert len({r["init_fingerprint"] for r in runs if r["seed"] == seed}) == 1
+    for left_out in ("checkpoints", "progress", "tune", "trial-records", "locks"):
+        assert not (STORE / left_out).exists(), left_out  # Parquet results only
+    (commit,) = {r["git_commit"] for r in runs}
+    assert not commit.endswith("-dirty") and f"`{commit[:7]}`" in readme()
+    assert len({r["code_fingerprint"] for r in runs}) == 1  # one training code made them all
+
+
+def test_readme_tables_are_what_the_store_says(tmp_path: Path) -> None:
+    """The tuned and the defaults table, each printed again by the command its marker names
+    (on a copy: the report stores summary.parquet, which is not in the repository)."""
+    tables = published_tables()
+    assert set(tables) == {"tuned table", "defaults table"}
+    store = tmp_path / "published"
+    shutil.copytree(STORE, store)
+    for name, (args, shown) in tables.items():
+        assert args[:3] == ["report", "-e", "benchmarks/results/published"], args
+        assert ("--defaults" in args) == (name == "defaults table")
+        proc = run_main("report", "-e", str(store), *args[3:], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == shown, (
+            f"README's published {name} drifted from benchmarks/results/published: "
+            "regenerate it with the command in its marker"
+        )
+
+
+def test_readme_links_figures_raybench_draws() -> None:
+    shown = re.findall(r"benchmarks/results/published/plots/([\w-]+)\.png", readme())
+    assert {"accuracy-vs-time", "validation-accuracy"} <= set(shown)
+    assert any(stem.startswith("sweep-") for stem in shown)
+    for stem in shown:
+        assert (STORE / "plots" / f"{stem}.png").is_file(), stem
+
+
+def quoted(record: dict, kind: str) -> str:
+    """A record's number as the findings quote it (one decimal)."""
+    if kind == "acc":
+        return f"{record['test_acc']:.1f} ± {record['test_ci95']:.1f}"
+    if kind == "vs_best":
+        return f"{record['vs_best']:+.1f} ± {record['vs_best_ci95']:.1f}"
+    if kind == "gain":
+        return f"{record['tuning_gain']:+.1f} ± {record['tuning_gain_ci95']:.1f}"
+    if kind == "default":
+        return f"{record['default_acc']:.1f}"
+    return f"{record[kind]:.1f}"
+
+
+def findings() -> str:
+    text = readme()
+    start = text.index("What the published experiment says")
+    return " ".join(text[start : text.index("## Results: the main job")].split())
+
+
+# Every number the findings quote, as (table, solver, kind, the quoted text): each is
+# recomputed from the store, so a statement cannot drift from it.
+QUOTED: list[tuple[str, str, str, str]] = [
+    ("tuned", "maml", "acc", "89.5 ± 0.6"),
+    ("tuned", "penalty", "vs_best", "-1.9 ± 1.0"),
+    ("tuned", "imaml", "vs_best", "-2.9 ± 2.0"),
+    ("tuned", "penalty", "vs_best_detectable", "1.3"),
+    ("tuned", "finetune-head", "vs_best_detectable", "3.5"),
+    ("tuned", "fomaml", "vs_best", "-6.4 ± 1.0"),
+    ("tuned", "fomaml", "ms_per_step", "89.2"),
+    ("tuned", "maml", "ms_per_step", "229.4"),
+    ("tuned", "reptile", "vs_best", "-19.7 ± 1.4"),
+    ("tuned", "neumann", "acc", "82.3 ± 0.6"),
+    ("tuned", "fomaml", "acc", "83.0 ± 0.9"),
+    ("tuned", "maml", "gain", "+12.9 ± 1.4"),
+    ("tuned", "fomaml", "gain", "+14.7 ± 2.3"),
+    ("tuned", "imaml", "gain", "+39.4 ± 6.2"),
+    ("tuned", "penalty", "gain", "+56.9 ± 10.1"),
+    ("tuned", "imaml", "default", "47.2"),
+    ("tuned", "penalty", "default", "30.7"),
+    ("tuned", "imaml", "acc", "86.6 ± 1.9"),
+    ("tuned", "imaml", "ms_per_step", "439.0"),
+    ("tuned", "finetune-full", "acc", "69.3 ± 1.0"),
+    ("tuned", "finetune-full", "gain", "+32.1 ± 2.3"),
+    ("tuned", "reptile", "acc", "69.8 ± 0.9"),
+    ("tuned", "finetune-full", "vs_best", "-20.1 ± 1.2"),
+]
+VERDICTS = dict.fromkeys(  # every tuned solver significantly below tuned MAML
+    ("finetune-full", "finetune-head", "fomaml", "reptile", "imaml", "neumann", "penalty"),
+    "worse",
+) | {"maml": "best"}
+
+
+def test_readme_findings_quote_the_store() -> None:
+    from raybench import api
+    from raybench.results import ExperimentStore
+
+    store = ExperimentStore(STORE)
+    tables = {
+        "tuned": {r["solver"]: r for r in api.summary_records(store)},
+        "defaults": {r["solver"]: r for r in api.summary_records(store, defaults=True)},
+    }
+    text = findings()
+    assert QUOTED and VERDICTS
+    for table, solver, kind, shown in QUOTED:
+        assert quoted(tables[table][solver], kind) == shown, (table, solver, kind)
+        assert shown in text, shown
+    for solver, verdict in VERDICTS.items():
+        assert tables["tuned"][solver]["vs_best_verdict"] == verdict, solver

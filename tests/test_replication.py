@@ -1,0 +1,110 @@
+"""Whether a published sweep's verdicts replicate on fresh seeds, on fabricated stores (no
+training; the command through the CLI at the smoke scale is in test_sweep.py): a verdict
+that holds is said to hold, one planted to flip is found, each with the probability of the
+same verdict by chance alone, and each accuracy's shift between the seed sets is the
+independent-seeds comparison of the two."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from cli_checks import one_line_error, run_main
+from scipy import stats
+from stores import sweep_store
+
+from raybench import api
+from raybench.report.power import power_at
+from raybench.report.replication import agreement
+from raybench.report.significance import compare
+
+
+def rows_by_key(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {(r["table"], r["solver"], r["verdict"]): r for r in rows}
+
+
+def test_a_planted_flip_is_found_and_a_holding_verdict_holds(tmp_path: Path) -> None:
+    published, pub = sweep_store(tmp_path / "pub", seeds=range(3))
+    # the replication: the same configurations on seeds 3-5; the penalty method's default,
+    # 13 points below the best when published, is planted a fifth of a point below it
+    replicated, rep = sweep_store(
+        tmp_path / "rep", seeds=range(3, 6), means={"penalty-default": 82.8}, draw=4
+    )
+    rows = api.replication_records(published, replicated)
+    by = rows_by_key(rows)
+    published_rows = {r["solver"]: r for r in api.summary_records(published)}
+    assert {k[0] for k in by} == {"tuned", "defaults"}
+    best = by["tuned", "maml", "vs best"]
+    assert best["published"] == best["replicated"] == "best" and best["same"] is True
+    flipped = by["tuned", "penalty", "vs best"]
+    assert flipped["published"] == "worse" and flipped["replicated"] == "tied"
+    assert flipped["same"] is False
+    # a difference of 13 points at this standard error replicates almost surely: the flip
+    # is a fragile claim (here: planted), not chance
+    penalty = published_rows["penalty"]
+    assert flipped["expected"] == pytest.approx(
+        power_at(penalty["vs_best"], penalty["vs_best_se"], penalty["vs_best_df"])
+    )
+    assert flipped["expected"] > 0.95
+    # the probability the best stays best: each rival's normal approximation, multiplied
+    rivals = [r for r in published_rows.values() if r["vs_best_verdict"] != "best"]
+    assert len(rivals) == 2 and best["expected"] == pytest.approx(
+        math.prod(stats.norm.cdf(-r["vs_best"] / r["vs_best_se"]) for r in rivals)
+    )
+    # the tuning gain's verdict, with the power of the replication against its estimate
+    gain = by["tuned", "maml", "tuning gain"]
+    maml = published_rows["maml"]
+    assert gain["published"] == "significant"
+    assert gain["expected"] == pytest.approx(
+        power_at(maml["tuning_gain"], maml["tuning_gain_se"], maml["tuning_gain_df"])
+    )
+    # each accuracy's shift: replicated minus published, seeds independent, same tasks
+    for key, solver, table in (
+        ("penalty-default", "penalty", "tuned"),
+        ("maml-tuned", "maml", "tuned"),
+        ("maml-default", "maml", "defaults"),
+    ):
+        row = by[table, solver, "vs best"]
+        expected = compare(rep[key], pub[key], paired=False)
+        assert row["shift"] == pytest.approx(expected.diff)
+        assert row["shift"] == pytest.approx(rep[key].mean() - pub[key].mean())
+        assert row["shift_ci95"] == pytest.approx(expected.half_width)
+        assert row["published_acc"] == pytest.approx(pub[key].mean())
+        assert row["replicated_acc"] == pytest.approx(rep[key].mean())
+    assert by["tuned", "penalty", "vs best"]["shift_p"] < 0.05
+    held, compared, chance = agreement(rows)
+    assert compared == len(rows) and held == sum(r["same"] for r in rows) < compared
+    assert chance == pytest.approx(sum(r["expected"] for r in rows))
+
+
+def test_a_replication_of_the_same_truth_mostly_agrees(tmp_path: Path) -> None:
+    """No plant: the same means on fresh seeds. The clear verdicts (the best, a 13-point
+    gap) hold; the whole table matches what the probabilities say, within chance."""
+    published, _ = sweep_store(tmp_path / "pub", seeds=range(3))
+    replicated, _ = sweep_store(tmp_path / "rep", seeds=range(3, 6), draw=5)
+    rows = api.replication_records(published, replicated)
+    by = rows_by_key(rows)
+    assert by["tuned", "maml", "vs best"]["same"] is True
+    assert by["tuned", "penalty", "vs best"]["same"] is True
+    assert by["defaults", "penalty", "vs best"]["same"] is True
+    for r in rows:
+        assert 0.0 <= r["expected"] <= 1.0
+        assert r["shift"] is not None and abs(r["shift"]) < 3 * r["shift_ci95"] + 1e-9
+
+
+def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
+    sweep_store(tmp_path / "outputs" / "pub", seeds=range(3))
+    shared = run_main("replicate", "-e", "pub", "--seeds", "2-4", cwd=tmp_path)
+    one_line_error(shared, "seeds 2", "fresh seeds")
+    bad = run_main("replicate", "-e", "pub", "--seeds", "eight", cwd=tmp_path)
+    one_line_error(bad, "--seeds 'eight'")
+    (tmp_path / "outputs" / "other").mkdir()
+    (tmp_path / "outputs" / "other" / "notes.txt").write_text("mine")
+    taken = run_main("replicate", "-e", "pub", "--into", "other", cwd=tmp_path)
+    one_line_error(taken, "not a replication")
+    assert (tmp_path / "outputs" / "other" / "notes.txt").read_text() == "mine"
+    sweep_store(tmp_path / "outputs" / "plain", seeds=range(2))
+    (tmp_path / "outputs" / "plain" / "protocol.json").unlink()
+    plain = run_main("replicate", "-e", "plain", cwd=tmp_path)
+    one_line_error(plain, "not a sweep under a protocol")
