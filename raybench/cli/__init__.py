@@ -653,6 +653,16 @@ class CompareFormat(str, Enum):
     json = "json"
 
 
+RichOrJsonOption = Annotated[
+    CompareFormat,
+    typer.Option("--format", help="rich (tables) or json.", case_sensitive=False),
+]
+OutputFileOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout."),
+]
+
+
 @app.command("compare")
 def compare_command(
     a: Annotated[
@@ -664,16 +674,8 @@ def compare_command(
     old_b: OldExperimentArgument = None,
     experiment: ReadExperimentOption = None,
     out: OutOption = Path("outputs"),
-    fmt: Annotated[
-        CompareFormat,
-        typer.Option("--format", help="rich (tables) or json.", case_sensitive=False),
-    ] = CompareFormat.rich,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
-        ),
-    ] = None,
+    fmt: RichOrJsonOption = CompareFormat.rich,
+    output: OutputFileOption = None,
     detect: Annotated[
         float | None,
         typer.Option(
@@ -783,16 +785,8 @@ def replicate_command(
         ),
     ] = None,
     out: OutOption = Path("outputs"),
-    fmt: Annotated[
-        CompareFormat,
-        typer.Option("--format", help="rich (a table) or json.", case_sensitive=False),
-    ] = CompareFormat.rich,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
-        ),
-    ] = None,
+    fmt: RichOrJsonOption = CompareFormat.rich,
+    output: OutputFileOption = None,
     data_dir: DataDirOption = None,
     address: AddressOption = None,
     max_concurrent: ConcurrencyOption = None,
