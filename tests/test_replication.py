@@ -108,3 +108,23 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "outputs" / "plain" / "protocol.json").unlink()
     plain = run_main("replicate", "-e", "plain", cwd=tmp_path)
     one_line_error(plain, "not a sweep under a protocol")
+
+
+def test_the_markdown_table_has_every_verdict_and_the_agreement(tmp_path: Path) -> None:
+    from raybench.cli.replicate import replication_markdown
+
+    published, _ = sweep_store(tmp_path / "pub", seeds=range(3))
+    replicated, _ = sweep_store(
+        tmp_path / "rep", seeds=range(3, 6), means={"penalty-default": 82.8}, draw=4
+    )
+    rows = api.replication_records(published, replicated)
+    text = replication_markdown(rows)
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(lines) == 1 + len(rows)  # the header, then one line per verdict
+    assert sum("**no**" in ln for ln in lines) == sum(not r["same"] for r in rows)
+    (flip,) = [ln for ln in lines if ln.startswith("| tuned | penalty | vs best |")]
+    assert "| tuned | penalty | vs best | worse | tied | **no** |" in flip
+    r = rows_by_key(rows)["tuned", "penalty", "vs best"]
+    assert f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}" in flip
+    held, compared, chance = agreement(rows)
+    assert f"- {held} of {compared} verdicts replicated; {chance:.1f} expected" in text

@@ -20,6 +20,7 @@ from cli_checks import RAYBENCH, start_raybench
 from rendezvous import NEVER_S, Rendezvous
 
 import raybench.api
+from raybench.cli.replicate import replication_markdown
 from raybench.configfile import read_config_file
 from raybench.results import ExperimentStore
 from raybench.search.live import params_text
@@ -172,6 +173,8 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert all(r["same"] is not None and 0 <= r["expected"] <= 1 for r in compared)
     whole = cli("replicate", "-e", "sw", "--format", "json", cwd=tmp_path)  # nothing to train
     assert whole.returncode == 0 and json.loads(whole.stdout) == compared
+    table = cli("replicate", "-e", "sw", "--format", "markdown", cwd=tmp_path)
+    assert table.returncode == 0 and table.stdout == replication_markdown(compared)
 
 
 def finished_trials(db: Path, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> int:

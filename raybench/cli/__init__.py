@@ -755,6 +755,12 @@ def plot_command(
     plot(name, directory, out, stdout(), fmt=fmt.value, dpi=dpi)
 
 
+class ReplicateFormat(str, Enum):
+    rich = "rich"
+    json = "json"
+    markdown = "markdown"
+
+
 @app.command("replicate")
 def replicate_command(
     experiment: Annotated[
@@ -785,7 +791,14 @@ def replicate_command(
         ),
     ] = None,
     out: OutOption = Path("outputs"),
-    fmt: RichOrJsonOption = CompareFormat.rich,
+    fmt: Annotated[
+        ReplicateFormat,
+        typer.Option(
+            "--format",
+            help="rich (a table), json, or markdown (a table for a README).",
+            case_sensitive=False,
+        ),
+    ] = ReplicateFormat.rich,
     output: OutputFileOption = None,
     data_dir: DataDirOption = None,
     address: AddressOption = None,

@@ -136,8 +136,12 @@ def replicate(
 
 
 def show(rows: list[dict[str, Any]], console: Console, fmt: str, output: Path | None) -> None:
-    if fmt == "json":
-        text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    if fmt in ("json", "markdown"):
+        text = (
+            json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+            if fmt == "json"
+            else replication_markdown(rows)
+        )
         if output is None:
             sys.stdout.write(text)
         else:
@@ -146,22 +150,44 @@ def show(rows: list[dict[str, Any]], console: Console, fmt: str, output: Path | 
     console.print(replication_table(rows))
 
 
+def agreement_line(rows: list[dict[str, Any]]) -> str:
+    from raybench.report.replication import agreement
+
+    held, compared, expected = agreement(rows)
+    return (
+        f"{held} of {compared} verdicts replicated; {expected:.1f} expected by chance alone "
+        "(the probability of the same verdict when the published difference is the true one, "
+        "at the published standard error and the unadjusted 5%). Shift: replicated minus "
+        "published accuracy, seeds independent, same test tasks."
+    )
+
+
+def replication_markdown(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table for a README, the agreement line under it."""
+    out = [
+        "| table | solver | verdict | published | replicated | same | P(same) | published % "
+        "| replicated % | shift (95% CI) |",
+        "| --- | --- | --- | --- | --- | :---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        same = "—" if r["same"] is None else ("yes" if r["same"] else "**no**")
+        shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
+        cells = [
+            r["table"], r["solver"], r["verdict"], str(r["published"]),
+            str(r["replicated"] or "—"), same, _pct(r["expected"]),
+            _pct(r["published_acc"]), _pct(r["replicated_acc"]), shift,
+        ]  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*out, "", f"- {agreement_line(rows)}"]) + "\n"
+
+
 def _pct(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
 def replication_table(rows: list[dict[str, Any]]) -> Table:
     """The comparison as a Rich table, the count of verdicts that held under it."""
-    from raybench.report.replication import agreement
-
-    held, compared, expected = agreement(rows)
-    table = Table(
-        title="Replication on fresh seeds",
-        caption=f"{held} of {compared} verdicts replicated; {expected:.1f} expected by chance "
-        "alone (the probability of the same verdict when the published difference is the "
-        "true one, at the published standard error and the unadjusted 5%). Shift: "
-        "replicated minus published accuracy, seeds independent, same test tasks.",
-    )
+    table = Table(title="Replication on fresh seeds", caption=agreement_line(rows))
     for name, justify in (
         ("Table", "left"), ("Solver", "left"), ("Verdict", "left"), ("Published", "left"),
         ("Replicated", "left"), ("Same", "center"), ("P(same)", "right"),
