@@ -170,3 +170,14 @@ def test_readme_findings_quote_the_store() -> None:
         assert shown in text, shown
     for solver, verdict in VERDICTS.items():
         assert tables["tuned"][solver]["vs_best_verdict"] == verdict, solver
+    # how often a replication repeats each "worse": its power against the published gap
+    from raybench.report.power import power_at
+
+    again = {
+        solver: power_at(r["vs_best"], r["vs_best_se"], r["vs_best_df"])
+        for solver, r in tables["tuned"].items()
+        if r["vs_best_verdict"] == "worse"
+    }
+    assert f"{again['imaml']:.2f}" == "0.84" and f"{again['penalty']:.2f}" == "0.98"
+    assert min(p for s, p in again.items() if s not in ("imaml", "penalty")) >= 0.995
+    assert "repeats it with probability 0.84" in text and "0.98, every other with 1.00" in text

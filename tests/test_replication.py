@@ -24,13 +24,19 @@ def rows_by_key(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
     return {(r["table"], r["solver"], r["verdict"]): r for r in rows}
 
 
-def test_a_planted_flip_is_found_and_a_holding_verdict_holds(tmp_path: Path) -> None:
+def planted_flip(tmp_path: Path):
+    """A published sweep (seeds 0-2) and its replication on seeds 3-5 where the penalty
+    method's default, 13 points below the best when published, is planted a fifth of a
+    point below it: (published store, its matrices, replication store, its matrices)."""
     published, pub = sweep_store(tmp_path / "pub", seeds=range(3))
-    # the replication: the same configurations on seeds 3-5; the penalty method's default,
-    # 13 points below the best when published, is planted a fifth of a point below it
     replicated, rep = sweep_store(
         tmp_path / "rep", seeds=range(3, 6), means={"penalty-default": 82.8}, draw=4
     )
+    return published, pub, replicated, rep
+
+
+def test_a_planted_flip_is_found_and_a_holding_verdict_holds(tmp_path: Path) -> None:
+    published, pub, replicated, rep = planted_flip(tmp_path)
     rows = api.replication_records(published, replicated)
     by = rows_by_key(rows)
     published_rows = {r["solver"]: r for r in api.summary_records(published)}
@@ -113,10 +119,7 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
 def test_the_markdown_table_has_every_verdict_and_the_agreement(tmp_path: Path) -> None:
     from raybench.cli.replicate import replication_markdown
 
-    published, _ = sweep_store(tmp_path / "pub", seeds=range(3))
-    replicated, _ = sweep_store(
-        tmp_path / "rep", seeds=range(3, 6), means={"penalty-default": 82.8}, draw=4
-    )
+    published, _, replicated, _ = planted_flip(tmp_path)
     rows = api.replication_records(published, replicated)
     text = replication_markdown(rows)
     lines = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln]
