@@ -199,3 +199,20 @@ def test_bench_old_spellings_still_work(tmp_path: Path) -> None:
     assert len(deprecations(proc)) == 2
     (row,) = ds.dataset(tmp_path / "outputs" / "b" / "bench").to_table().to_pylist()
     assert (row["timed_steps"], row["threads"]) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["run", "--solvers", "fomaml"], "; finished results are stored, --resume continues"),
+        (["sweep", "--solvers", "all"], "; finished results are stored, --resume continues"),
+        (["replicate", "-e", "p"], "; finished runs are stored, the same command continues"),
+        (["bench"], ""),
+        (["fidelity"], ""),
+    ],
+)
+def test_an_interruption_says_how_that_command_continues(argv: list[str], hint: str) -> None:
+    """Only run and sweep have --resume; replicate continues when run again."""
+    from raybench.cli import continue_hint
+
+    assert continue_hint(argv) == hint

@@ -15,6 +15,7 @@ from scipy import stats
 from stores import sweep_store
 
 from raybench import api
+from raybench.errors import RaybenchError
 from raybench.report.power import power_at
 from raybench.report.replication import agreement
 from raybench.report.significance import compare
@@ -114,6 +115,26 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "outputs" / "plain" / "protocol.json").unlink()
     plain = run_main("replicate", "-e", "plain", cwd=tmp_path)
     one_line_error(plain, "not a sweep under a protocol")
+
+
+def test_the_replication_manifest_names_its_published_store_relatively(tmp_path: Path) -> None:
+    """The committed replication.json names no machine's path: the published store is found
+    from the replication's own folder, and a moved pair of stores still continues."""
+    from raybench.cli.replicate import replication_plan
+    from raybench.results import ExperimentStore
+
+    published, _ = sweep_store(tmp_path / "a" / "pub", seeds=range(3))
+    target = ExperimentStore(tmp_path / "b" / "rep")
+    plan, manifest = replication_plan(published, None, target)
+    assert not Path(manifest["of"]).is_absolute()
+    assert (target.root / manifest["of"]).resolve() == published.root.resolve()
+    assert manifest["seeds"] == [3, 4, 5] and manifest["published_seeds"] == [0, 1, 2]
+    assert {c.seed for c in plan.configs} == {3, 4, 5}
+    target.root.mkdir(parents=True)
+    target.write_manifest("replication", manifest)
+    replication_plan(published, (3, 4, 5), target)  # the same seeds continue it
+    with pytest.raises(RaybenchError, match="replicates pub on seeds 3-5"):
+        replication_plan(published, (6, 7, 8), target)
 
 
 def test_the_markdown_table_has_every_verdict_and_the_agreement(tmp_path: Path) -> None:

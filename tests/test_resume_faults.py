@@ -201,7 +201,9 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path, rendezvous: Rendezvous) -> No
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "SIGTERM" not in err, err[-3000:]
-    assert err.strip().splitlines()[-1].startswith("raybench: interrupted")
+    assert err.strip().splitlines()[-1] == (
+        "raybench: interrupted; finished results are stored, --resume continues"
+    )
     assert not any(alive(pid) for pid in ray), {p: c for p, c in ray.items() if alive(p)}
     assert store.read("runs").num_rows == 0 and saved_step(state) == EVAL
 

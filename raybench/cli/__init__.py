@@ -1049,8 +1049,20 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         code = 130
     if code == 130:
-        err.print("raybench: interrupted; finished results are stored, --resume continues")
+        err.print("raybench: interrupted" + continue_hint(argv))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def continue_hint(argv: list[str] | None) -> str:
+    """How an interrupted command continues: run and sweep with --resume, replicate by
+    running it again; the others claim nothing."""
+    args = sys.argv[1:] if argv is None else argv
+    name = next((a for a in args if not a.startswith("-")), "")
+    if name in ("run", "sweep"):
+        return "; finished results are stored, --resume continues"
+    if name == "replicate":
+        return "; finished runs are stored, the same command continues"
+    return ""
 
 
 def one_line(text: str) -> str:

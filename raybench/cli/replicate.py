@@ -4,6 +4,7 @@ its verdicts hold (:mod:`raybench.report.replication`)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,8 @@ def replication_plan(
             f"fresh seeds (the published ones are {seed_text(protocol.seeds)})"
         )
     manifest = {
-        "of": str(Path(published.root).resolve()),
+        # relative to the replication's folder, so a committed store names no machine's path
+        "of": os.path.relpath(Path(published.root).resolve(), Path(target.root).resolve()),
         "published_seeds": list(protocol.seeds),
         "seeds": list(seeds),
     }
@@ -106,6 +108,7 @@ def replicate(
     from raybench.execution import ExecutionOptions, execute
     from raybench.execution.session import ray_session
     from raybench.results.store import ensure_writable
+    from raybench.search.protocol import seed_text
 
     plan, manifest = replication_plan(published, seeds, target)
     missing = [c for c in plan.configs if c.run_id not in target.finished_ids()]
@@ -115,7 +118,7 @@ def replicate(
         target.write_manifest(MANIFEST, manifest)
         console.print(
             f"[bold]raybench replicate[/] {published.root} on seeds "
-            f"{', '.join(map(str, manifest['seeds']))} into {target.root}: "
+            f"{seed_text(manifest['seeds'])} into {target.root}: "
             f"{len(missing)} of {len(plan.configs)} runs to train"
         )
         options = ExecutionOptions(
