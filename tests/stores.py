@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from raybench.results import ExperimentStore
+from raybench.results.schema import SCHEMA_VERSION
 from raybench.results.store import write_table
 from raybench.search.protocol import make_protocol
 from raybench.search.spaces import load_space
@@ -265,7 +266,11 @@ def sweep_store(
          "default": True, "selected": False},
     ]  # fmt: skip
     for solver in ("maml", "fomaml", "penalty"):
-        mine = [dict(t, experiment=root.name) for t in trials if t["solver"] == solver]
+        mine = [
+            dict(t, experiment=root.name, schema_version=SCHEMA_VERSION)
+            for t in trials
+            if t["solver"] == solver
+        ]
         write_table(root / "trials" / f"{solver}.parquet", trials_table(mine))
     solvers = ["maml", "fomaml", "penalty"]
     protocol = make_protocol(

@@ -38,7 +38,7 @@ def fake_result(solver: str = "maml", seed: int = 0, acc: float = 80.0, **kw) ->
         family="second-order" if solver == "maml" else "first-order",
         steps_done=4,
         curves=curves,
-        final_val_acc=acc - 1.0,
+        final_val_acc=max(acc - 1.0, 0.0),
         test_acc_mean=acc,
         test_acc_ci95=2.0,
         test_tasks_n=8,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import run_main
 from test_store import fake_result
 
 from raybench.errors import RaybenchError
@@ -108,3 +110,9 @@ def test_a_damaged_plan_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(RaybenchError, match="damaged") as info:
         plan_resume(store)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+    # its advice, followed, moves the damaged plan aside (it named the manifests folder)
+    advice = re.search(r"`raybench (store check [^`]+)`", str(info.value))
+    assert advice is not None, info.value
+    fixed = run_main(*advice[1].split(), cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert not path.exists() and (store.root / "quarantine" / "manifests" / path.name).exists()

@@ -97,9 +97,15 @@ def check(
 
 
 def _experiment(name: str, out: Path) -> ExperimentStore:
-    from raybench.results.store import ExperimentStore
+    from raybench.results.store import EXPERIMENT_TABLES, ExperimentStore, is_experiment
 
     for path in (out / name, Path(name)):
-        if path.is_dir():
+        if is_experiment(path):
             return ExperimentStore(path)
+    for path in (out / name, Path(name)):
+        if path.is_dir():
+            raise RaybenchError(
+                f"{path} is not a raybench experiment (no {'/'.join(EXPERIMENT_TABLES)} "
+                "folder or training state): nothing to check"
+            )
     raise RaybenchError(f"no experiment {name!r} under {out} (nor a folder of that name)")

@@ -2,12 +2,15 @@
 
 ``raybench store check`` finds: unreadable files (a truncated, empty or junk Parquet file,
 a folder named ``x.parquet``, a damaged plan), foreign files (readable, but not a row of
-the table they sit in: a curves file copied into ``runs/``), duplicates (every row they
-hold is held by another file: a copy under another name), orphans (a training state of a
-run that is finished or is not its file's run, curves, per-task results or a checkpoint
-without a run) and leftovers (the temporary file of a write that was killed). Readers
-already skip all of these; ``--fix`` moves them to ``<experiment>/quarantine/`` (never
-deletes), keeping their path inside the experiment.
+the table they sit in: a curves file copied into ``runs/``), nonconforming files (a column
+of another type than raybench declares, an implausible value:
+``raybench.results.conformance``), files with repeated rows (one run's row twice),
+duplicates (every row they hold is held by another file: a copy under another name),
+orphans (a training state of a run that is finished or is not its file's run, curves,
+per-task results or a checkpoint without a run) and leftovers (the temporary file of a
+write that was killed). Readers already skip all of these and count repeated rows once;
+``--fix`` moves them to ``<experiment>/quarantine/`` (never deletes), keeping their path
+inside the experiment, and writes a file with repeated rows again with each row once.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+from raybench.results.conformance import IDENTITY, repeated_rows, without_rows
 from raybench.results.locks import LOCKS, holder, is_locked
-from raybench.results.store import KEPT, ExperimentStore, scan_table, statuses
+from raybench.results.store import KEPT, ExperimentStore, scan_table, statuses, write_table
 
 QUARANTINE = "quarantine"
 PER_RUN = ("curves", "tasks")
@@ -26,7 +32,7 @@ PER_RUN = ("curves", "tasks")
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # unreadable | foreign | duplicate | orphaned | leftover
+    kind: str  # unreadable | foreign | nonconforming | repeated | duplicate | orphaned | leftover
     path: Path
     why: str
 
@@ -37,17 +43,29 @@ def check_store(store: ExperimentStore) -> list[Finding]:
     findings: list[Finding] = []
     runs = set()
     kept = set()
+    if (root / "runs").exists() and not (root / "runs").is_dir():
+        # no run can be known: nothing is called an orphan, nothing of a run moved
+        return [Finding("foreign", root / "runs", "a file where the runs/ folder belongs")]
     for table in ("runs", *PER_RUN, "trials", "fidelity", "scaling"):
         scan = scan_table(table, root / table)
         for entry in scan.bad:
             kind, _, why = entry.problem.partition(": ")
             findings.append(Finding(kind, entry.path, why))
+            if table == "runs":  # its run exists, unread: its curves are not orphans
+                runs.add(entry.path.stem)
         used = {entry.path for entry, _ in scan.used}
         for path, held in scan.duplicates:
             if path in used:  # some of its rows are held nowhere else: keep it
                 continue
             unit, other = next(iter(held.items()))
             findings.append(Finding("duplicate", path, f"{unit} is also in {other.name}"))
+        for entry, _ in scan.used:
+            assert entry.table is not None
+            repeated = repeated_rows(table, entry.table)
+            if repeated:
+                key = " and ".join(IDENTITY[table]).replace("_", " ")
+                why = f"{len(repeated)} row(s) repeat the {key} of an earlier row"
+                findings.append(Finding("repeated", entry.path, why))
         if table == "runs":
             for entry, units in scan.used:
                 runs.update(units)
@@ -124,7 +142,9 @@ def busy(store: ExperimentStore) -> str | None:
 
 def quarantine(store: ExperimentStore, findings: list[Finding]) -> list[tuple[Path, Path]]:
     """Move each finding under ``quarantine/`` at its path in the experiment; a name
-    already taken there gets a numbered suffix. Returns (from, to) pairs."""
+    already taken there gets a numbered suffix. A file with repeated rows is moved too,
+    and written again in its place with each row once: its runs stay in the store.
+    Returns (from, to) pairs."""
     moved = []
     for finding in findings:
         relative = finding.path.relative_to(store.root)
@@ -134,6 +154,12 @@ def quarantine(store: ExperimentStore, findings: list[Finding]) -> list[tuple[Pa
         while target.exists():
             target = target.with_name(f"{relative.name}.{n}")
             n += 1
-        os.rename(finding.path, target)
+        if finding.kind == "repeated":
+            table = pq.read_table(finding.path)
+            once = without_rows(table, repeated_rows(relative.parts[0], table))
+            os.rename(finding.path, target)
+            write_table(finding.path, once)
+        else:
+            os.rename(finding.path, target)
         moved.append((finding.path, target))
     return moved

@@ -31,6 +31,14 @@ import torch
 from raybench.atomic import atomic_write_bytes
 from raybench.errors import RaybenchError
 from raybench.models import Params
+from raybench.results.conformance import (
+    IDENTITY,
+    cast_declared,
+    repeated_rows,
+    type_problem,
+    value_problem,
+    without_rows,
+)
 from raybench.results.schema import curve_rows, run_row, task_rows
 from raybench.results.versions import upgrade
 from raybench.train import RunResult
@@ -135,10 +143,21 @@ def read_file(table_name: str, path: Path) -> StoredFile:
             return StoredFile(path, None, f"foreign: {UNIT[table_name]!r} is not text")
     if table.num_rows == 0 and table_name in ("runs", "trials"):
         return StoredFile(path, None, "foreign: no rows")
-    try:
-        return StoredFile(path, upgrade(table, table_name))
+    try:  # today's meaning first: an older file may store what is declared otherwise now
+        upgraded = upgrade(table, table_name)
     except (pa.ArrowException, ValueError, TypeError) as exc:
+        problem = type_problem(table_name, table)
+        if problem:
+            return StoredFile(path, None, f"nonconforming: {problem}")
         return StoredFile(path, None, f"unreadable: {' '.join(str(exc).split())[:200]}")
+    problem = type_problem(table_name, upgraded)
+    if problem:
+        return StoredFile(path, None, f"nonconforming: {problem}")
+    table = cast_declared(table_name, upgraded)
+    problem = value_problem(table_name, table)
+    if problem:
+        return StoredFile(path, None, f"nonconforming: {problem}")
+    return StoredFile(path, table)
 
 
 @dataclass(frozen=True)
@@ -308,6 +327,14 @@ class ExperimentStore:
             if len(units) < len(_units(table, entry)):
                 keep = pa.array(units, rows.schema.field(UNIT[table]).type)
                 rows = rows.filter(pc.is_in(rows.column(UNIT[table]), value_set=keep))
+            repeated = repeated_rows(table, rows)
+            if repeated:
+                self.warn(
+                    f"{entry.path} repeats {len(repeated)} row(s) of the same "
+                    f"{' and '.join(IDENTITY[table]).replace('_', ' ')}: counted once. "
+                    f"`raybench store check -e {self.root} --fix` rewrites it without them"
+                )
+                rows = without_rows(rows, repeated)
             parts.append(rows)
         return self._concat(parts, [e.path for e, _ in scan.used], table)
 
@@ -346,7 +373,10 @@ class ExperimentStore:
 
     def _problem_line(self, entry: StoredFile, table: str) -> str:
         kind, _, reason = entry.problem.partition(": ")
-        what = "unreadable" if kind == "unreadable" else f"not a {table} file"
+        what = {
+            "unreadable": "unreadable",
+            "nonconforming": f"not as raybench declares its {table} files",
+        }.get(kind, f"not a {table} file")
         return f"skipped {entry.path} ({what}: {reason}). {self._fix_hint()}"
 
     def _fix_hint(self) -> str:
@@ -363,11 +393,28 @@ def read_json(path: Path) -> dict:
         reason = " ".join(str(exc).split())[:120]
         raise RaybenchError(
             f"{path} is damaged ({reason}); move it away, e.g. with "
-            f"`raybench store check -e {path.parent} --fix`"
+            f"`raybench store check -e {experiment_of(path)} --fix`"
         ) from None
     if not isinstance(data, dict):
         raise RaybenchError(f"{path} is damaged (not a JSON object); move it away")
     return data
+
+
+# What only an experiment folder holds, besides its tables: a run's training state, the
+# plans of its commands, files already moved aside.
+STORE_MARKS = ("progress", "checkpoints", "manifests", "quarantine", "run.json", "sweep.json")
+
+
+def is_experiment(folder: Path) -> bool:
+    """Whether ``folder`` is a raybench experiment (a table folder or one of its marks)."""
+    return folder.is_dir() and any(
+        (folder / name).exists() for name in (*TABLES, *EXPERIMENT_TABLES, *STORE_MARKS)
+    )
+
+
+def experiment_of(path: Path) -> Path:
+    """The experiment a file of the store is in (its own folder when none encloses it)."""
+    return next((p for p in Path(path).parents if is_experiment(p)), Path(path).parent)
 
 
 def open_experiment(name_or_path: str, out: Path, warn: Warn | None = None) -> ExperimentStore:

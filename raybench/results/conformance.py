@@ -1,0 +1,191 @@
+"""Whether a stored file is rows of its table, judged by the schema raybench declares.
+
+A file is never judged against the other files of its folder (the first by name used to be
+the reference, so one bad file made every good one look odd): each declared column it has
+must be of the declared kind (an integer column holds integers, an accuracy a number), and
+its values must be plausible: accuracies within 0-100, a known status, seeds, steps, tasks
+and times not negative, settings within their declared bounds. A file that does not
+conform is reported and skipped on its own. Rows are identified by their key (one row per
+run, per run and step, per run and task); a row repeated within a file is counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from raybench.errors import RaybenchError
+from raybench.results.versions import file_version, is_accuracy
+
+# The columns that identify one row of each table.
+IDENTITY: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "curves": ("run_id", "step"),
+    "tasks": ("run_id", "task"),
+    "trials": ("solver", "trial_id"),
+}
+STATUSES: dict[str, tuple[str, ...]] = {
+    "runs": ("completed", "diverged", "failed"),
+    "trials": ("completed", "stopped", "errored", "diverged"),
+}
+# Counts, steps and times: never negative (NaN, a time not measured, is allowed).
+NON_NEGATIVE = (
+    "seed", "step", "task", "steps_done", "resumed_from_step", "test_tasks_n", "wall_time_s",
+    "train_time_s", "ms_per_step", "peak_memory_mb", "n_params", "time_s", "steps",
+    "evaluations", "schema_version",
+)  # fmt: skip
+
+
+def declared_schema(table_name: str) -> pa.Schema | None:
+    """The schema raybench writes ``table_name`` with (None: a study's own table)."""
+    if table_name == "runs":
+        from raybench.results.schema import RUNS_SCHEMA, option_fields
+
+        return pa.schema([*RUNS_SCHEMA, *option_fields()])
+    if table_name == "curves":
+        from raybench.results.schema import CURVES_SCHEMA
+
+        return CURVES_SCHEMA
+    if table_name == "tasks":
+        from raybench.results.schema import TASKS_SCHEMA
+
+        return TASKS_SCHEMA
+    if table_name == "trials":
+        from raybench.search.trials import TRIALS_SCHEMA
+
+        return TRIALS_SCHEMA
+    return None
+
+
+def _kind(dtype: pa.DataType) -> str:
+    if pa.types.is_null(dtype):
+        return "null"
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_integer(dtype):
+        return "integer"
+    if pa.types.is_floating(dtype):
+        return "number"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "text"
+    if pa.types.is_timestamp(dtype):
+        return "timestamp"
+    return str(dtype)
+
+
+# The stored kinds each declared kind accepts (an integer is a number; null is no value).
+_ACCEPTS = {
+    "integer": ("integer", "null"),
+    "number": ("number", "integer", "null"),
+    "text": ("text", "null"),
+    "bool": ("bool", "null"),
+    "timestamp": ("timestamp", "null"),
+}
+
+
+def type_problem(table_name: str, table: pa.Table) -> str:
+    """Why a file's columns are not of the declared kinds ("" when they are)."""
+    schema = declared_schema(table_name)
+    if schema is None:
+        return ""
+    for field in table.schema:
+        if field.name not in schema.names:
+            continue  # a column of another version of raybench: kept as stored
+        want = _kind(schema.field(field.name).type)
+        have = _kind(field.type)
+        if have not in _ACCEPTS.get(want, (want, "null")):
+            return f"column {field.name!r} holds {have}, raybench declares {want}"
+    return ""
+
+
+def cast_declared(table_name: str, table: pa.Table) -> pa.Table:
+    """Declared columns in their declared types, so files of one table always combine."""
+    schema = declared_schema(table_name)
+    if schema is None:
+        return table
+    for i, field in enumerate(table.schema):
+        if field.name in schema.names and field.type != schema.field(field.name).type:
+            target = schema.field(field.name)
+            table = table.set_column(i, target, table.column(i).cast(target.type))
+    return table
+
+
+def value_problem(table_name: str, table: pa.Table) -> str:
+    """Why a file's values are implausible ("" when they are not)."""
+    names = table.column_names
+    for name in names:
+        dtype = table.schema.field(name).type
+        numeric = pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+        if numeric and is_accuracy(name):
+            bad = _first(table, name, lambda v: not (0.0 <= v <= 100.0))
+            if bad is not None:
+                return f"{name} {bad!r} is not an accuracy in percent (0-100)"
+        elif numeric and name in NON_NEGATIVE:
+            bad = _first(table, name, lambda v: v < 0 or math.isinf(v))
+            if bad is not None:
+                return f"{name} {bad!r} is negative or infinite"
+    statuses = STATUSES.get(table_name)
+    if statuses and "status" in names:
+        old = file_version(table) < 2  # version 1 left a trial's status empty
+        for value in table.column("status").to_pylist():
+            if value not in statuses and not (value is None and old):
+                return f"status {value!r} is none of {', '.join(statuses)}"
+    if table_name == "runs":
+        return _settings_problem(table)
+    return ""
+
+
+def _first(table: pa.Table, name: str, bad: Callable[[float], bool]) -> Any:
+    """The first non-null, non-NaN value of a column for which ``bad`` holds, or None."""
+    for value in table.column(name).to_pylist():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if bad(float(value)):
+            return value
+    return None
+
+
+def _settings_problem(table: pa.Table) -> str:
+    """A run's settings within the bounds ``raybench run --set`` enforces."""
+    from raybench.config import RUN_BOUNDS
+    from raybench.results.schema import option_column
+    from raybench.solvers.base import option_bounds
+
+    bounds = {k: b for k, b in RUN_BOUNDS.items() if k not in ("device", "seed")}
+    for solver, knobs in option_bounds().items():
+        bounds.update({option_column(solver, knob): b for knob, b in knobs.items()})
+    for name in table.column_names:
+        bound = bounds.get(name)
+        if bound is None:
+            continue
+        for value in table.column(name).to_pylist():
+            if value is None:
+                continue
+            try:
+                bound.parse(name, value)
+            except RaybenchError:
+                return f"{name} {value!r} is outside its declared range ({bound.describe()})"
+    return ""
+
+
+def repeated_rows(table_name: str, table: pa.Table) -> list[int]:
+    """Positions of rows whose key an earlier row of the file has (the first one counts)."""
+    key = IDENTITY.get(table_name)
+    if key is None or not all(c in table.column_names for c in key) or table.num_rows < 2:
+        return []
+    columns = [table.column(c).to_pylist() for c in key]
+    seen: set[tuple[Any, ...]] = set()
+    repeated = []
+    for i, row in enumerate(zip(*columns)):
+        if row in seen:
+            repeated.append(i)
+        seen.add(row)
+    return repeated
+
+
+def without_rows(table: pa.Table, positions: list[int]) -> pa.Table:
+    drop = set(positions)
+    return table.take([i for i in range(table.num_rows) if i not in drop])
