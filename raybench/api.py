@@ -315,6 +315,7 @@ def run(
     tracker: str | Sequence[str] | None = None,
     tracker_uri: str | None = None,
     console: Console | None = None,
+    force: bool = False,
 ) -> Experiment:
     """Train, test and store every (solver, preset, seed), as ``raybench run`` does, and
     return the experiment. Runs already stored are skipped (``rerun`` trains them again);
@@ -332,7 +333,8 @@ def run(
     ``smoke`` (the CLI's rule). ``tracker``: ``"mlflow"`` and/or ``"tensorboard"``, each run
     also logged there (``tracker_uri``: MLflow's tracking URI, default a SQLite file in the
     experiment). Progress goes to ``console`` (a new Rich console by default; it renders in
-    Jupyter too)."""
+    Jupyter too). ``force``: create the experiment even in a system folder or a folder of
+    other files (refused otherwise)."""
     from dataclasses import replace
 
     from rich.console import Console
@@ -414,7 +416,7 @@ def run(
             default_name = "matrix" if matrix else "+".join(presets)
         if len(set(presets)) > 1:
             labels = ("preset",)
-        store = experiment_store(experiment or default_name, out)
+        store = experiment_store(experiment or default_name, out, force)
     names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
         f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "

@@ -109,7 +109,7 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "outputs" / "other").mkdir()
     (tmp_path / "outputs" / "other" / "notes.txt").write_text("mine")
     taken = run_main("replicate", "-e", "pub", "--into", "other", cwd=tmp_path)
-    one_line_error(taken, "not a replication")
+    one_line_error(taken, "not a raybench experiment")
     assert (tmp_path / "outputs" / "other" / "notes.txt").read_text() == "mine"
     sweep_store(tmp_path / "outputs" / "plain", seeds=range(2))
     (tmp_path / "outputs" / "plain" / "protocol.json").unlink()

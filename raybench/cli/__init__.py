@@ -25,6 +25,7 @@ from raybench.cli.options import (
     DataDirOption,
     DeviceOption,
     ExperimentOption,
+    ForceOption,
     GpusOption,
     LogEveryOption,
     MetaStepsOption,
@@ -171,6 +172,7 @@ def run_command(
     log_every: LogEveryOption = 60.0,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Train, evaluate and store each solver (and seed), then print the report."""
     from raybench.cli.commands import run
@@ -201,6 +203,7 @@ def run_command(
         steps=steps,
         device=device,
         experiment=experiment,
+        force=force,
         out=out,
         data_dir=data_dir,
         execution=execution,
@@ -321,6 +324,7 @@ def sweep_command(
     log_every: LogEveryOption = 60.0,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Tune every solver under one protocol (Ray Tune + Optuna TPE + ASHA, the default
     configuration first, selection on validation), then train each solver's default and
@@ -349,6 +353,7 @@ def sweep_command(
         spaces=spaces,
         device=device,
         experiment=experiment,
+        force=force,
         out=out,
         data_dir=data_dir,
         address=address,
@@ -403,6 +408,7 @@ def study_command(
     connect_timeout: ConnectTimeoutOption = 30.0,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Train one solver over a list of values of one setting (several seeds each) and
     report final accuracy, divergence and the validation curve per value: the reference
@@ -433,6 +439,7 @@ def study_command(
         steps=steps,
         device=device,
         experiment=experiment,
+        force=force,
         out=out,
         data_dir=data_dir,
         execution=execution,
@@ -494,6 +501,7 @@ def bench_command(
             "meta-gradients agree. Repeatable; --timed-steps sets the rounds (default 10).",
         ),
     ] = None,
+    force: ForceOption = False,
 ) -> None:
     """Median ms per meta-step, peak memory and the implied run time of every solver, with
     the report-style per-task loop timed in the same run and each solver's speed-up; with
@@ -523,6 +531,7 @@ def bench_command(
         threads=threads,
         device=device,
         experiment=experiment,
+        force=force,
         out=out,
         data_dir=data_dir,
         console=stdout(),
@@ -815,6 +824,7 @@ def replicate_command(
     ] = None,
     connect_timeout: ConnectTimeoutOption = 30.0,
     log_every: LogEveryOption = 60.0,
+    force: ForceOption = False,
 ) -> None:
     """Train a published sweep's final runs again (every solver's default and selected
     configuration; no new search) on fresh seeds, then say which of its verdicts replicate
@@ -827,7 +837,7 @@ def replicate_command(
 
     published = open_experiment(experiment, out)
     target = experiment_store(
-        into or str(published.root.parent / f"{published.root.name}-replication"), out
+        into or str(published.root.parent / f"{published.root.name}-replication"), out, force
     )
     replicate(
         published=published,
@@ -915,6 +925,7 @@ def fidelity_command(
     device: DeviceOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Cosine and relative error of every solver's meta-gradient against exact MAML's, on
     the same fixed tasks, at the initialisation and at stored checkpoints."""
@@ -922,6 +933,7 @@ def fidelity_command(
 
     fidelity(
         experiment=experiment,
+        force=force,
         source=source,
         checkpoints=checkpoints or [],
         init=init,
@@ -987,6 +999,7 @@ def scaling_command(
     device: DeviceOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Peak memory and time of one meta-step per solver as the inner steps grow, with a
     verdict on the expected shape (MAML and penalty grow, first-order and implicit flat)."""
@@ -999,6 +1012,7 @@ def scaling_command(
     )  # fmt: skip
     scaling(
         experiment=experiment,
+        force=force,
         solvers=solvers,
         inner_steps=inner_steps,
         preset=preset,
@@ -1046,11 +1060,23 @@ def main(argv: list[str] | None = None) -> None:
     except RaybenchError as exc:
         err.print(f"raybench: error: {one_line(str(exc))}", markup=False)
         sys.exit(2)
+    except OSError as exc:  # a file system's refusal a check before it did not foresee
+        err.print(f"raybench: error: {one_line(os_error_line(exc))}", markup=False)
+        sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         code = 130
     if code == 130:
         err.print("raybench: interrupted" + continue_hint(argv))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``cannot write /proc/x: No such file or directory``: what and why, no traceback;
+    results stored before it stay stored."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"{reason}; finished results are stored"
+    return f"{exc.filename}: {reason}; finished results are stored"
 
 
 def continue_hint(argv: list[str] | None) -> str:

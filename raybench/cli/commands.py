@@ -79,6 +79,7 @@ def run(
     resume: str | None,
     show_report: bool,
     console: Console,
+    force: bool = False,
 ) -> None:
     """``raybench run``: :func:`raybench.api.run`, then the report and the exit code."""
     from raybench import api
@@ -110,6 +111,7 @@ def run(
         tracker=execution.tracker.names if execution.tracker else None,
         tracker_uri=execution.tracker.uri if execution.tracker else None,
         console=console,
+        force=force,
     )
     if show_report and exp.store.files("runs"):
         report(str(exp.root), out, console)
@@ -213,6 +215,7 @@ def study(
     execution: ExecutionOptions,
     console: Console,
     device: str | None = None,
+    force: bool = False,
 ) -> None:
     from raybench.execution import execute
     from raybench.results.store import ensure_writable, write_table
@@ -238,7 +241,7 @@ def study(
     seeds = seeds or default_seeds([preset])
     value_list = [v.strip() for v in values.split(",") if v.strip()]
     configs = study_configs(solver, preset, overrides, key, value_list, range(seeds))
-    store = experiment_store(experiment or f"study-{solver}-{param}", out)
+    store = experiment_store(experiment or f"study-{solver}-{param}", out, force)
     ensure_writable(store.root)
     console.print(
         f"[bold]raybench study[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
@@ -280,6 +283,7 @@ def bench(
     out: Path,
     data_dir: Path | None,
     console: Console,
+    force: bool = False,
 ) -> None:
     import hashlib
 
@@ -290,7 +294,7 @@ def bench(
     preset, overrides = _bench_setting(preset, settings, device)
     configs = build_configs(resolve_solvers(solvers), preset, overrides, [0])
     data = load_omniglot(data_dir)
-    store = experiment_store(experiment or "bench", out)
+    store = experiment_store(experiment or "bench", out, force)
     console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
     table = bench_table(
         configs,
@@ -460,6 +464,7 @@ def sweep(
     connect_timeout: float = 30.0,
     device: str | None = None,
     tracker: TrackerSpec | None = None,
+    force: bool = False,
 ) -> None:
     """``raybench sweep``: the protocol from flags or a file (or the resumed experiment's),
     the search, then the final runs of every solver's default and selected configuration
@@ -513,7 +518,7 @@ def sweep(
             space.default_point(
                 make_config(space.solver, preset, {**overrides, "meta_steps": protocol.steps})
             )
-        store = experiment_store(experiment or "sweep", out)
+        store = experiment_store(experiment or "sweep", out, force)
         manifest = {
             "solvers": names,
             "options": asdict(options),
@@ -698,13 +703,20 @@ def list_settings(preset: str, console: Console) -> None:
 # -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
 
 
-def experiment_store(experiment: str, out: Path) -> ExperimentStore:
-    """``-e``'s experiment in every command: a plain name under ``out``, or a folder."""
+def experiment_store(experiment: str, out: Path, force: bool = False) -> ExperimentStore:
+    """``-e``'s experiment in every command that writes one: a plain name under ``out``, or
+    a folder; refused in one line where results cannot or should not be written (a system
+    or foreign folder unless ``force``, a kernel file system, an unwritable place)."""
     from raybench.results import ExperimentStore
+    from raybench.results.store import claim_folder, ensure_writable
 
     if "/" in experiment or experiment.startswith("."):
-        return ExperimentStore(Path(experiment))
-    return ExperimentStore(out / experiment_name(experiment))
+        store = ExperimentStore(Path(experiment))
+    else:
+        store = ExperimentStore(out / experiment_name(experiment))
+    ensure_writable(store.root)
+    claim_folder(store.root, force)
+    return store
 
 
 def _study_overrides(preset: str, settings: list[str], device: str | None) -> dict[str, str]:
@@ -731,6 +743,7 @@ def fidelity(
     out: Path,
     data_dir: Path | None,
     console: Console,
+    force: bool = False,
 ) -> None:
     import pyarrow as pa
 
@@ -767,7 +780,7 @@ def fidelity(
     points += [checkpoint_point(path) for path in checkpoints]
     if not init and not points:
         raise RaybenchError("nothing to compare at: give --from, --checkpoint, or keep --init")
-    store = experiment_store(experiment or "fidelity", out)
+    store = experiment_store(experiment or "fidelity", out, force)
     data = load_omniglot(data_dir)
     study = FidelityStudy(
         data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
@@ -827,6 +840,7 @@ def scaling(
     out: Path,
     data_dir: Path | None,
     console: Console,
+    force: bool = False,
 ) -> None:
     from raybench.data import load_omniglot
     from raybench.report.studies import scaling_renderables
@@ -842,7 +856,7 @@ def scaling(
         make_config(name, preset, overrides)
     on = resolve_device(make_config(names[0], preset, overrides).device)
     steps = steps or (5 if on.type == "cuda" else 2)
-    store = experiment_store(experiment or "scaling", out)
+    store = experiment_store(experiment or "scaling", out, force)
     data = load_omniglot(data_dir)  # found (and cached) once, before any measuring process
     console.print(
         f"[bold]raybench scaling[/] {', '.join(names)} at inner steps "

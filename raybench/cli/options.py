@@ -80,6 +80,14 @@ ExperimentOption = Annotated[
         help="The experiment: a name under --out, or a folder.",
     ),
 ]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Write the experiment into a folder that holds other files or is a system "
+        "folder (refused without it).",
+    ),
+]
 DeviceOption = Annotated[
     str | None,
     typer.Option("--device", metavar="DEVICE", help="auto, cpu or cuda (setting `device`)."),

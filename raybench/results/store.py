@@ -401,8 +401,17 @@ def read_json(path: Path) -> dict:
 
 
 # What only an experiment folder holds, besides its tables: a run's training state, the
-# plans of its commands, files already moved aside.
-STORE_MARKS = ("progress", "checkpoints", "manifests", "quarantine", "run.json", "sweep.json")
+# plans of its commands, a sweep's search, files already moved aside.
+STORE_MARKS = (
+    "progress", "checkpoints", "manifests", "quarantine", "locks", "run.json", "sweep.json",
+    "protocol.json", "replication.json", "optuna.db", "tune", "best", "plots",
+    "summary.parquet", "study.parquet",
+)  # fmt: skip
+# The operating system's own folders: an experiment is never created in or under them.
+SYSTEM_FOLDERS = tuple(
+    Path(p) for p in ("/etc", "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/boot")
+)
+SYSTEM_ROOTS = tuple(Path(p) for p in ("/", "/var", "/opt", "/srv", "/home", "/root", "/tmp"))
 
 
 def is_experiment(folder: Path) -> bool:
@@ -410,6 +419,28 @@ def is_experiment(folder: Path) -> bool:
     return folder.is_dir() and any(
         (folder / name).exists() for name in (*TABLES, *EXPERIMENT_TABLES, *STORE_MARKS)
     )
+
+
+def claim_folder(folder: Path, force: bool = False) -> None:
+    """Refuse, in one line, to create an experiment in a system folder or in a non-empty
+    folder that is not a raybench experiment (``force`` insists); an empty, new or
+    existing experiment folder is fine."""
+    if force:
+        return
+    resolved = Path(folder).resolve()
+    system = resolved in SYSTEM_ROOTS or any(
+        resolved == f or f in resolved.parents for f in SYSTEM_FOLDERS
+    )
+    if system:
+        raise RaybenchError(
+            f"{folder} is a system folder: an experiment is not created there "
+            "(choose another -e or --out, or --force)"
+        )
+    if resolved.is_dir() and any(resolved.iterdir()) and not is_experiment(resolved):
+        raise RaybenchError(
+            f"{folder} holds files and is not a raybench experiment: choose a new or empty "
+            "folder (or --force to write into it)"
+        )
 
 
 def experiment_of(path: Path) -> Path:
@@ -433,9 +464,30 @@ def open_experiment(name_or_path: str, out: Path, warn: Warn | None = None) -> E
     raise RaybenchError(f"no experiment {name_or_path!r} (no {tables} folder there){hint}")
 
 
+# Kernel file systems: nothing written there is a file.
+PSEUDO_FILE_SYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
+# Folders of an experiment that must be folders if they exist.
+STORE_FOLDERS = (*TABLES, "bench", "checkpoints", "progress", "manifests", "locks")
+
+
 def ensure_writable(folder: Path) -> None:
     """Fail now, in one line, if results could not be written under ``folder``: the
-    nearest existing ancestor must be a writable folder. Creates nothing."""
+    nearest existing ancestor must be a writable folder, not on a kernel file system, and
+    no file may sit where the store keeps a folder. Creates nothing."""
+    resolved = Path(folder).resolve()
+    for pseudo in PSEUDO_FILE_SYSTEMS:
+        if resolved == pseudo or pseudo in resolved.parents:
+            raise RaybenchError(
+                f"cannot write results under {folder}: {pseudo} is a kernel file system; "
+                "choose another --out or -e"
+            )
+    for name in STORE_FOLDERS:
+        inner = Path(folder) / name
+        if inner.exists() and not inner.is_dir():
+            raise RaybenchError(
+                f"cannot write results under {folder}: {inner} is a file where the store "
+                f"keeps its {name}/ folder; move it away"
+            )
     probe = Path(folder).absolute()
     while not probe.exists():
         if probe.parent == probe:

@@ -138,6 +138,8 @@ def save(fig: Figure, out_dir: Path, stem: str, output: Output | None = None) ->
     """Write ``<stem>.<fmt>`` atomically (a hidden temporary file, then a rename)."""
     output = output or Output()
     path = Path(out_dir) / f"{stem}.{output.fmt}"
+    if path.parent.exists() and not path.parent.is_dir():
+        raise RaybenchError(f"cannot write figures into {path.parent}: it is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
     metadata = {"Creator": "raybench"} if output.fmt in ("pdf", "svg") else {"Software": "raybench"}
