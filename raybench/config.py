@@ -390,8 +390,9 @@ def build_config(
     """Preset, then overrides; each value checked against its bound.
 
     Keys of the form ``<solver>.<knob>`` set a solver's own option and are ignored for other
-    solvers, so one ``--set imaml.lam=2`` can be given to ``--solvers all``. An unknown key is
-    an error naming the key, so a typo never silently does nothing.
+    solvers, so one ``--set imaml.lam=2`` can be given to ``--solvers all``; its value is
+    checked all the same. An unknown key is an error naming the key, so a typo never
+    silently does nothing.
     """
     check_preset(preset)
     option_bounds = solver_option_bounds or {}
@@ -405,15 +406,15 @@ def build_config(
                 raise RaybenchError(
                     f"unknown solver {prefix!r} in {key!r}{did_you_mean(prefix, known)}"
                 )
-            if prefix != solver:
-                continue
             knobs = option_bounds[prefix]
             if knob not in knobs:
                 allowed = ", ".join(sorted(knobs)) or "none"
                 raise RaybenchError(
-                    f"unknown option {key!r} for solver {solver!r} (options: {allowed})"
+                    f"unknown option {key!r} for solver {prefix!r} (options: {allowed})"
                 )
-            options[knob] = knobs[knob].parse(key, raw)
+            value = knobs[knob].parse(key, raw)  # checked even when that solver is not run
+            if prefix == solver:
+                options[knob] = value
         elif key in RUN_BOUNDS:
             values[key] = RUN_BOUNDS[key].parse(key, raw)
         else:

@@ -164,6 +164,8 @@ def test_solvers_and_settings_listings(tmp_path: Path) -> None:
         (["run", "--seeds", "0"], ["--seeds"]),
         (["run", "--bogus"], ["--bogus"]),
         (["report", "-e", "nothing-here"], ["no experiment 'nothing-here'"]),
+        (["run", "--solvers", "fomaml", "--set", "imaml.lam=0"], ["imaml.lam", "> 0"]),
+        (["sweep", "--solvers", "fomaml", "--set", "imaml.lam=0"], ["imaml.lam", "> 0"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from raybench.config import PRESETS, RunConfig, parse_assignments
@@ -58,6 +60,27 @@ def test_unknown_keys_and_presets_suggest_the_right_name() -> None:
         make_config("maml", "paper", {"mam.lam": "1"})
     with pytest.raises(RaybenchError, match=r"unknown option 'maml\.lam'"):
         make_config("maml", "paper", {"maml.lam": "1"})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("imaml.lam", "0", "imaml.lam"),
+        ("imaml.cg", "3", "unknown option 'imaml.cg' for solver 'imaml'"),
+        ("neumann.terms", "many", "neumann.terms"),
+    ],
+)
+def test_options_of_a_solver_not_run_are_checked_all_the_same(
+    key: str, value: str, words: str
+) -> None:
+    """``--solvers fomaml --set imaml.lam=0`` is refused as ``--solvers imaml`` would be."""
+    with pytest.raises(RaybenchError, match=re.escape(words)):
+        make_config("imaml", "paper", {key: value})
+    with pytest.raises(RaybenchError, match=re.escape(words)):
+        make_config("fomaml", "paper", {key: value})
+    assert make_config("fomaml", "paper", {"imaml.lam": "2"}).solver_options == (
+        make_config("fomaml", "paper").solver_options
+    )
 
 
 def test_task_larger_than_a_character_is_rejected() -> None:

@@ -232,6 +232,8 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
+    assert "Tuner.restore" not in err  # Tune's advice to unpickle its state is not passed on
+    assert err.strip().splitlines()[-1].endswith("--resume continues")
     rendezvous.clear()  # the resumed sweep trains freely
     assert not (exp / "trials").exists()  # an interrupted sweep is not written up as finished
     records = exp / "trial-records" / "fomaml"

@@ -224,3 +224,26 @@ def test_live_display_survives_tunes_pickling_without_its_console() -> None:
     assert copy.bars is None and copy.counts() == live.counts()
     copy.on_trial_complete(0, [], trial("t-run", {"inner_lr": 0.2}, 4, 20.0))  # no display
     assert copy.counts()["done"] == 3
+
+
+def test_tunes_advice_to_restore_its_pickled_state_is_not_passed_on(caplog) -> None:
+    """After Ctrl-C Tune logs 'Resume experiment with: Tuner.restore(...)': the sweep drops
+    that line (raybench never unpickles Tune's state) and takes it as the interruption;
+    Tune's other warnings pass."""
+    import logging
+
+    from raybench.search.sweep import interruption_watch
+
+    tune_run = logging.getLogger("ray.tune.tune")
+    with caplog.at_level(logging.WARNING), interruption_watch() as interrupted:
+        tune_run.warning("a warning of Tune's own")
+        tune_run.warning(
+            "Experiment has been interrupted, but the most recent state was saved.\n"
+            'Resume experiment with: Tuner.restore(path="/x", trainable=...)'
+        )
+    assert interrupted.seen
+    texts = [r.getMessage() for r in caplog.records]
+    assert texts == ["a warning of Tune's own"]
+    with caplog.at_level(logging.WARNING):  # outside a sweep, Tune's logging is untouched
+        tune_run.warning("Resume experiment with: Tuner.restore(...)")
+    assert "Tuner.restore" in caplog.records[-1].getMessage()

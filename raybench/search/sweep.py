@@ -125,6 +125,22 @@ class _InterruptionLog(logging.Handler):
             self.seen = True
 
 
+class _RestoreHint(logging.Filter):
+    """Drops Tune's advice to ``Tuner.restore(...)`` its pickled state after Ctrl-C: raybench
+    never unpickles it (the trust model); ``--resume`` continues from raybench's own
+    records, and raybench's interruption line says so."""
+
+    def __init__(self, log: _InterruptionLog) -> None:
+        super().__init__()
+        self.log = log
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Tuner.restore" in record.getMessage():
+            self.log.seen = True
+            return False
+        return True
+
+
 @contextlib.contextmanager
 def interruption_watch() -> Iterator[_InterruptionLog]:
     """Around ``Tuner.fit``: notices Tune's interruption, and puts back the signal
@@ -133,12 +149,16 @@ def interruption_watch() -> Iterator[_InterruptionLog]:
     handler = _InterruptionLog()
     logger = logging.getLogger("ray.tune")
     logger.addHandler(handler)
+    hint = _RestoreHint(handler)
+    tune_run = logging.getLogger("ray.tune.tune")  # where Tune logs its restore advice
+    tune_run.addFilter(hint)
     signals = [s for s in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if s is not None]
     saved = {s: signal.getsignal(s) for s in signals}
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
+        tune_run.removeFilter(hint)
         for number, previous in saved.items():
             if previous is not None:
                 signal.signal(number, previous)
