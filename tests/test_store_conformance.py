@@ -241,3 +241,21 @@ def test_store_check_refuses_a_folder_that_is_not_an_experiment(
     for folder in (str(store.root / "manifests"), str(tmp_path / "outputs"), "/"):
         proc = run_main("store", "check", "-e", folder, cwd=tmp_path)
         one_line_error(proc, "not a raybench experiment")
+
+
+def test_each_warnings_suggested_command_works_as_written(
+    tmp_path: Path, store: ExperimentStore
+) -> None:
+    """The command a warning suggests, run word for word, repairs what it warned about."""
+    import re
+
+    replace_column(fomaml_file(store, "runs"), "status", ["weird"])
+    doubled(fomaml_file(store, "tasks", seed=1))
+    _, warnings = report_runs(tmp_path)
+    suggested = {m for w in warnings for m in re.findall(r"`raybench ([^`]+)`", w)}
+    assert suggested == {f"store check -e {store.root.relative_to(tmp_path)} --fix"}, warnings
+    for command in suggested:
+        proc = run_main(*command.split(), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts, warnings = report_runs(tmp_path)
+    assert warnings == [] and counts == {**EXPECTED_RUNS, "fomaml": 2}
