@@ -11,10 +11,12 @@ run, per run and step, per run and task); a row repeated within a file is counte
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from raybench.errors import RaybenchError
@@ -39,6 +41,7 @@ NON_NEGATIVE = (
 )  # fmt: skip
 
 
+@functools.cache
 def declared_schema(table_name: str) -> pa.Schema | None:
     """The schema raybench writes ``table_name`` with (None: a study's own table)."""
     if table_name == "runs":
@@ -86,16 +89,20 @@ _ACCEPTS = {
 }
 
 
+@functools.cache
+def _declared_fields(table_name: str) -> dict[str, pa.Field]:
+    schema = declared_schema(table_name)
+    return {} if schema is None else {f.name: f for f in schema}
+
+
 def type_problem(table_name: str, table: pa.Table) -> str:
     """Why a file's columns are not of the declared kinds ("" when they are)."""
-    schema = declared_schema(table_name)
-    if schema is None:
-        return ""
+    declared = _declared_fields(table_name)
     for field in table.schema:
-        if field.name not in schema.names:
-            continue  # a column of another version of raybench: kept as stored
-        want = _kind(schema.field(field.name).type)
-        have = _kind(field.type)
+        target = declared.get(field.name)
+        if target is None or target.type == field.type:
+            continue  # undeclared: a column of another version of raybench, kept as stored
+        want, have = _kind(target.type), _kind(field.type)
         if have not in _ACCEPTS.get(want, (want, "null")):
             return f"column {field.name!r} holds {have}, raybench declares {want}"
     return ""
@@ -103,12 +110,10 @@ def type_problem(table_name: str, table: pa.Table) -> str:
 
 def cast_declared(table_name: str, table: pa.Table) -> pa.Table:
     """Declared columns in their declared types, so files of one table always combine."""
-    schema = declared_schema(table_name)
-    if schema is None:
-        return table
+    declared = _declared_fields(table_name)
     for i, field in enumerate(table.schema):
-        if field.name in schema.names and field.type != schema.field(field.name).type:
-            target = schema.field(field.name)
+        target = declared.get(field.name)
+        if target is not None and field.type != target.type:
             table = table.set_column(i, target, table.column(i).cast(target.type))
     return table
 
@@ -140,7 +145,14 @@ def value_problem(table_name: str, table: pa.Table) -> str:
 
 def _first(table: pa.Table, name: str, bad: Callable[[float], bool]) -> Any:
     """The first non-null, non-NaN value of a column for which ``bad`` holds, or None."""
-    for value in table.column(name).to_pylist():
+    column = table.column(name)
+    if column.null_count == len(column):
+        return None
+    values = column.to_numpy(zero_copy_only=False).astype(float)  # nulls as NaN
+    finite = values[~np.isnan(values)]
+    if finite.size == 0 or not any(bad(v) for v in (finite.min(), finite.max())):
+        return None  # the extremes hold: every value does (each test is a range)
+    for value in column.to_pylist():
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         if bad(float(value)):
