@@ -83,9 +83,10 @@ def test_report_compares_every_row_with_the_best(tmp_path: Path) -> None:
     tasks = rng.normal(0, 8, 200)
     store = ExperimentStore(tmp_path / "exp")
     accs = {}
-    for solver, mean in (("maml", 80.0), ("fomaml", 79.8), ("reptile", 70.0), ("penalty", 75)):
-        for seed in range(3):
+    for solver, mean in (("maml", 60.0), ("fomaml", 59.8), ("reptile", 50.0), ("penalty", 55)):
+        for seed in range(3):  # means low enough that every task accuracy is within 0-100
             x = mean + rng.normal(0, 0.5) + tasks + rng.normal(0, 5, 200)
+            assert x.min() >= 0 and x.max() <= 100
             accs.setdefault(solver, []).append(x)
             keys = [f"other{i}" for i in range(200)] if solver == "penalty" else None
             store.write_run(fake(solver, seed, x, keys))
