@@ -38,7 +38,7 @@ PathLike = str | Path
 def open_store(experiment: PathLike | None = None, out: PathLike = "outputs") -> ExperimentStore:
     """An experiment by name under ``out``, by folder path, or (None) the newest under
     ``out``; a one-line error naming what there is otherwise."""
-    from raybench.cli.commands import newest_experiment
+    from raybench.planning import newest_experiment
     from raybench.results import open_experiment
 
     out = Path(out)
@@ -339,7 +339,11 @@ def run(
 
     from rich.console import Console
 
-    from raybench.cli.commands import (
+    from raybench.config import MATRIX_PRESETS
+    from raybench.configfile import read_config_file
+    from raybench.errors import RaybenchError
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.planning import (
         build_configs,
         configs_from_files,
         default_seeds,
@@ -350,10 +354,6 @@ def run(
         resume_configs,
         resume_store,
     )
-    from raybench.config import MATRIX_PRESETS
-    from raybench.configfile import read_config_file
-    from raybench.errors import RaybenchError
-    from raybench.execution import ExecutionOptions, execute
     from raybench.trackers import tracker_spec
 
     if (seeds is not None and seeds < 1) or first_seed < 0:
@@ -390,7 +390,10 @@ def run(
         }
         refuse_with_resume([name for name, on in given.items() if on])
         store = resume_store(resume, out)
-        configs, sources = resume_configs(store, _names(solvers), console)
+        resumption = resume_configs(store, _names(solvers))
+        for line in resumption.lines:
+            console.print(line)
+        configs, sources = resumption.configs, resumption.sources
         source = "preset"
         if not configs:
             return Experiment(store, [])

@@ -15,8 +15,8 @@ import pytest
 from cli_checks import run_main
 
 import raybench
-from raybench.cli.commands import default_seeds
 from raybench.config import PRESETS
+from raybench.planning import default_seeds
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 COMMANDS = [

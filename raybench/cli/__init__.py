@@ -704,8 +704,8 @@ def compare_command(
     difference it would detect with 80% power. A solver name that has several
     configurations in a setting is ambiguous: give a fingerprint (`config` in `raybench
     report --format json`)."""
-    from raybench.cli.commands import newest_experiment
     from raybench.cli.reports import compare
+    from raybench.planning import newest_experiment
 
     if old_b is not None:  # the old spelling: compare EXPERIMENT A B
         experiment = _experiment(experiment, a, "compare")
@@ -831,8 +831,8 @@ def replicate_command(
     (best, tied with the best, worse; tuning gain significant or not), how often each
     should by chance alone, and each accuracy's shift between the seed sets. Runs already
     in the replication are kept: run it again to continue an interrupted one."""
-    from raybench.cli.commands import experiment_store
     from raybench.cli.replicate import parse_seeds, replicate
+    from raybench.planning import experiment_store
     from raybench.results import open_experiment
 
     published = open_experiment(experiment, out)

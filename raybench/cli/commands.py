@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from raybench.cli.reports import report
@@ -22,6 +20,15 @@ from raybench.config import (
     parse_assignments,
 )
 from raybench.errors import RaybenchError
+from raybench.planning import (
+    build_configs,
+    default_seeds,
+    experiment_store,
+    newest_experiment,
+    resolve_presets,
+    resolve_solvers,
+    resume_store,
+)
 
 if TYPE_CHECKING:
     from raybench.execution import ExecutionOptions
@@ -29,36 +36,6 @@ if TYPE_CHECKING:
     from raybench.search.protocol import Protocol
     from raybench.search.sweep import SweepOptions
     from raybench.trackers import TrackerSpec
-
-
-def resolve_solvers(spec: str) -> list[str]:
-    """``all`` or a comma-separated list, each name checked against the registry."""
-    from raybench.solvers import SOLVERS, solver_class
-
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    if not names:
-        raise RaybenchError("--solvers is empty: give solver names or 'all'")
-    if names == ["all"]:
-        return list(SOLVERS)
-    for name in names:
-        solver_class(name)
-    return list(dict.fromkeys(names))
-
-
-def build_configs(
-    solvers: Sequence[str],
-    preset: str,
-    overrides: dict[str, str],
-    seeds: Sequence[int],
-) -> list[RunConfig]:
-    """Every (solver, seed) config, all validated before anything starts."""
-    from raybench.solvers import make_config
-
-    return [
-        make_config(solver, preset, {**overrides, "seed": seed})
-        for solver in solvers
-        for seed in seeds
-    ]
 
 
 def run(
@@ -121,83 +98,6 @@ def run(
         console.print(f"[red]{len(failed)} run(s) failed; their rows say why[/]")
     if failed or unstored:
         raise typer.Exit(1)
-
-
-def refuse_with_resume(given: list[str]) -> None:
-    """``--resume`` continues runs as they were started: options that would define other
-    runs (another run id) or another experiment have no meaning there."""
-    if given:
-        them = "it" if len(given) == 1 else "them"
-        raise RaybenchError(
-            f"--resume continues the experiment's runs as they were started; "
-            f"{', '.join(given)} would make other runs. Leave {them} out (--solvers narrows "
-            "what is continued), or start the new runs with `raybench run ... --experiment NAME`"
-        )
-
-
-def resume_configs(
-    store: ExperimentStore, solvers: str, console: Console
-) -> tuple[list[RunConfig], dict[str, str]]:
-    """Every unfinished run of every command in the experiment (narrowed to ``solvers``),
-    each said with where it goes on from."""
-    from raybench.results.plans import plan_resume
-
-    plan = plan_resume(store)
-    for path, why in plan.unusable_states:
-        console.print(
-            f"[yellow]{escape(str(path))}: {escape(why)}; not continued "
-            f"(`raybench store check -e {escape(str(store.root))} --fix` moves it away)[/]"
-        )
-    configs = plan.configs
-    if solvers != "all":
-        wanted = set(resolve_solvers(solvers))
-        configs = [c for c in configs if c.solver in wanted]
-    if not configs:
-        console.print(
-            f"[bold]raybench[/] nothing to resume in {escape(str(store.root))}: "
-            f"{plan.finished} run(s) finished, none unfinished"
-            + ("" if solvers == "all" else f" among --solvers {escape(solvers)}")
-        )
-        return [], plan.sources
-    console.print(
-        f"[bold]raybench[/] resuming {escape(str(store.root))}: {len(configs)} unfinished "
-        f"run(s) ({plan.finished} finished, kept)"
-    )
-    for config in configs:
-        step = plan.from_step.get(config.run_id)
-        if step is not None:
-            where = f"from step {step} of {config.meta_steps} (saved state)"
-        elif config.run_id in plan.failed:
-            where = "from step 0 (stored as failed, no saved state)"
-        else:
-            where = "from step 0 (not started)"
-        console.print(f"  {config.solver} seed {config.seed} ({config.run_id}): {where}")
-    return configs, plan.sources
-
-
-def resolve_presets(spec: str) -> list[str]:
-    """One preset or a comma-separated list, each checked."""
-    presets = [p.strip() for p in spec.split(",") if p.strip()]
-    if not presets:
-        raise RaybenchError("--preset is empty")
-    for preset in presets:
-        check_preset(preset)
-    return list(dict.fromkeys(presets))
-
-
-SMOKE_PRESETS = ("smoke",)
-DEFAULT_SEEDS = 3
-
-
-def default_seeds(presets: Sequence[str]) -> int:
-    """One rule for ``--seeds`` in run, sweep and study: 3 seeds, the fewest with which
-    the report's intervals and its paired comparison estimate seed-to-seed variation with
-    more than one degree of freedom (with one seed they can only use the test tasks, and
-    say so); 1 when every preset is ``smoke``, which checks that things run and measures
-    nothing."""
-    if presets and all(p in SMOKE_PRESETS for p in presets):
-        return 1
-    return DEFAULT_SEEDS
 
 
 def study(
@@ -342,36 +242,6 @@ def bench_ab(
             ab_compare(a, b, data, rounds=rounds or 10, warmup=2 if warmup is None else warmup)
         )
     console.print(ab_rich(results))
-
-
-def experiment_name(name: str) -> str:
-    if not name or "/" in name or name.startswith("."):
-        raise RaybenchError(f"invalid experiment name {name!r}: use a plain folder name")
-    return name
-
-
-def resume_store(name: str, out: Path) -> ExperimentStore:
-    """An existing experiment folder, by name under ``out`` or by path."""
-    from raybench.results import ExperimentStore
-
-    for path in (out / name, Path(name)):
-        if path.is_dir():
-            return ExperimentStore(path)
-    raise RaybenchError(f"nothing to resume: no experiment {name!r} under {out}")
-
-
-def configs_from_files(
-    files: Sequence[Path], overrides: dict[str, str], seeds: Sequence[int]
-) -> list[RunConfig]:
-    from raybench.configfile import read_config_file
-    from raybench.solvers import make_config
-
-    configs = []
-    for path in files:
-        solver, preset, settings = read_config_file(path)
-        for seed in seeds:
-            configs.append(make_config(solver, preset, {**settings, **overrides, "seed": seed}))
-    return configs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -594,50 +464,6 @@ def default_spaces() -> Path:
     return local if local.is_dir() else DEFAULT_DIR
 
 
-def warn_missing(store: ExperimentStore, runs: object) -> None:
-    """Say which finished runs lost their curves or per-task file: the report's stability
-    measures (curves) and paired comparison (tasks) of their row leave them out."""
-    for table, what in (
-        ("curves", "its stability measures (roughness, steps to 90%/95%)"),
-        ("tasks", "the paired comparison"),
-    ):
-        for run_id in store.runs_without(table, runs):  # type: ignore[arg-type]
-            store.warn(
-                f"run {run_id} has no {table} file ({store.path(table, run_id)}): "
-                f"{what} of its row leave this run out"
-            )
-
-
-def warn_code_version(store: ExperimentStore, runs: Any) -> None:
-    """Say when the runs shown were made by other training code than the installed one
-    (or by several versions): one line, with how many runs each (raybench.code_version)."""
-    from raybench.code_version import code_fingerprint, version_warning
-
-    recorded = (
-        runs.column("code_fingerprint").to_pylist()
-        if "code_fingerprint" in runs.column_names
-        else [None] * runs.num_rows
-    )
-    line = version_warning(recorded, code_fingerprint())
-    if line:
-        store.warn(line)
-
-
-def newest_experiment(out: Path) -> str:
-    """The experiment under ``out`` whose runs or study tables changed last."""
-    from raybench.results.store import EXPERIMENT_TABLES
-
-    found = [
-        (t.stat().st_mtime, str(p))
-        for p in (out.glob("*") if out.is_dir() else [])
-        for t in (p / name for name in EXPERIMENT_TABLES)
-        if t.is_dir()
-    ]
-    if not found:
-        raise RaybenchError(f"no experiments under {out}: run `raybench run` first")
-    return max(found)[1]
-
-
 def plot(
     experiment: str | None,
     directory: Path | None,
@@ -701,22 +527,6 @@ def list_settings(preset: str, console: Console) -> None:
 
 
 # -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
-
-
-def experiment_store(experiment: str, out: Path, force: bool = False) -> ExperimentStore:
-    """``-e``'s experiment in every command that writes one: a plain name under ``out``, or
-    a folder; refused in one line where results cannot or should not be written (a system
-    or foreign folder unless ``force``, a kernel file system, an unwritable place)."""
-    from raybench.results import ExperimentStore
-    from raybench.results.store import claim_folder, ensure_writable
-
-    if "/" in experiment or experiment.startswith("."):
-        store = ExperimentStore(Path(experiment))
-    else:
-        store = ExperimentStore(out / experiment_name(experiment))
-    ensure_writable(store.root)
-    claim_folder(store.root, force)
-    return store
 
 
 def _study_overrides(preset: str, settings: list[str], device: str | None) -> dict[str, str]:

@@ -4,7 +4,7 @@ The conventions: ``-e/--experiment`` names the experiment (a name under ``--out`
 folder) in every command; ``--steps`` is always meta-steps of training (``--timed-steps``
 for what bench and scaling time); ``--cpus-per-run``/``--gpus-per-run`` are the resources of
 one run (or one trial, or one measuring process); ``--seeds`` is one rule everywhere
-(:func:`raybench.cli.commands.default_seeds`); ``-h`` and ``--help`` everywhere; flags show no
+(:func:`raybench.planning.default_seeds`); ``-h`` and ``--help`` everywhere; flags show no
 value. Old spellings still work for one release, with one deprecation line on stderr.
 """
 

@@ -34,8 +34,8 @@ def report(
     ``compact`` Markdown shows one column per group, as the terminal does; ``defaults``
     shows a sweep's default configurations instead of its tuned ones."""
     from raybench import api
-    from raybench.cli.commands import warn_code_version, warn_missing  # imports this module
     from raybench.report import flat, study_records
+    from raybench.report.caveats import warn_code_version, warn_missing
     from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, parse_columns
     from raybench.report.records import summary_arrow
     from raybench.results.store import write_table
