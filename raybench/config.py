@@ -238,6 +238,8 @@ class RunConfig:
 
 
 RUN_BOUNDS = bounds_of(RunConfig)
+# Settings a search space may never search: they say which run it is, not how it learns
+NEVER_SEARCHED = ("seed", "solver", "device", "dtype", "preset")
 
 
 @dataclass(frozen=True)

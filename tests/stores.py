@@ -14,9 +14,9 @@ import pyarrow as pa
 from raybench.results import ExperimentStore
 from raybench.results.schema import SCHEMA_VERSION
 from raybench.results.store import write_table
+from raybench.results.trials import trials_table
 from raybench.search.protocol import make_protocol
 from raybench.search.spaces import load_space
-from raybench.search.trials import trials_table
 from raybench.solvers import METRICS, make_config
 from raybench.train import TASK_METRICS, RunResult
 

@@ -23,9 +23,9 @@ import raybench.api
 from raybench.cli.replicate import replication_markdown
 from raybench.configfile import read_config_file
 from raybench.results import ExperimentStore
+from raybench.results.trials import param_column, searchable
 from raybench.search.live import params_text
 from raybench.search.spaces import load_space
-from raybench.search.trials import param_column, searchable
 from raybench.solvers import make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray

@@ -18,14 +18,9 @@ from rich.console import Console
 
 from raybench.results import ExperimentStore
 from raybench.results.store import write_table
+from raybench.results.trials import TRIALS_SCHEMA, param_column, trials_table
 from raybench.search.live import LiveSweep
-from raybench.search.trials import (
-    TRIALS_SCHEMA,
-    best_trial,
-    param_column,
-    trial_row,
-    trials_table,
-)
+from raybench.search.trials import best_trial, trial_row
 from raybench.solvers import make_config
 
 

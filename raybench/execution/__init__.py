@@ -11,62 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
+from raybench.execution.options import BACKENDS as BACKENDS
+from raybench.execution.options import DEFAULT_CONNECT_TIMEOUT_S as DEFAULT_CONNECT_TIMEOUT_S
+from raybench.execution.options import ExecutionOptions as ExecutionOptions
+from raybench.execution.options import RunSummary as RunSummary
 from raybench.results import ExperimentStore
-
-if TYPE_CHECKING:
-    from raybench.trackers import TrackerSpec
-
-BACKENDS = ("ray", "inline")
-DEFAULT_CONNECT_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    status: str  # completed | diverged | failed | skipped | busy | unstored
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ExecutionOptions:
-    """How runs are placed; none of it changes a run's result."""
-
-    backend: str = "ray"
-    address: str | None = None  # None: start a local Ray; "auto", "host:port", "ray://..."
-    gpus_per_run: float | None = None  # None: share the visible GPUs among concurrent runs
-    cpus_per_run: float = 1.0
-    max_concurrent: int | None = None
-    max_retries: int = 2
-    dashboard: bool = False
-    rerun: bool = False
-    source: str = "preset"  # recorded with each run: preset, config file, tuned
-    log_every: float = 60.0  # not in a terminal: a progress line per run this often (0: off)
-    tracker: TrackerSpec | None = None  # each stored run also logged to MLflow / TensorBoard
-    label_settings: tuple[str, ...] = ()  # settings named in progress rows (a study's value)
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S  # seconds to reach --address
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise RaybenchError(f"unknown backend {self.backend!r} (backends: ray, inline)")
-        if self.gpus_per_run is not None and not 0 <= self.gpus_per_run <= 8:
-            raise RaybenchError(f"--gpus-per-run {self.gpus_per_run}: expected 0..8")
-        if self.cpus_per_run <= 0:
-            raise RaybenchError(f"--cpus-per-run {self.cpus_per_run}: expected > 0")
-        if self.max_retries < 0:
-            raise RaybenchError(f"--max-retries {self.max_retries}: expected >= 0")
-        if self.log_every < 0:
-            raise RaybenchError(f"--log-every {self.log_every}: expected >= 0 seconds")
-        if self.connect_timeout <= 0:
-            raise RaybenchError(f"--connect-timeout {self.connect_timeout}: expected > 0")
 
 
 def check_local_devices(configs: Sequence[RunConfig], options: ExecutionOptions) -> None:

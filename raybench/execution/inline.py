@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
-from raybench.execution import RunSummary
+from raybench.execution.options import RunSummary
 from raybench.execution.progress import RunProgress
 from raybench.execution.storing import ResultWriter
 from raybench.train import train

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from raybench.config import RunConfig
-from raybench.execution import ExecutionOptions, RunSummary
+from raybench.execution.options import ExecutionOptions, RunSummary
 from raybench.execution.progress import RunProgress
 from raybench.execution.session import (  # noqa: F401 - re-exported
     LOCAL_ONLY,

@@ -24,8 +24,9 @@ import pyarrow as pa
 from raybench.errors import RaybenchError
 from raybench.report import paired
 from raybench.report.power import detectable, seeds_needed
-from raybench.report.records import completed_views, run_views, setting_label
+from raybench.report.records import run_views, setting_label
 from raybench.report.significance import Comparison
+from raybench.report.views import completed_views
 
 MIN_PREFIX = 4
 

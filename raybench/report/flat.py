@@ -18,15 +18,14 @@ from typing import Any
 
 from raybench.report.columns import group_of
 from raybench.report.records import (
-    MISSING,
     SUMMARY_SCHEMA,
-    TIED_MARK,
     format_duration,
     format_memory,
     method_note,
     versus_best_text,
 )
 from raybench.report.tuning import default_text, gain_text, has_tuning
+from raybench.report.views import MISSING, TIED_MARK
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 

@@ -35,10 +35,8 @@ from raybench.report.stability import (
     std_or_none,
 )
 from raybench.report.tuning import TUNING_FIELDS, TUNING_NAMES, add_tuning, shown
+from raybench.report.views import MISSING, TIED_MARK, completed_views
 from raybench.solvers.base import family_rank
-
-MISSING = "—"
-TIED_MARK = "★"  # not significantly worse than the best row of its setting
 
 # The aggregated table: the columns of summary.parquet and of every --format, in order.
 SUMMARY_SCHEMA = pa.schema(
@@ -347,15 +345,6 @@ VERSUS_BEST = (
     "vs_best", "vs_best_ci95", "vs_best_p", "vs_best_verdict", "vs_best_method", "vs_best_why",
     "vs_best_detectable", "vs_best_se", "vs_best_df",
 )  # fmt: skip
-
-
-def completed_views(members: Sequence[tuple[dict, dict]]) -> list[dict]:
-    """The runs of a configuration whose test result counts (completed, tested)."""
-    return [v for _, v in members if v["status"] == "completed" and v["test_acc"] is not None]
-
-
-def completed_run_ids(members: Sequence[tuple[dict, dict]]) -> list[str]:
-    return [str(v["run_id"]) for v in completed_views(members)]
 
 
 def _add_versus_best(

@@ -24,7 +24,6 @@ from rich.text import Text
 from raybench.report import references as refs
 from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, group_of
 from raybench.report.records import (
-    MISSING,
     NOTES,
     config_key,
     format_duration,
@@ -38,6 +37,7 @@ from raybench.report.records import (
 from raybench.report.records import versus_best_text as records_versus_best
 from raybench.report.stability import finite as _num
 from raybench.report.tuning import TUNING_NOTE, default_text, gain_text, has_tuning
+from raybench.report.views import MISSING
 
 BEST = "bold green"
 

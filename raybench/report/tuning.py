@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from raybench.report import paired
+from raybench.report.views import MISSING, completed_views
 
 TUNING_FIELDS = [
     ("tuned_values", pa.string()),  # what tuning changed, or why the default stands alone
@@ -65,8 +66,6 @@ def add_tuning(
 ) -> None:
     """Fill the tuning columns of every default and tuned row (both carry the same gain).
     ``default_selected``: per solver, whether its search selected the default."""
-    from raybench.report.records import completed_views
-
     for (_, solver), where in _by_solver(records).items():
         d, t = where.get("default"), where.get("tuned")
         if d is None:
@@ -113,7 +112,6 @@ def shown(records: Sequence[Mapping[str, Any]], defaults: bool) -> list[int]:
 
 def gain_text(record: Mapping[str, Any]) -> str:
     """``+12.30 ± 4.10`` (``*`` where p < 0.05), or why there is no gain."""
-    from raybench.report.records import MISSING
     from raybench.report.significance import ALPHA
 
     if record.get("tuned_values") in (DEFAULT_SELECTED, NO_TUNED):
@@ -126,7 +124,6 @@ def gain_text(record: Mapping[str, Any]) -> str:
 
 
 def default_text(record: Mapping[str, Any]) -> str:
-    from raybench.report.records import MISSING
 
     if record.get("default_acc") is None:
         return MISSING

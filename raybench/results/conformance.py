@@ -57,7 +57,7 @@ def declared_schema(table_name: str) -> pa.Schema | None:
 
         return TASKS_SCHEMA
     if table_name == "trials":
-        from raybench.search.trials import TRIALS_SCHEMA
+        from raybench.results.trials import TRIALS_SCHEMA
 
         return TRIALS_SCHEMA
     return None

@@ -41,7 +41,7 @@ def upgrade(table: pa.Table, table_name: str = "runs") -> pa.Table:
         return table
     table = _baseline_classifier_columns(table)
     if table_name == "trials":  # one schema for every solver's file (integers as integers)
-        from raybench.search.trials import conform
+        from raybench.results.trials import conform
 
         table = conform(table)
     if file_version(table) >= 2:

@@ -19,12 +19,12 @@ from typing import Any
 
 import yaml
 
-from raybench.config import RUN_BOUNDS, Bound, RunConfig, did_you_mean
+from raybench.config import NEVER_SEARCHED, RUN_BOUNDS, Bound, RunConfig, did_you_mean
 from raybench.errors import RaybenchError
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
-FIXED = ("seed", "solver", "device", "dtype", "preset")  # never searched
+FIXED = NEVER_SEARCHED
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from raybench.execution.progress import LOG_EVERY
 from raybench.execution.ray_backend import gpu_share
 from raybench.results import ExperimentStore
 from raybench.results.store import warn_stderr, write_table
+from raybench.results.trials import trials_table
 from raybench.search.live import LiveSweep, params_text
 from raybench.search.protocol import Protocol
 from raybench.search.spaces import SearchSpace, decode
@@ -51,7 +52,6 @@ from raybench.search.trials import (
     mark_selected,
     recorded_trials,
     trial_row,
-    trials_table,
 )
 from raybench.solvers import make_config
 from raybench.trackers import TrackerSpec

@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from raybench.results import ExperimentStore
-from raybench.trackers import StoredRun
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+    from raybench.trackers import StoredRun  # the package imports this module
 
 LOGGED = "raybench.logged"
 MAX_PARAMS = 100  # MLflow's limits on one log_batch call

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raybench.atomic import atomic_write_bytes
 from raybench.results import ExperimentStore
-from raybench.trackers import StoredRun
+
+if TYPE_CHECKING:
+    from raybench.trackers import StoredRun  # the package imports this module
 
 MARKER = "raybench.json"
 
