@@ -111,7 +111,8 @@ def replicate(
     from raybench.search.protocol import seed_text
 
     plan, manifest = replication_plan(published, seeds, target)
-    missing = [c for c in plan.configs if c.run_id not in target.finished_ids()]
+    finished = target.finished_ids()  # once: it reads every runs file
+    missing = [c for c in plan.configs if c.run_id not in finished]
     if missing:
         ensure_writable(target.root)
         target.root.mkdir(parents=True, exist_ok=True)
