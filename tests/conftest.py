@@ -32,10 +32,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``ray`` (they start a Ray instance) of one module share one worker."""
-    for item in items:
+    """Tests marked ``ray`` (they start a Ray instance) of one module share one worker,
+    unless the module says its tests share nothing (``RAY_TESTS_SHARE_NOTHING = True``:
+    each starts its own Ray through the CLI), when each is a group of its own. Those go
+    first (the sweeps and kills, the longest tests), then the other slow tests, so the
+    longest start first and neither worker is left with a long tail (the suite's wall
+    time is the busier worker's)."""
+    alone = {id(i) for i in items if getattr(i.module, "RAY_TESTS_SHARE_NOTHING", False)}
+    for index, item in enumerate(items):
         if item.get_closest_marker("ray") is not None:
-            item.add_marker(pytest.mark.xdist_group(f"ray-{item.path.stem}"))
+            group = f"ray-{item.path.stem}" + (f"-{index}" if id(item) in alone else "")
+            item.add_marker(pytest.mark.xdist_group(group))
+    # stable: collection order within each rank
+    items.sort(key=lambda i: (id(i) not in alone, i.get_closest_marker("slow") is None))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

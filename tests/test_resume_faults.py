@@ -21,6 +21,7 @@ from raybench.solvers import make_config
 from raybench.train import Progress, train
 
 pytestmark = pytest.mark.slow
+RAY_TESTS_SHARE_NOTHING = True  # each test starts its own Ray through the CLI
 
 STEPS, EVAL = 28, 4
 RAY_GONE_S = 60  # a backstop: Ray's processes follow a killed driver within seconds

@@ -29,6 +29,7 @@ from raybench.search.spaces import load_space
 from raybench.solvers import make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]  # every test here starts Ray
+RAY_TESTS_SHARE_NOTHING = True  # each test starts its own Ray through the CLI
 
 TRIAL_COLUMNS = {
     "experiment", "solver", "trial_id", "status", "val_acc", "best_val_acc", "steps",
