@@ -133,7 +133,7 @@ class Experiment:
     def _study(self, name: str) -> pd.DataFrame:
         import pandas as pd
 
-        from raybench.report.study_records import STUDY_RECORDS
+        from raybench.report.measurement_records import STUDY_RECORDS
 
         rows, names = STUDY_RECORDS[name](self.store)
         return pd.DataFrame(rows, columns=names)

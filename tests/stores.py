@@ -131,7 +131,7 @@ def comparison_store(
 
 def write_scaling(store: ExperimentStore) -> pa.Table:
     """A scaling study: maml grows with the inner steps, fomaml stays flat."""
-    from raybench.studies.scaling import SCALING_SCHEMA
+    from raybench.measurements.scaling import SCALING_SCHEMA
 
     rows = []
     for solver, family in (("maml", "second-order"), ("fomaml", "first-order")):
@@ -177,7 +177,7 @@ def write_scaling(store: ExperimentStore) -> pa.Table:
 
 def write_bench(store: ExperimentStore) -> pa.Table:
     """One ``raybench bench`` invocation: two solvers and the MAML loop."""
-    from raybench.studies.bench import BENCH_SCHEMA
+    from raybench.measurements.bench import BENCH_SCHEMA
 
     rows = []
     for solver, family, impl, ms in (

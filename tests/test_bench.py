@@ -14,10 +14,7 @@ import torch
 from rich.console import Console
 
 from raybench.data import OmniglotImages
-from raybench.models import build_model
-from raybench.reference import LoopReference, loop_meta_grad
-from raybench.solvers import make_config, make_solver
-from raybench.studies.bench import (
+from raybench.measurements.bench import (
     BENCH_SCHEMA,
     bench_rich,
     bench_table,
@@ -26,7 +23,10 @@ from raybench.studies.bench import (
     reference_for,
     spread,
 )
-from raybench.studies.measure import keep_timing, measure
+from raybench.measurements.measure import keep_timing, measure
+from raybench.models import build_model
+from raybench.reference import LoopReference, loop_meta_grad
+from raybench.solvers import make_config, make_solver
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 
@@ -167,7 +167,7 @@ def test_bench_cli_writes_parquet(tmp_path: Path) -> None:
 
 
 def test_flops_are_counted_and_the_matmul_rate_is_measured() -> None:
-    from raybench.studies.flops import achieved, count_flops, matmul_gflops
+    from raybench.measurements.flops import achieved, count_flops, matmul_gflops
 
     a, b = torch.randn(64, 32), torch.randn(32, 16)
     assert count_flops(lambda: a @ b) == 2 * 64 * 32 * 16
@@ -179,7 +179,7 @@ def test_flops_are_counted_and_the_matmul_rate_is_measured() -> None:
 def test_a_meta_step_is_counted_on_its_per_task_form(omniglot) -> None:
     """The same step's arithmetic whichever way the tasks are mapped: FLOPs per step do not
     depend on the implementation timed, and MAML does more arithmetic than FOMAML."""
-    from raybench.studies.measure import measure
+    from raybench.measurements.measure import measure
 
     counted = {}
     for solver in ("maml", "fomaml"):

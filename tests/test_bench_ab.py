@@ -13,9 +13,9 @@ from cli_checks import one_line_error, run_main
 
 from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
+from raybench.measurements import ab
+from raybench.measurements.ab import ab_compare, changed_settings
 from raybench.solvers import make_config
-from raybench.studies import ab
-from raybench.studies.ab import ab_compare, changed_settings
 
 TINY = {"hidden": 8}
 

@@ -20,7 +20,7 @@ from raybench.planning import default_seeds
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 COMMANDS = [
-    ["run"], ["sweep"], ["study"], ["bench"], ["report"], ["compare"], ["plot"], ["solvers"],
+    ["run"], ["sweep"], ["sensitivity"], ["bench"], ["report"], ["compare"], ["plot"], ["solvers"],
     ["settings"], ["fidelity"], ["scaling"], ["data"], ["data", "check"], ["store"],
     ["store", "check"],
 ]  # fmt: skip
@@ -77,7 +77,7 @@ def test_short_and_long_help_everywhere_and_flags_take_no_value(
 
 
 def test_the_same_options_exist_under_the_same_names(tmp_path: Path) -> None:
-    helps = {c: cli(c, "-h", cwd=tmp_path).stdout for c in ("run", "sweep", "study")}
+    helps = {c: cli(c, "-h", cwd=tmp_path).stdout for c in ("run", "sweep", "sensitivity")}
     for text in helps.values():
         for option in ("--device", "--cpus-per-run", "--gpus-per-run", "--seeds", "--steps",
                        "--experiment", "--tracker", "--tracker-uri",
@@ -101,7 +101,7 @@ PAPR = ["--preset", "papr"]
         ["run", "--preset", "papr"],
         ["run", "--preset", "smoke,papr"],
         ["sweep", "--preset", "papr"],
-        ["study", "--solver", "reptile", "--param", "outer_lr", "--values", "1", *PAPR],
+        ["sensitivity", "--solver", "reptile", "--param", "outer_lr", "--values", "1", *PAPR],
         ["bench", "--preset", "papr"],
         ["settings", "--preset", "papr"],
         ["fidelity", "--preset", "papr"],
@@ -129,9 +129,9 @@ def test_run_defaults_to_three_seeds_outside_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_study_rows_name_the_value_and_take_device(tmp_path: Path) -> None:
+def test_sensitivity_rows_name_the_value_and_take_device(tmp_path: Path) -> None:
     proc = cli(
-        "study", "--solver", "reptile", "--param", "outer_lr", "--values", "0.001,0.1",
+        "sensitivity", "--solver", "reptile", "--param", "outer_lr", "--values", "0.001,0.1",
         "--preset", "smoke", "--device", "cpu", *SMALL, "-e", "st", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

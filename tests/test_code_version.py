@@ -27,7 +27,7 @@ def test_fingerprint_follows_the_training_path_only(tmp_path: Path) -> None:
     root = package_copy(tmp_path)
     assert fingerprint_of(root) == code_fingerprint()
     (tmp_path / "README.md").write_text("a README edit\n")
-    for outside in ("report/tables.py", "cli/reports.py", "studies/bench.py", "__init__.py"):
+    for outside in ("report/tables.py", "cli/reports.py", "measurements/bench.py", "__init__.py"):
         with (root / outside).open("a") as f:
             f.write("\n# an edit off the training path\n")
     assert fingerprint_of(root) == code_fingerprint()

@@ -19,17 +19,17 @@ from cli_checks import run_main
 from raybench.cli import main
 from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
-from raybench.models import build_model
-from raybench.results import ExperimentStore
-from raybench.results.store import save_checkpoint
-from raybench.solvers import make_config
-from raybench.studies.fidelity import (
+from raybench.measurements.fidelity import (
     FIDELITY_SCHEMA,
     FidelityStudy,
     checkpoint_point,
     init_point,
     run_points,
 )
+from raybench.models import build_model
+from raybench.results import ExperimentStore
+from raybench.results.store import save_checkpoint
+from raybench.solvers import make_config
 from raybench.train import RunResult, train
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
@@ -153,7 +153,7 @@ def test_an_indefinite_imaml_row_says_where_cg_met_negative_curvature(
 ) -> None:
     from rich.console import Console
 
-    from raybench.report.studies import fidelity_tables
+    from raybench.report.measurements import fidelity_tables
 
     study = FidelityStudy(
         omniglot,

@@ -1,5 +1,5 @@
 """The package's layers point one way (../shared/ARCHITECTURE.md): config -> results -> data,
-tasks, models, solvers -> train -> execution, search, studies -> report -> api -> cli. Read
+tasks, models, solvers -> train -> execution, search, measurements -> report -> api -> cli. Read
 from the source with ``ast`` (nothing is imported): every ``import raybench...`` anywhere in
 a module, a function's included, is an edge; an import under ``if TYPE_CHECKING`` is not (it
 never runs)."""

@@ -25,6 +25,8 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from raybench.errors import RaybenchError
+from raybench.measurements.fidelity import FIDELITY_SCHEMA
+from raybench.measurements.scaling import SCALING_SCHEMA
 from raybench.report.plots import (
     PIXELS,
     NothingToPlot,
@@ -36,16 +38,14 @@ from raybench.report.plots import (
     run_groups,
 )
 from raybench.report.plots.labels import label_boxes
+from raybench.report.plots.measurements import fidelity_figure, scaling_figure
 from raybench.report.plots.registry import _KINDS
 from raybench.report.plots.runs import accuracy_time_figure, curves_figure, validation_figure
-from raybench.report.plots.studies import fidelity_figure, scaling_figure
 from raybench.report.plots.style import SOLVER_COLORS, solver_color
 from raybench.report.plots.sweep import sweep_figure
 from raybench.results import ExperimentStore
 from raybench.results.store import write_table
 from raybench.solvers import METRICS, make_config
-from raybench.studies.fidelity import FIDELITY_SCHEMA
-from raybench.studies.scaling import SCALING_SCHEMA
 from raybench.train import RunResult
 
 RAYBENCH = Path(sys.executable).parent / "raybench"

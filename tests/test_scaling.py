@@ -17,14 +17,14 @@ from rich.console import Console
 
 from raybench.cli import main
 from raybench.data import OmniglotImages
-from raybench.report.studies import scaling_renderables
-from raybench.studies.scaling import (
+from raybench.measurements.scaling import (
     SCALING_SCHEMA,
     Verdict,
     scaling_table,
     setting_groups,
     verdicts,
 )
+from raybench.report.measurements import scaling_renderables
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 TINY = {"hidden": 8, "meta_batch": 2}

@@ -118,7 +118,7 @@ def test_a_foreign_file_is_not_a_phantom_row(tmp_path: Path, capsys) -> None:
 
 
 def test_fidelity_from_skips_a_run_whose_checkpoint_is_truncated(tmp_path: Path) -> None:
-    from raybench.studies.fidelity import run_points
+    from raybench.measurements.fidelity import run_points
 
     store = ExperimentStore(tmp_path / "exp")
     for seed in (0, 1):
@@ -134,7 +134,7 @@ def test_fidelity_from_skips_a_run_whose_checkpoint_is_truncated(tmp_path: Path)
 
 def test_a_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     from raybench.errors import RaybenchError
-    from raybench.studies.fidelity import checkpoint_point
+    from raybench.measurements.fidelity import checkpoint_point
 
     text = tmp_path / "notes.pt"
     text.write_text("e = 1\n")

@@ -16,7 +16,7 @@ SMOKE = ("--solvers", "fomaml", "--preset", "smoke", "--steps", "2", "--backend"
 CREATING = [
     ("run", *SMOKE),
     ("sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "2", "--steps", "2"),
-    ("study", "--solver", "fomaml", "--param", "inner_lr", "--values", "0.1", "--preset",
+    ("sensitivity", "--solver", "fomaml", "--param", "inner_lr", "--values", "0.1", "--preset",
      "smoke"),
     ("bench", "--solvers", "fomaml", "--preset", "smoke", "--timed-steps", "2"),
     ("scaling", "--preset", "smoke", "--timed-steps", "2"),

@@ -177,7 +177,7 @@ def test_optuna_study_says_pruned_keys_meta_steps_and_names_tune_trials(
 ) -> None:
     from ray import tune
 
-    from raybench.search.study import SweepSearch
+    from raybench.search.optuna_study import SweepSearch
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     search = SweepSearch(

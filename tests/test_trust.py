@@ -41,7 +41,7 @@ def test_a_planted_pickle_in_progress_is_refused_not_run(tmp_path: Path) -> None
     torch.save({"format": 2, "run_id": config.run_id, "config": Planted(marker)}, planted)
     states, unusable = saved_states(planted.parent)
     assert states == [] and [p for p, _ in unusable] == [planted]
-    from raybench.studies.fidelity import checkpoint_point
+    from raybench.measurements.fidelity import checkpoint_point
 
     with pytest.raises(RaybenchError):
         checkpoint_point(planted)

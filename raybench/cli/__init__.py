@@ -7,10 +7,11 @@ The options the commands share, and the conventions they follow, are in
 
 from __future__ import annotations
 
+import functools
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -367,8 +368,8 @@ def sweep_command(
     )
 
 
-@app.command("study")
-def study_command(
+@app.command("sensitivity")
+def sensitivity_command(
     solver: Annotated[str, typer.Option("--solver", metavar="NAME", help="The solver to study.")],
     param: Annotated[
         str,
@@ -413,7 +414,7 @@ def study_command(
     """Train one solver over a list of values of one setting (several seeds each) and
     report final accuracy, divergence and the validation curve per value: the reference
     report's Reptile learning-rate study for any solver and setting."""
-    from raybench.cli.commands import study
+    from raybench.cli.commands import sensitivity
     from raybench.execution import ExecutionOptions
     from raybench.trackers import tracker_spec
 
@@ -429,7 +430,7 @@ def study_command(
         connect_timeout=connect_timeout,
         tracker=tracker_spec(tracker, tracker_uri),
     )
-    study(
+    sensitivity(
         solver=solver,
         param=param,
         values=values,
@@ -445,6 +446,18 @@ def study_command(
         execution=execution,
         console=stdout(),
     )
+
+
+@app.command("study", hidden=True)
+@functools.wraps(sensitivity_command)
+def study_command(*args: Any, **kwargs: Any) -> None:
+    """The old name of ``raybench sensitivity``, kept for one release."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        "raybench: `raybench study` is now `raybench sensitivity`; the old name goes in the "
+        "next release",
+        markup=False,
+    )
+    sensitivity_command(*args, **kwargs)
 
 
 @app.command("bench")

@@ -100,7 +100,7 @@ def run(
         raise typer.Exit(1)
 
 
-def study(
+def sensitivity(
     *,
     solver: str,
     param: str,
@@ -117,20 +117,23 @@ def study(
     device: str | None = None,
     force: bool = False,
 ) -> None:
+    """``raybench sensitivity``: one solver over values of one setting. What it stores keeps
+    the command's old name (runs of source ``study``, ``study.parquet``, experiment
+    ``study-<solver>-<param>``), so stores made before the rename read the same."""
     from raybench.execution import execute
-    from raybench.results.store import ensure_writable, write_table
-    from raybench.solvers import solver_class
-    from raybench.studies.sensitivity import (
+    from raybench.measurements.sensitivity import (
         sensitivity_rich,
         sensitivity_table,
         setting_key,
         study_configs,
     )
+    from raybench.results.store import ensure_writable, write_table
+    from raybench.solvers import solver_class
 
     solver_class(solver)
     presets = resolve_presets(preset)
     if len(presets) != 1:
-        raise RaybenchError("raybench study takes one --preset")
+        raise RaybenchError("raybench sensitivity takes one --preset")
     preset = presets[0]
     key = setting_key(solver, param)
     overrides = parse_assignments(settings)
@@ -144,7 +147,7 @@ def study(
     store = experiment_store(experiment or f"study-{solver}-{param}", out, force)
     ensure_writable(store.root)
     console.print(
-        f"[bold]raybench study[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
+        f"[bold]raybench sensitivity[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
         f"seed(s), experiment {store.root}"
     )
     execution = replace(execution, source="study", label_settings=(key,))
@@ -188,8 +191,8 @@ def bench(
     import hashlib
 
     from raybench.data import load_omniglot
+    from raybench.measurements.bench import bench_rich, bench_table
     from raybench.results.store import write_table
-    from raybench.studies.bench import bench_rich, bench_table
 
     preset, overrides = _bench_setting(preset, settings, device)
     configs = build_configs(resolve_solvers(solvers), preset, overrides, [0])
@@ -227,7 +230,7 @@ def bench_ab(
     import torch
 
     from raybench.data import load_omniglot
-    from raybench.studies.ab import ab_compare, ab_rich
+    from raybench.measurements.ab import ab_compare, ab_rich
 
     preset, overrides = _bench_setting(preset, settings, device)
     names = resolve_solvers(solvers)
@@ -558,10 +561,7 @@ def fidelity(
     import pyarrow as pa
 
     from raybench.data import load_omniglot
-    from raybench.report.studies import fidelity_tables
-    from raybench.results import open_experiment
-    from raybench.results.store import write_table
-    from raybench.studies.fidelity import (
+    from raybench.measurements.fidelity import (
         FidelityStudy,
         checkpoint_point,
         init_point,
@@ -569,6 +569,9 @@ def fidelity(
         parse_sweep,
         run_points,
     )
+    from raybench.report.measurements import fidelity_tables
+    from raybench.results import open_experiment
+    from raybench.results.store import write_table
 
     overrides = _study_overrides(preset, settings, device)
     if seed is not None:
@@ -653,11 +656,11 @@ def scaling(
     force: bool = False,
 ) -> None:
     from raybench.data import load_omniglot
-    from raybench.report.studies import scaling_renderables
+    from raybench.measurements.scaling import scaling_table
+    from raybench.report.measurements import scaling_renderables
     from raybench.results.store import write_table
     from raybench.runtime import resolve_device
     from raybench.solvers import make_config
-    from raybench.studies.scaling import scaling_table
 
     overrides = _study_overrides(preset, settings, device)
     counts = parse_counts(inner_steps)

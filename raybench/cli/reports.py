@@ -34,7 +34,7 @@ def report(
     ``compact`` Markdown shows one column per group, as the terminal does; ``defaults``
     shows a sweep's default configurations instead of its tuned ones."""
     from raybench import api
-    from raybench.report import flat, study_records
+    from raybench.report import flat, measurement_records
     from raybench.report.caveats import warn_code_version, warn_missing
     from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, parse_columns
     from raybench.report.records import summary_arrow
@@ -44,9 +44,9 @@ def report(
         raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(flat.FORMATS)}")
     if compact and fmt != "markdown":
         raise RaybenchError("--compact is a Markdown layout: use it with --format markdown")
-    if table is not None and table not in study_records.TABLE_NAMES:
+    if table is not None and table not in measurement_records.TABLE_NAMES:
         raise RaybenchError(
-            f"unknown --table {table!r}: expected {', '.join(study_records.TABLE_NAMES)}"
+            f"unknown --table {table!r}: expected {', '.join(measurement_records.TABLE_NAMES)}"
         )
     if output is not None and not output.parent.is_dir():
         raise RaybenchError(
@@ -56,7 +56,7 @@ def report(
     runs = store.read("runs")
     warn_missing(store, runs)
     warn_code_version(store, runs)
-    stored = study_records.stored_tables(store)
+    stored = measurement_records.stored_tables(store)
     if not stored:
         raise RaybenchError(f"experiment {store.root} has no finished runs or studies yet")
     if table is not None and table not in stored:
@@ -120,10 +120,10 @@ def _report_rich(
     chosen: list[str] | None,
 ) -> None:
     from raybench import api
+    from raybench.measurements.bench import bench_rich
     from raybench.report import tables
-    from raybench.report.studies import fidelity_tables, scaling_renderables
-    from raybench.report.study_records import STUDY_RECORDS, bench_tables
-    from raybench.studies.bench import bench_rich
+    from raybench.report.measurement_records import STUDY_RECORDS, bench_tables
+    from raybench.report.measurements import fidelity_tables, scaling_renderables
 
     target = console
     handle = None
@@ -184,6 +184,7 @@ def _report_flat(
     from raybench import api
     from raybench.report import flat
     from raybench.report.columns import RUN_GROUPS, record_names
+    from raybench.report.measurement_records import LATEX_COLUMNS, STUDY_RECORDS
     from raybench.report.records import (
         FLAT_NOTES,
         RUNS_SCHEMA,
@@ -191,7 +192,6 @@ def _report_flat(
         caption_lines,
         run_records,
     )
-    from raybench.report.study_records import LATEX_COLUMNS, STUDY_RECORDS
     from raybench.report.tuning import TUNING_NOTE, has_tuning
 
     runs = store.read("runs")

@@ -8,7 +8,7 @@ every evaluation, capped concurrency, ``FailureConfig`` retries. When a solver's
 ends, the driver writes its ``trials`` table (``raybench.search.trials``) and
 ``best/<solver>.yaml``. The live display is ``raybench.search.live``; how the Optuna study
 records the search (pruned trials, meta-steps, Tune's trial ids) is
-``raybench.search.study``.
+``raybench.search.optuna_study``.
 
 Resuming never reads Ray Tune's own state (``tune/``: Python pickles, which would run any
 code a crafted results folder put in them). Each trial that ends is recorded by the driver
@@ -316,7 +316,7 @@ def _search(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from raybench.search.study import SweepSearch
+    from raybench.search.optuna_study import SweepSearch
     from raybench.trackers.tune import tune_callbacks
 
     storage_root = (store.root / "tune").resolve()

@@ -6,7 +6,7 @@ chosen dpi) and says why it skips the others. The modules, one idea each:
 - ``style``: size and format, one colour and marker per solver in every figure, axis rules;
 - ``groups``: runs grouped by configuration, their curves as mean and range over seeds;
 - ``labels``: point labels placed so that none overlaps another;
-- ``runs``, ``assumptions``, ``studies``, ``sweep``: the figures (each a function
+- ``runs``, ``assumptions``, ``measurements``, ``sweep``: the figures (each a function
   returning a ``Figure``);
 - ``registry``: figure kinds and ``plot_experiment``.
 

@@ -9,10 +9,9 @@ global state), so plotting works headless, in threads and in long-lived processe
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import os
 import sys
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import blended_transform_factory
 
+from raybench.atomic import atomic_write_bytes
 from raybench.errors import RaybenchError
 
 if "matplotlib.pyplot" not in sys.modules:  # never switch an interactive session's backend
@@ -135,19 +135,16 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kw: Any) -> tuple[Figure, np.nd
 
 
 def save(fig: Figure, out_dir: Path, stem: str, output: Output | None = None) -> Path:
-    """Write ``<stem>.<fmt>`` atomically (a hidden temporary file, then a rename)."""
+    """Write ``<stem>.<fmt>`` whole or not at all (rendered in memory, then the store's one
+    atomic write: a hidden temporary file, synced, renamed)."""
     output = output or Output()
     path = Path(out_dir) / f"{stem}.{output.fmt}"
     if path.parent.exists() and not path.parent.is_dir():
         raise RaybenchError(f"cannot write figures into {path.parent}: it is a file, not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
     metadata = {"Creator": "raybench"} if output.fmt in ("pdf", "svg") else {"Software": "raybench"}
-    try:
-        fig.savefig(tmp, dpi=output.dpi, format=output.fmt, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=output.dpi, format=output.fmt, metadata=metadata)
+    atomic_write_bytes(path, buffer.getbuffer())
     return path
 
 

@@ -12,9 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from raybench.assumptions import VIOLATIONS, solver_assumptions, violations
+from raybench.measurements.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
 from raybench.report.records import format_memory
 from raybench.solvers.base import family_rank
-from raybench.studies.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
 
 PSEUDO_NOTE = (
     "† pseudo-gradient theta - phi: not a gradient of the MAML objective; its norm follows "

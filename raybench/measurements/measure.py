@@ -6,7 +6,7 @@ Memory is the step's own: on CUDA ``max_memory_allocated`` minus what was alloca
 the step; on the CPU the growth of the resident set (peak after a ``/proc/self/clear_refs``
 reset, minus the RSS before the step). The CPU figure is only clean in a fresh process whose
 allocator returns freed blocks to the system, so a measurement can run in its own
-``python -m raybench.studies.measure`` subprocess with glibc's mmap threshold pinned low;
+``python -m raybench.measurements.measure`` subprocess with glibc's mmap threshold pinned low;
 measuring in one process, every later measurement would reuse memory the earlier ones left
 mapped and show almost no growth. (Returning memory at once costs page faults, which such
 CPU times include; timing runs, ``for_timing``, keep the allocator's defaults.)
@@ -111,7 +111,7 @@ def measure(
     that are not the solver's. Warm-up steps use one inner step (same kernels, cheap at 20
     inner steps) unless ``full_warmup``, which warms with the timed step itself. With
     ``flops``, the step's arithmetic is counted and the machine's matrix-multiply rate
-    measured right after the timed steps (:mod:`raybench.studies.flops`)."""
+    measured right after the timed steps (:mod:`raybench.measurements.flops`)."""
     from raybench.models import model_for
     from raybench.runtime import PeakMemory, device_name, resolve_device
     from raybench.solvers import make_solver
@@ -179,7 +179,7 @@ def measure(
         )
     flops_per_step = rate = None
     if flops:
-        from raybench.studies.flops import count_flops, matmul_gflops
+        from raybench.measurements.flops import count_flops, matmul_gflops
 
         rate = matmul_gflops(device=device)
         counted = solver
@@ -226,10 +226,10 @@ def measure_isolated(
     for_timing: bool = False,
     flops: bool = False,
 ) -> Measurement:
-    """:func:`measure` in a fresh ``python -m raybench.studies.measure`` process.
+    """:func:`measure` in a fresh ``python -m raybench.measurements.measure`` process.
     ``for_timing`` keeps the allocator's defaults (see :func:`measure`'s ``process_peak``)."""
     command = [
-        sys.executable, "-m", "raybench.studies.measure", "--config", config.to_json(),
+        sys.executable, "-m", "raybench.measurements.measure", "--config", config.to_json(),
         "--steps", str(steps), "--warmup", str(warmup), "--min-time", str(min_time_s),
     ]  # fmt: skip
     if max_steps:
@@ -262,7 +262,7 @@ def measure_isolated(
 
 def _main(argv: Sequence[str] | None = None) -> None:
     """Child process: measure one config, print the measurement as one JSON line."""
-    parser = argparse.ArgumentParser(prog="python -m raybench.studies.measure")
+    parser = argparse.ArgumentParser(prog="python -m raybench.measurements.measure")
     parser.add_argument("--config", required=True, help="RunConfig as JSON")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)

@@ -72,7 +72,7 @@ def scaling_figure(table: pa.Table, *, experiment: str = "") -> Figure:
     whose step has no inner loop, are horizontal lines. One row of panels per setting (the
     newest three). A line that would hide another is drawn dashed on top of it, and the
     legend says which overlap."""
-    from raybench.studies.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
+    from raybench.measurements.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
 
     def usable(r: dict[str, Any]) -> bool:
         measured = math.isfinite(num(r.get("peak_memory_mb"))) or math.isfinite(

@@ -14,8 +14,8 @@ from cli_checks import run_main
 
 from raybench.config import MATRIX_PRESETS, PRESETS
 from raybench.errors import RaybenchError
+from raybench.measurements.sensitivity import setting_key, sparkline
 from raybench.solvers import make_config
-from raybench.studies.sensitivity import setting_key, sparkline
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
 SMALL = [
@@ -79,9 +79,9 @@ def test_run_matrix_covers_every_setting(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_study_runs_each_value_and_summarises(tmp_path: Path) -> None:
+def test_sensitivity_runs_each_value_and_summarises(tmp_path: Path) -> None:
     proc = cli(
-        "study", "--solver", "reptile", "--param", "outer_lr", "--values", "0.001,0.1",
+        "sensitivity", "--solver", "reptile", "--param", "outer_lr", "--values", "0.001,0.1",
         "--seeds", "2", "--preset", "smoke", "--backend", "inline", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -99,9 +99,24 @@ def test_study_runs_each_value_and_summarises(tmp_path: Path) -> None:
     assert "Sensitivity of reptile to outer_lr" in proc.stdout
 
 
-def test_study_bad_param_is_one_line(tmp_path: Path) -> None:
+def test_sensitivity_bad_param_is_one_line(tmp_path: Path) -> None:
     proc = run_main(
-        "study", "--solver", "reptile", "--param", "outer", "--values", "1", cwd=tmp_path
+        "sensitivity", "--solver", "reptile", "--param", "outer", "--values", "1", cwd=tmp_path
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown setting" in proc.stderr
+
+
+def test_the_old_name_study_still_works_with_one_deprecation_line(tmp_path: Path) -> None:
+    """`raybench study` is `raybench sensitivity` for one release: the same options, the
+    same result, one line on stderr saying the new name; hidden from the command list."""
+    args = ("--solver", "reptile", "--param", "outer", "--values", "1")
+    old = run_main("study", *args, cwd=tmp_path)
+    new = run_main("sensitivity", *args, cwd=tmp_path)
+    assert old.returncode == new.returncode == 2
+    first, *rest = old.stderr.strip().splitlines()
+    assert "`raybench study` is now `raybench sensitivity`" in first
+    assert rest == new.stderr.strip().splitlines()  # then exactly what the new name says
+    assert "--param" in run_main("study", "-h", cwd=tmp_path).stdout
+    listing = run_main("-h", cwd=tmp_path).stdout
+    assert "sensitivity" in listing and " study " not in listing

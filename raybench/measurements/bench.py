@@ -9,7 +9,7 @@ The reference loops (``raybench.reference``) stand in for MAML and FOMAML throug
 code path, so the ratio compares implementations, not harnesses. Each row also has the
 step's arithmetic (FLOPs, counted once on the solver's per-task form), the rate it achieves
 and its fraction of the same process's float32 matrix-multiply rate
-(:mod:`raybench.studies.flops`): a figure comparable across machines. On the CPU each
+(:mod:`raybench.measurements.flops`): a figure comparable across machines. On the CPU each
 measurement runs in a fresh process (comparable memory, no interference between solvers)
 with one torch thread unless told otherwise, as each run of ``raybench run`` gets by
 default; on a GPU all run in this one.
@@ -31,9 +31,9 @@ from rich.table import Table
 from rich.text import Text
 
 from raybench.config import RunConfig
+from raybench.measurements.flops import achieved
+from raybench.measurements.measure import Measurement, measure, measure_isolated
 from raybench.runtime import git_commit, library_versions
-from raybench.studies.flops import achieved
-from raybench.studies.measure import Measurement, measure, measure_isolated
 
 SCHEMA_VERSION = 3  # 2: ms_max, timed and warm-up steps, spread, CPU load; 3: FLOPs, peak
 REFERENCES = ("maml", "fomaml")
@@ -282,8 +282,8 @@ def bench_warnings(table: pa.Table) -> list[str]:
 def bench_rich(table: pa.Table) -> RenderableType:
     """The bench table (median, min and max of the timed steps, how many) and, under it,
     the warnings of :func:`bench_warnings`."""
+    from raybench.measurements.scaling import memory_kind_name
     from raybench.report.records import format_duration, format_memory
-    from raybench.studies.scaling import memory_kind_name
 
     rows = table.to_pylist()
     first = rows[0] if rows else {}

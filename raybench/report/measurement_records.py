@@ -60,7 +60,7 @@ def bench_records(store: ExperimentStore) -> tuple[list[dict[str, Any]], list[st
 
 
 def scaling_records(store: ExperimentStore) -> tuple[list[dict[str, Any]], list[str]]:
-    from raybench.studies.scaling import setting_groups, verdicts
+    from raybench.measurements.scaling import setting_groups, verdicts
 
     table = store.read("scaling")
     rows: list[dict[str, Any]] = []

@@ -84,7 +84,7 @@ class _Side:
 
     def step(self) -> float:
         """One timed meta-step (gradient and outer Adam), in ms."""
-        from raybench.studies.measure import sync
+        from raybench.measurements.measure import sync
 
         start = time.perf_counter()
         grads, _ = self.meta(self.batch)
@@ -95,8 +95,8 @@ class _Side:
         return 1000 * (time.perf_counter() - start)
 
     def gflop(self) -> float:
+        from raybench.measurements.flops import count_flops
         from raybench.solvers import make_solver
-        from raybench.studies.flops import count_flops
 
         counted = make_solver(replace(self.config, batching="loop", compile=False), self.model)
         return count_flops(lambda: counted.meta_grad(self.params, self.batch)) / 1e9
@@ -116,11 +116,11 @@ def ab_compare(
     a: RunConfig, b: RunConfig, data: Any, *, rounds: int = 10, warmup: int = 2
 ) -> ABResult:
     """Time ``a`` and ``b`` in this process, interleaved (see the module docstring)."""
+    from raybench.measurements.flops import matmul_gflops
     from raybench.models import model_for
     from raybench.runtime import device_name, resolve_device
     from raybench.solvers import make_solver
     from raybench.speed import configure_device
-    from raybench.studies.flops import matmul_gflops
     from raybench.tasks import TaskSampler, make_split
 
     _check(a, b)

@@ -7,7 +7,7 @@ loop, so theirs stays flat. (Time should grow for every solver, as each runs its
 loop; the study reports what it measures. A verdict follows one stated rule, ``TREND_RULE``,
 and needs three inner-step counts.)
 
-A meta-step is measured as ``raybench.studies.measure`` describes, at the preset's settings
+A meta-step is measured as ``raybench.measurements.measure`` describes, at the preset's settings
 with ``inner_steps`` changed; on the CPU each (solver, inner steps) runs in its own fresh
 process whose allocator returns freed memory at once, so that the step's own memory growth
 is visible. (That costs page faults, which the CPU times include: compare them between
@@ -33,8 +33,8 @@ import torch
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
+from raybench.measurements.measure import measure, measure_isolated
 from raybench.solvers.base import family_rank
-from raybench.studies.measure import measure, measure_isolated
 
 SCHEMA_VERSION = 1
 DEFAULT_INNER_STEPS = (1, 2, 5, 10, 20)
