@@ -18,10 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Experiment", "__version__", "compare", "load", "replication", "run", "summary"]
+__all__ = [
+    "Experiment", "Figures", "__version__", "compare", "load", "plot", "replication", "report",
+    "run", "summary",
+]  # fmt: skip
 
 if TYPE_CHECKING:
-    from raybench.api import Experiment, compare, load, replication, run, summary
+    from raybench.api import (
+        Experiment,
+        Figures,
+        compare,
+        load,
+        plot,
+        replication,
+        report,
+        run,
+        summary,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ used. ``raybench run`` and ``raybench report`` are thin layers over :func:`run` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,17 @@ if TYPE_CHECKING:
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
 
-__all__ = ["Experiment", "compare", "load", "replication", "run", "summary"]
+from raybench.report.experiment import (
+    paired_results,
+    protocol_lines,
+    replication_records,
+    summary_records,
+)
+
+__all__ = [
+    "Experiment", "Figures", "compare", "load", "paired_results", "plot", "protocol_lines",
+    "replication", "replication_records", "report", "run", "summary", "summary_records",
+]  # fmt: skip
 
 PathLike = str | Path
 
@@ -146,72 +157,6 @@ def load(experiment: PathLike | None = None, out: PathLike = "outputs") -> Exper
     return Experiment(open_store(experiment, out))
 
 
-def summary_records(store: ExperimentStore, *, defaults: bool = False) -> list[dict[str, Any]]:
-    """The report's table as records, computed from the store (what ``raybench report``
-    shows and stores as ``summary.parquet``); for a sweep, its tuned configurations with
-    the defaults' accuracy and the tuning gain beside them, or with ``defaults`` the
-    default configurations."""
-    from raybench.report.records import summary_records as records
-    from raybench.report.tuning import default_selected
-
-    runs = store.read("runs")
-    if runs.num_rows == 0:
-        return []
-    trials = store.read("trials") if store.files("trials") else None
-    return records(
-        runs,
-        store.read("curves"),
-        store.read("tasks"),
-        defaults=defaults,
-        default_selected=default_selected(trials),
-    )
-
-
-def protocol_lines(store: ExperimentStore) -> list[str]:
-    """A sweep's tuning protocol as the report prints it (``protocol.json``); none for an
-    experiment that is not a sweep of this kind."""
-    from raybench.search.protocol import from_json
-
-    if not (store.root / "protocol.json").is_file():
-        return []
-    return from_json(store.read_manifest("protocol")).lines()
-
-
-def replication_records(
-    published: ExperimentStore, replicated: ExperimentStore
-) -> list[dict[str, Any]]:
-    """Every verdict of a published sweep's tables (vs best in the tuned and the defaults
-    table, the tuning gains' significance) against its replication's on fresh seeds: the
-    verdict on each side, whether it replicated, the probability it should have by chance
-    alone, and each accuracy's shift between the seed sets with its interval
-    (:mod:`raybench.report.replication`). Both stores are read with the published
-    search's selection, so a solver whose default was selected is one row in both."""
-    from raybench.report.paired import task_results
-    from raybench.report.records import run_views
-    from raybench.report.records import summary_records as records
-    from raybench.report.replication import TABLES, compare_replication
-    from raybench.report.tuning import default_selected
-
-    trials = published.read("trials") if published.files("trials") else None
-    selected = default_selected(trials)
-
-    def tables(store: ExperimentStore) -> tuple[dict, list, dict]:
-        runs, curves, tasks = store.read("runs"), store.read("curves"), store.read("tasks")
-        summary = {
-            table: records(
-                runs, curves, tasks, defaults=table == "defaults", default_selected=selected
-            )
-            for table in TABLES
-        }
-        return summary, [view for _, view in run_views(runs, None)], task_results(tasks)
-
-    (mine, my_runs, my_tasks), (theirs, their_runs, their_tasks) = (
-        tables(published),
-        tables(replicated),
-    )
-    return compare_replication(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
-
-
 def replication(
     published: PathLike, replicated: PathLike | None = None, out: PathLike = "outputs"
 ) -> pd.DataFrame:
@@ -238,14 +183,6 @@ def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd
     return load(experiment, out).summary
 
 
-def paired_results(store: ExperimentStore, a: str, b: str) -> list[PairedResult]:
-    """A against B (solver names or configuration fingerprints) in every setting where
-    both have runs."""
-    from raybench.report.comparison import compare_configurations
-
-    return compare_configurations(store.read("runs"), store.read("tasks"), a, b)
-
-
 def _comparison_frame(results: Sequence[PairedResult], detect: float | None = None) -> pd.DataFrame:
     import pandas as pd
 
@@ -269,6 +206,114 @@ def compare(
     ``why``, tasks, seeds, variance terms, ``detectable_80`` (the difference detected with
     80% power at 5%) and, given ``detect`` (points), ``seeds_needed`` on each side."""
     return _comparison_frame(paired_results(open_store(experiment, out), a, b), detect)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What :func:`plot` drew: the experiment's name, the folder, the files written, and
+    why each other figure was skipped (no data of its kind)."""
+
+    experiment: str
+    directory: Path
+    written: list[Path]
+    skipped: list[str]
+
+
+def report(
+    experiment: PathLike | None = None,
+    out: PathLike = "outputs",
+    *,
+    fmt: str = "markdown",
+    runs: bool = False,
+    columns: str | Sequence[str] | None = None,
+    table: str | None = None,
+    compact: bool = False,
+    defaults: bool = False,
+    width: int | None = None,
+) -> str:
+    """The text ``raybench report`` prints: the report's table of ``experiment`` (name
+    under ``out``, folder, or the newest), its per-run rows (``runs``) and its stored
+    studies, computed from the store (which gains ``summary.parquet`` as with the CLI).
+
+    Args:
+        experiment: an experiment's name under ``out`` or its folder; None: the newest.
+        out: the folder of experiments.
+        fmt: ``markdown``, ``csv``, ``json``, ``latex`` or ``rich`` (the terminal's tables,
+            drawn ``width`` characters wide, without colour).
+        runs: the per-run rows instead of the aggregated table.
+        columns: the columns (names or groups, as ``raybench report --columns``).
+        table: one table only (``summary``, ``runs``, ``trials``, ``bench``, ...).
+        compact: Markdown with one column per group, as the terminal shows them.
+        defaults: a sweep's default configurations instead of its tuned ones.
+        width: the width of ``rich`` tables (default ``$COLUMNS``, else 160).
+
+    Returns:
+        The report as text, exactly what the CLI writes for the same options.
+
+    Raises:
+        RaybenchError: an unknown format, table or column, or no such experiment.
+
+    Example::
+
+        print(raybench.report("benchmarks/results/published", compact=True))
+    """
+    from raybench.report.render import report_text
+
+    if columns is not None and not isinstance(columns, str):
+        columns = ",".join(columns)
+    return report_text(
+        open_store(experiment, out),
+        fmt,
+        show_runs=runs,
+        columns=columns,
+        table=table,
+        compact=compact,
+        defaults=defaults,
+        width=width,
+    )
+
+
+def plot(
+    experiment: PathLike | None = None,
+    out: PathLike = "outputs",
+    *,
+    directory: PathLike | None = None,
+    fmt: str = "png",
+    dpi: int = 100,
+) -> Figures:
+    """Draw every figure the experiment has data for, as ``raybench plot`` does.
+
+    Args:
+        experiment: an experiment's name under ``out`` or its folder; None: the newest.
+        out: the folder of experiments.
+        directory: where the figures go (default ``<experiment>/plots``).
+        fmt: ``png``, ``pdf`` or ``svg``.
+        dpi: resolution; a figure is 12 x 6 inches.
+
+    Returns:
+        :class:`Figures`: the folder, the files written, the kinds skipped and why.
+
+    Raises:
+        RaybenchError: a bad format or resolution, no such experiment, nothing to plot.
+
+    Example::
+
+        figures = raybench.plot("benchmarks/results/published", directory="figs", fmt="svg")
+        figures.written   # [PosixPath('figs/accuracy-vs-time.svg'), ...]
+    """
+    from raybench.errors import RaybenchError
+    from raybench.report.plots import Output, plot_experiment
+
+    output = Output(fmt, dpi)  # checked before anything is read
+    store = open_store(experiment, out)
+    target = Path(directory) if directory is not None else store.root / "plots"
+    skipped: list[str] = []
+    written = plot_experiment(store, target, on_skip=skipped.append, output=output)
+    if not written:
+        raise RaybenchError(
+            f"nothing to plot in {store.root}: " + "; ".join(skipped or ["no data"])
+        )
+    return Figures(store.name, target, list(written), skipped)
 
 
 def _settings(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:

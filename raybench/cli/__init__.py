@@ -66,7 +66,7 @@ def stdout() -> Console:
     keeps a report's usual columns in one table per setting while staying readable."""
     console = Console(highlight=False)
     if not console.is_terminal:
-        from raybench.cli.reports import report_width
+        from raybench.report.render import report_width
 
         console = Console(highlight=False, width=report_width())
     return console

@@ -24,7 +24,6 @@ from raybench.planning import (
     build_configs,
     default_seeds,
     experiment_store,
-    newest_experiment,
     resolve_presets,
     resolve_solvers,
     resume_store,
@@ -476,26 +475,20 @@ def plot(
     fmt: str = "png",
     dpi: int = 100,
 ) -> None:
-    from raybench.report.plots import Output, plot_experiment
-    from raybench.results import open_experiment
+    """``raybench plot``: :func:`raybench.api.plot`, and what it drew."""
+    from raybench import api
+    from raybench.report.plots import Output
 
-    output = Output(fmt, dpi)  # checked before anything is read
-    store = open_experiment(experiment or newest_experiment(out), out)
-    target = directory if directory is not None else store.root / "plots"
-    skipped: list[str] = []
-    written = plot_experiment(store, target, on_skip=skipped.append, output=output)
-    if not written:
-        raise RaybenchError(
-            f"nothing to plot in {store.root}: " + "; ".join(skipped or ["no data"])
-        )
-    width, height = output.pixels
+    figures = api.plot(experiment, out, directory=directory, fmt=fmt, dpi=dpi)
+    width, height = Output(fmt, dpi).pixels
     size = f"{width}x{height} px" if fmt == "png" else f"{fmt.upper()}, 12x6 in"
     console.print(
-        f"[bold]raybench plot[/] {store.name}: {len(written)} figure(s), {size}, in {target}"
+        f"[bold]raybench plot[/] {figures.experiment}: {len(figures.written)} figure(s), "
+        f"{size}, in {figures.directory}"
     )
-    for path in written:
+    for path in figures.written:
         console.print(f"  {path.name}")
-    for reason in skipped:
+    for reason in figures.skipped:
         console.print(f"  [dim]skipped {reason}[/]")
 
 

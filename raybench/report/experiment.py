@@ -1,0 +1,84 @@
+"""The report's records of a stored experiment: what ``raybench report``, ``compare`` and
+``replicate`` show, computed from the store alone (the API and the CLI both call these)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raybench.report.comparison import PairedResult
+    from raybench.results import ExperimentStore
+
+
+def summary_records(store: ExperimentStore, *, defaults: bool = False) -> list[dict[str, Any]]:
+    """The report's table as records, computed from the store (what ``raybench report``
+    shows and stores as ``summary.parquet``); for a sweep, its tuned configurations with
+    the defaults' accuracy and the tuning gain beside them, or with ``defaults`` the
+    default configurations."""
+    from raybench.report.records import summary_records as records
+    from raybench.report.tuning import default_selected
+
+    runs = store.read("runs")
+    if runs.num_rows == 0:
+        return []
+    trials = store.read("trials") if store.files("trials") else None
+    return records(
+        runs,
+        store.read("curves"),
+        store.read("tasks"),
+        defaults=defaults,
+        default_selected=default_selected(trials),
+    )
+
+
+def protocol_lines(store: ExperimentStore) -> list[str]:
+    """A sweep's tuning protocol as the report prints it (``protocol.json``); none for an
+    experiment that is not a sweep of this kind."""
+    from raybench.search.protocol import from_json
+
+    if not (store.root / "protocol.json").is_file():
+        return []
+    return from_json(store.read_manifest("protocol")).lines()
+
+
+def replication_records(
+    published: ExperimentStore, replicated: ExperimentStore
+) -> list[dict[str, Any]]:
+    """Every verdict of a published sweep's tables (vs best in the tuned and the defaults
+    table, the tuning gains' significance) against its replication's on fresh seeds: the
+    verdict on each side, whether it replicated, the probability it should have by chance
+    alone, and each accuracy's shift between the seed sets with its interval
+    (:mod:`raybench.report.replication`). Both stores are read with the published
+    search's selection, so a solver whose default was selected is one row in both."""
+    from raybench.report.paired import task_results
+    from raybench.report.records import run_views
+    from raybench.report.records import summary_records as records
+    from raybench.report.replication import TABLES, compare_replication
+    from raybench.report.tuning import default_selected
+
+    trials = published.read("trials") if published.files("trials") else None
+    selected = default_selected(trials)
+
+    def tables(store: ExperimentStore) -> tuple[dict, list, dict]:
+        runs, curves, tasks = store.read("runs"), store.read("curves"), store.read("tasks")
+        summary = {
+            table: records(
+                runs, curves, tasks, defaults=table == "defaults", default_selected=selected
+            )
+            for table in TABLES
+        }
+        return summary, [view for _, view in run_views(runs, None)], task_results(tasks)
+
+    (mine, my_runs, my_tasks), (theirs, their_runs, their_tasks) = (
+        tables(published),
+        tables(replicated),
+    )
+    return compare_replication(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
+
+
+def paired_results(store: ExperimentStore, a: str, b: str) -> list[PairedResult]:
+    """A against B (solver names or configuration fingerprints) in every setting where
+    both have runs."""
+    from raybench.report.comparison import compare_configurations
+
+    return compare_configurations(store.read("runs"), store.read("tasks"), a, b)

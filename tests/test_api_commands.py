@@ -1,0 +1,94 @@
+"""The read commands from Python: ``raybench.report`` and ``raybench.plot`` give what
+``raybench report`` and ``raybench plot`` give, through the same code, on the same stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_checks import one_line_error, run_main
+from stores import comparison_store, sweep_store, write_scaling
+
+import raybench
+from raybench.errors import RaybenchError
+
+# (format, the CLI's further options, the API's keyword arguments)
+REPORTS = [
+    ("markdown", (), {}),
+    ("markdown", ("--compact", "--columns", "family,test_acc,vs_best"),
+     {"compact": True, "columns": ["family", "test_acc", "vs_best"]}),
+    ("csv", ("--runs",), {"runs": True}),
+    ("json", (), {}),
+    ("latex", (), {}),
+    ("rich", (), {"width": 120}),
+    ("rich", ("--runs",), {"runs": True, "width": 120}),
+    ("markdown", ("--table", "scaling"), {"table": "scaling"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fmt", "flags", "kwargs"), REPORTS, ids=lambda v: str(v))
+def test_report_from_python_is_the_cli_text(
+    tmp_path: Path, fmt: str, flags: tuple[str, ...], kwargs: dict
+) -> None:
+    store, _ = comparison_store(tmp_path / "exp")
+    write_scaling(store)
+    args = ("report", "-e", "exp", "--out", str(tmp_path), "--format", fmt, *flags)
+    cli = run_main(*args, cwd=tmp_path, env={"COLUMNS": "120"})
+    assert cli.returncode == 0, cli.stderr
+    text = raybench.report("exp", out=tmp_path, fmt=fmt, **kwargs)
+    assert text == cli.stdout
+    shown = "scaling" if kwargs.get("table") == "scaling" else "fomaml"
+    assert shown in text and len(text.splitlines()) > 3
+
+
+def test_report_of_a_sweep_and_its_defaults_from_python(tmp_path: Path) -> None:
+    sweep_store(tmp_path / "sw")
+    for defaults in (False, True):
+        flags = ("--defaults",) if defaults else ()
+        cli = run_main("report", "-e", "sw", "--out", str(tmp_path), "--format", "json",
+                       *flags, cwd=tmp_path)  # fmt: skip
+        assert cli.returncode == 0, cli.stderr
+        assert raybench.report("sw", out=tmp_path, fmt="json", defaults=defaults) == cli.stdout
+    assert raybench.report("sw", out=tmp_path) != raybench.report("sw", out=tmp_path, defaults=True)
+
+
+def test_report_errors_are_raybench_errors_as_in_the_cli(tmp_path: Path) -> None:
+    comparison_store(tmp_path / "exp")
+    with pytest.raises(RaybenchError, match="unknown --format 'yaml'"):
+        raybench.report("exp", out=tmp_path, fmt="yaml")
+    one_line_error(run_main("report", "-e", "exp", "--out", str(tmp_path), "--format", "yaml",
+                            cwd=tmp_path), "unknown --format 'yaml'")  # fmt: skip
+    with pytest.raises(RaybenchError, match="no scaling table"):
+        raybench.report("exp", out=tmp_path, table="scaling")
+    with pytest.raises(RaybenchError, match="no experiments"):
+        raybench.report(out=tmp_path / "empty")
+
+
+def test_plot_from_python_draws_what_the_cli_draws(tmp_path: Path) -> None:
+    store, _ = comparison_store(tmp_path / "exp")
+    write_scaling(store)
+    cli = run_main("plot", "-e", "exp", "--out", str(tmp_path), "--dir", "by-cli", "--dpi", "20",
+                   cwd=tmp_path)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    figures = raybench.plot("exp", out=tmp_path, directory=tmp_path / "by-api", dpi=20)
+    assert figures.experiment == "exp" and figures.directory == tmp_path / "by-api"
+    drawn = sorted(p.name for p in (tmp_path / "by-cli").iterdir())
+    assert sorted(p.name for p in figures.written) == drawn and "scaling-memory.png" in drawn
+    for path in figures.written:  # the same figures, byte for byte
+        assert path.read_bytes() == (tmp_path / "by-cli" / path.name).read_bytes()
+    for reason in figures.skipped:  # and the same reasons for what neither drew
+        assert f"skipped {reason}" in " ".join(cli.stdout.split())
+    assert figures.skipped  # a store without a sweep or fidelity has kinds to skip
+    default = raybench.plot(store.root, dpi=20)  # by folder, into <experiment>/plots
+    assert default.directory == store.root / "plots" and default.written
+
+
+def test_plot_errors_are_raybench_errors(tmp_path: Path) -> None:
+    comparison_store(tmp_path / "exp")
+    with pytest.raises(RaybenchError, match="format"):
+        raybench.plot("exp", out=tmp_path, fmt="gif")
+    empty = tmp_path / "studies-only"
+    (empty / "runs").mkdir(parents=True)
+    with pytest.raises(RaybenchError):
+        raybench.plot(empty, dpi=20)
+    assert not (empty / "plots").exists() or not any((empty / "plots").iterdir())
