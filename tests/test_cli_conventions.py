@@ -216,3 +216,23 @@ def test_an_interruption_says_how_that_command_continues(argv: list[str], hint: 
     from raybench.cli import continue_hint
 
     assert continue_hint(argv) == hint
+
+
+def test_each_flag_is_declared_once() -> None:
+    """Every ``--flag`` of every command is written in exactly one ``typer.Option`` call
+    under ``raybench/cli`` (a shared option, or a factory a command calls with its own
+    help): one name, one declaration, read from the source (nothing imported)."""
+    import ast
+    from collections import Counter
+
+    declared: Counter[str] = Counter()
+    for path in (Path(__file__).resolve().parents[1] / "raybench" / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "Option" or ast.unparse(node.func.value) != "typer":
+                continue
+            names = [a.value for a in node.args if isinstance(a, ast.Constant)]
+            declared.update(n for n in names if isinstance(n, str) and n.startswith("--"))
+    assert {"--experiment", "--cpus-per-run", "--format", "--out", "--seeds"} <= set(declared)
+    assert {flag: n for flag, n in declared.items() if n > 1} == {}

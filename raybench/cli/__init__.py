@@ -38,10 +38,23 @@ from raybench.cli.options import (
     SolversOption,
     TrackerOption,
     TrackerUriOption,
+    backend_option,
+    cpus_per_run_option,
     deprecated,
+    experiment_option,
+    format_option,
+    gpus_per_run_option,
     hidden_option,
+    output_option,
+    preset_option,
     renamed,
+    resume_option,
+    seed_option,
+    seeds_option,
+    steps_option,
     tidy_help,
+    timed_steps_option,
+    warmup_option,
 )
 from raybench.errors import RaybenchError
 
@@ -107,8 +120,7 @@ def run_command(
     solvers: SolversOption = "all",
     preset: Annotated[
         str,
-        typer.Option(
-            "--preset",
+        preset_option(
             metavar="NAMES",
             help="Starting configuration, or several comma-separated (solvers x presets): "
             "paper (Table 1), quick, smoke, 5w5s, 20w1s, 20w5s, literature-5w1s, ...",
@@ -134,7 +146,7 @@ def run_command(
         ),
     ] = None,
     seeds: SeedsOption = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, metavar="N", help="First seed.")] = 0,
+    seed: Annotated[int, seed_option(min=0, metavar="N", help="First seed.")] = 0,
     steps: MetaStepsOption = None,
     device: DeviceOption = None,
     experiment: ExperimentOption = None,
@@ -142,8 +154,7 @@ def run_command(
     data_dir: DataDirOption = None,
     backend: Annotated[
         str,
-        typer.Option(
-            "--backend",
+        backend_option(
             metavar="ray|inline",
             help="ray: each run on a Ray actor; inline: one after another here.",
         ),
@@ -157,8 +168,7 @@ def run_command(
     connect_timeout: ConnectTimeoutOption = 30.0,
     resume: Annotated[
         str | None,
-        typer.Option(
-            "--resume",
+        resume_option(
             metavar="EXPERIMENT",
             help="Continue an interrupted experiment: finished runs are kept, every "
             "unfinished one (of any earlier command) goes on from its last evaluation point; "
@@ -230,9 +240,7 @@ def sweep_command(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(
-            "--steps", min=1, metavar="N", help="Meta-steps of each trial. [default: 500]"
-        ),
+        steps_option(min=1, metavar="N", help="Meta-steps of each trial. [default: 500]"),
     ] = None,
     seeds: SeedsOption = None,
     final: Annotated[
@@ -288,8 +296,7 @@ def sweep_command(
     address: AddressOption = None,
     gpus_per_run: Annotated[
         float | None,
-        typer.Option(
-            "--gpus-per-run",
+        gpus_per_run_option(
             min=0,
             metavar="FRACTION",
             help="GPU share of each trial and final run. Default: the visible GPUs divided "
@@ -298,8 +305,7 @@ def sweep_command(
     ] = None,
     cpus_per_run: Annotated[
         float | None,
-        typer.Option(
-            "--cpus-per-run",
+        cpus_per_run_option(
             min=0.01,
             metavar="N",
             help="CPUs of each trial and final run (its torch threads and the CPUs Ray "
@@ -314,8 +320,7 @@ def sweep_command(
     connect_timeout: ConnectTimeoutOption = 30.0,
     resume: Annotated[
         str | None,
-        typer.Option(
-            "--resume",
+        resume_option(
             metavar="EXPERIMENT",
             help="Continue an interrupted sweep (its experiment name): finished trials and "
             "solvers are kept, unfinished trials are sampled again.",
@@ -395,9 +400,7 @@ def sensitivity_command(
     data_dir: DataDirOption = None,
     backend: Annotated[
         str,
-        typer.Option(
-            "--backend", metavar="ray|inline", help="ray (default) or inline, as for `run`."
-        ),
+        backend_option(metavar="ray|inline", help="ray (default) or inline, as for `run`."),
     ] = "ray",
     address: AddressOption = None,
     gpus_per_run: GpusOption = None,
@@ -467,8 +470,7 @@ def bench_command(
     settings: SettingsOption = None,
     timed_steps: Annotated[
         int | None,
-        typer.Option(
-            "--timed-steps",
+        timed_steps_option(
             min=1,
             metavar="N",
             help="Timed meta-steps (default: 20 on a GPU; on a CPU at least 5, more up to 50 "
@@ -477,20 +479,14 @@ def bench_command(
     ] = None,
     warmup: Annotated[
         int | None,
-        typer.Option(
-            "--warmup",
-            min=0,
-            metavar="N",
-            help="Untimed meta-steps first (default: 5 GPU, 2 CPU).",
-        ),
+        warmup_option(min=0, metavar="N", help="Untimed meta-steps first (default: 5 GPU, 2 CPU)."),
     ] = None,
     reference: Annotated[
         bool, typer.Option(help="Also time the per-task MAML and FOMAML loops (the reference).")
     ] = True,
     cpus_per_run: Annotated[
         float | None,
-        typer.Option(
-            "--cpus-per-run",
+        cpus_per_run_option(
             min=1,
             metavar="N",
             help="CPUs of each measurement: its torch threads (CPU only; default 1, as a run "
@@ -570,9 +566,7 @@ class ReportTable(str, Enum):
 
 ReadExperimentOption = Annotated[
     str | None,
-    typer.Option(
-        "--experiment",
-        "-e",
+    experiment_option(
         metavar="NAME",
         help="The experiment: a name under --out, or a folder (default: the newest).",
     ),
@@ -587,8 +581,7 @@ def report_command(
     out: OutOption = Path("outputs"),
     fmt: Annotated[
         ReportFormat,
-        typer.Option(
-            "--format",
+        format_option(
             help="rich: tables on the terminal, fitted to its width; markdown, csv, json: "
             "the same tables as plain values (for papers and dashboards); latex: a booktabs "
             "table for a paper.",
@@ -597,9 +590,7 @@ def report_command(
     ] = ReportFormat.rich,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output", "-o", metavar="FILE", help="Write to this file instead of stdout."
-        ),
+        output_option(metavar="FILE", help="Write to this file instead of stdout."),
     ] = None,
     runs: Annotated[
         bool,
@@ -677,11 +668,11 @@ class CompareFormat(str, Enum):
 
 RichOrJsonOption = Annotated[
     CompareFormat,
-    typer.Option("--format", help="rich (tables) or json.", case_sensitive=False),
+    format_option(help="rich (tables) or json.", case_sensitive=False),
 ]
 OutputFileOption = Annotated[
     Path | None,
-    typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout."),
+    output_option(metavar="FILE", help="Write to this file instead of stdout."),
 ]
 
 
@@ -751,11 +742,7 @@ def plot_command(
     out: OutOption = Path("outputs"),
     fmt: Annotated[
         FigureFormat,
-        typer.Option(
-            "--format",
-            help="png (raster), pdf or svg (vector, for papers).",
-            case_sensitive=False,
-        ),
+        format_option(help="png (raster), pdf or svg (vector, for papers).", case_sensitive=False),
     ] = FigureFormat.png,
     dpi: Annotated[
         int,
@@ -787,17 +774,13 @@ class ReplicateFormat(str, Enum):
 def replicate_command(
     experiment: Annotated[
         str,
-        typer.Option(
-            "--experiment",
-            "-e",
-            metavar="NAME",
-            help="The published sweep: a name under --out, or a folder.",
+        experiment_option(
+            metavar="NAME", help="The published sweep: a name under --out, or a folder."
         ),
     ],
     seeds: Annotated[
         str | None,
-        typer.Option(
-            "--seeds",
+        seeds_option(
             metavar="SEEDS",
             help="Fresh seeds, e.g. 8-15 or 8,9,10 (default: as many as the published "
             "runs', the next after them).",
@@ -815,10 +798,8 @@ def replicate_command(
     out: OutOption = Path("outputs"),
     fmt: Annotated[
         ReplicateFormat,
-        typer.Option(
-            "--format",
-            help="rich (a table), json, or markdown (a table for a README).",
-            case_sensitive=False,
+        format_option(
+            help="rich (a table), json, or markdown (a table for a README).", case_sensitive=False
         ),
     ] = ReplicateFormat.rich,
     output: OutputFileOption = None,
@@ -827,13 +808,11 @@ def replicate_command(
     max_concurrent: ConcurrencyOption = None,
     cpus_per_run: Annotated[
         float,
-        typer.Option(
-            "--cpus-per-run", min=0.01, metavar="N", help="CPUs of each run (its torch threads)."
-        ),
+        cpus_per_run_option(min=0.01, metavar="N", help="CPUs of each run (its torch threads)."),
     ] = 1.0,
     gpus_per_run: Annotated[
         float | None,
-        typer.Option("--gpus-per-run", min=0, metavar="FRACTION", help="GPU share of each run."),
+        gpus_per_run_option(min=0, metavar="FRACTION", help="GPU share of each run."),
     ] = None,
     connect_timeout: ConnectTimeoutOption = 30.0,
     log_every: LogEveryOption = 60.0,
@@ -880,7 +859,7 @@ def solvers_command() -> None:
 @app.command("settings")
 def settings_command(
     preset: Annotated[
-        str, typer.Option("--preset", metavar="NAME", help="Show this preset's values.")
+        str, preset_option(metavar="NAME", help="Show this preset's values.")
     ] = "paper",
 ) -> None:
     """List every setting with its value in a preset and its allowed range."""
@@ -893,9 +872,7 @@ def settings_command(
 def fidelity_command(
     experiment: Annotated[
         str | None,
-        typer.Option(
-            "--experiment",
-            "-e",
+        experiment_option(
             metavar="NAME",
             help="The experiment to store the table in: a name under --out, or a folder "
             "(default: fidelity).",
@@ -933,7 +910,7 @@ def fidelity_command(
     ] = 16,
     seed: Annotated[
         int | None,
-        typer.Option("--seed", min=0, metavar="N", help="Seed of the init point (default 0)."),
+        seed_option(min=0, metavar="N", help="Seed of the init point (default 0)."),
     ] = None,
     device: DeviceOption = None,
     out: OutOption = Path("outputs"),
@@ -967,9 +944,7 @@ def fidelity_command(
 def scaling_command(
     experiment: Annotated[
         str | None,
-        typer.Option(
-            "--experiment",
-            "-e",
+        experiment_option(
             metavar="NAME",
             help="The experiment to store the table in: a name under --out, or a folder "
             "(default: scaling).",
@@ -986,21 +961,17 @@ def scaling_command(
     settings: SettingsOption = None,
     timed_steps: Annotated[
         int | None,
-        typer.Option(
-            "--timed-steps",
-            min=1,
-            metavar="N",
-            help="Timed meta-steps per measurement (default: 2 CPU, 5 GPU).",
+        timed_steps_option(
+            min=1, metavar="N", help="Timed meta-steps per measurement (default: 2 CPU, 5 GPU)."
         ),
     ] = None,
     warmup: Annotated[
         int,
-        typer.Option("--warmup", min=0, metavar="N", help="Untimed meta-steps before them."),
+        warmup_option(min=0, metavar="N", help="Untimed meta-steps before them."),
     ] = 1,
     cpus_per_run: Annotated[
         float | None,
-        typer.Option(
-            "--cpus-per-run",
+        cpus_per_run_option(
             min=1,
             metavar="N",
             help="CPUs of each measuring process: its torch threads (default: torch's, "

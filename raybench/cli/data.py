@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from raybench.cli.options import data_dir_option
+
 app = typer.Typer(help="Find, verify and preprocess the Omniglot data.", no_args_is_help=True)
 
 
@@ -21,8 +23,7 @@ def _data() -> None:
 def check(
     data_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--data-dir",
+        data_dir_option(
             help="Folder holding images_background.zip and images_evaluation.zip "
             "(default: $RAYBENCH_DATA, then the cache folder).",
             file_okay=False,

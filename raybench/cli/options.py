@@ -20,14 +20,88 @@ from raybench.errors import RaybenchError
 
 HELP_NAMES = ["-h", "--help"]
 
+
+# Each flag is declared by one factory (a test counts them): the shared options below use
+# them, and a command whose help or range legitimately differs calls them with its own.
+
+
+def backend_option(**kwargs: Any) -> Any:
+    """``--backend``: each command gives its help."""
+    return typer.Option("--backend", **kwargs)
+
+
+def cpus_per_run_option(**kwargs: Any) -> Any:
+    """``--cpus-per-run``: each command gives its help."""
+    return typer.Option("--cpus-per-run", **kwargs)
+
+
+def data_dir_option(**kwargs: Any) -> Any:
+    """``--data-dir``: each command gives its help."""
+    return typer.Option("--data-dir", **kwargs)
+
+
+def experiment_option(**kwargs: Any) -> Any:
+    """``--experiment`` (-e): each command gives its help."""
+    return typer.Option("--experiment", "-e", **kwargs)
+
+
+def format_option(**kwargs: Any) -> Any:
+    """``--format``: each command gives its help."""
+    return typer.Option("--format", **kwargs)
+
+
+def gpus_per_run_option(**kwargs: Any) -> Any:
+    """``--gpus-per-run``: each command gives its help."""
+    return typer.Option("--gpus-per-run", **kwargs)
+
+
+def output_option(**kwargs: Any) -> Any:
+    """``--output`` (-o): each command gives its help."""
+    return typer.Option("--output", "-o", **kwargs)
+
+
+def preset_option(**kwargs: Any) -> Any:
+    """``--preset``: each command gives its help."""
+    return typer.Option("--preset", **kwargs)
+
+
+def resume_option(**kwargs: Any) -> Any:
+    """``--resume``: each command gives its help."""
+    return typer.Option("--resume", **kwargs)
+
+
+def seed_option(**kwargs: Any) -> Any:
+    """``--seed``: each command gives its help."""
+    return typer.Option("--seed", **kwargs)
+
+
+def seeds_option(**kwargs: Any) -> Any:
+    """``--seeds``: each command gives its help."""
+    return typer.Option("--seeds", **kwargs)
+
+
+def steps_option(**kwargs: Any) -> Any:
+    """``--steps``: each command gives its help."""
+    return typer.Option("--steps", **kwargs)
+
+
+def timed_steps_option(**kwargs: Any) -> Any:
+    """``--timed-steps``: each command gives its help."""
+    return typer.Option("--timed-steps", **kwargs)
+
+
+def warmup_option(**kwargs: Any) -> Any:
+    """``--warmup``: each command gives its help."""
+    return typer.Option("--warmup", **kwargs)
+
+
 OutOption = Annotated[
     Path,
     typer.Option("--out", metavar="DIR", help="Root folder of the results store."),
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option(
-        "--data-dir",
+    data_dir_option(
         metavar="DIR",
         help="Folder with images_background.zip and images_evaluation.zip "
         "(else $RAYBENCH_DATA, else the user cache; downloaded if absent).",
@@ -39,8 +113,7 @@ SolversOption = Annotated[
 ]
 PresetOption = Annotated[
     str,
-    typer.Option(
-        "--preset",
+    preset_option(
         metavar="NAME",
         help="Starting configuration: paper (Table 1), quick, smoke, 5w5s, 20w1s, 20w5s, "
         "literature-5w1s, ... (`raybench settings` lists them).",
@@ -57,8 +130,7 @@ SettingsOption = Annotated[
 ]
 SeedsOption = Annotated[
     int | None,
-    typer.Option(
-        "--seeds",
+    seeds_option(
         min=1,
         metavar="N",
         help="Seeds per configuration (default: 3, the fewest that let the report's "
@@ -69,16 +141,11 @@ SeedsOption = Annotated[
 ]
 MetaStepsOption = Annotated[
     int | None,
-    typer.Option("--steps", min=1, metavar="N", help="Meta-steps of training (meta_steps)."),
+    steps_option(min=1, metavar="N", help="Meta-steps of training (meta_steps)."),
 ]
 ExperimentOption = Annotated[
     str | None,
-    typer.Option(
-        "--experiment",
-        "-e",
-        metavar="NAME",
-        help="The experiment: a name under --out, or a folder.",
-    ),
+    experiment_option(metavar="NAME", help="The experiment: a name under --out, or a folder."),
 ]
 ForceOption = Annotated[
     bool,
@@ -94,8 +161,7 @@ DeviceOption = Annotated[
 ]
 CpusOption = Annotated[
     float | None,
-    typer.Option(
-        "--cpus-per-run",
+    cpus_per_run_option(
         min=0.01,
         metavar="N",
         help="CPUs of each run: its torch threads (the whole part, at least 1) and, on Ray, "
@@ -105,8 +171,7 @@ CpusOption = Annotated[
 ]
 GpusOption = Annotated[
     float | None,
-    typer.Option(
-        "--gpus-per-run",
+    gpus_per_run_option(
         min=0,
         metavar="FRACTION",
         help="GPU share of each run (e.g. 0.25). Default: the visible GPUs divided among "

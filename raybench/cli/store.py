@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from raybench.cli.options import OutOption, deprecated
+from raybench.cli.options import OutOption, deprecated, experiment_option
 from raybench.errors import RaybenchError
 
 if TYPE_CHECKING:
@@ -27,9 +27,7 @@ def _store() -> None:
 def check(
     experiment: Annotated[
         str | None,
-        typer.Option(
-            "--experiment",
-            "-e",
+        experiment_option(
             metavar="NAME",
             help="The experiment: a name under --out, or a folder (default: every one).",
         ),
