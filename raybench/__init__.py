@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "Experiment", "Figures", "__version__", "compare", "load", "plot", "replication", "report",
-    "run", "summary",
+    "Experiment", "Figures", "__version__", "compare", "load", "plot", "replication", "run",
+    "summary",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
         load,
         plot,
         replication,
-        report,
         run,
         summary,
     )

@@ -255,7 +255,7 @@ def report(
 
     Example::
 
-        print(raybench.report("benchmarks/results/published", compact=True))
+        print(raybench.api.report("benchmarks/results/published", compact=True))
     """
     from raybench.report.render import report_text
 

@@ -1,4 +1,4 @@
-"""The read commands from Python: ``raybench.report`` and ``raybench.plot`` give what
+"""The read commands from Python: ``raybench.api.report`` and ``raybench.plot`` give what
 ``raybench report`` and ``raybench plot`` give, through the same code, on the same stores."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from cli_checks import one_line_error, run_main
 from stores import comparison_store, sweep_store, write_scaling
 
 import raybench
+import raybench.api
 from raybench.errors import RaybenchError
 
 # (format, the CLI's further options, the API's keyword arguments)
@@ -32,10 +33,10 @@ def test_report_from_python_is_the_cli_text(
 ) -> None:
     store, _ = comparison_store(tmp_path / "exp")
     write_scaling(store)
-    args = ("report", "-e", "exp", "--out", str(tmp_path), "--format", fmt, *flags)
+    args = ("report", "-e", str(store.root), "--format", fmt, *flags)  # titles name the folder
     cli = run_main(*args, cwd=tmp_path, env={"COLUMNS": "120"})
     assert cli.returncode == 0, cli.stderr
-    text = raybench.report("exp", out=tmp_path, fmt=fmt, **kwargs)
+    text = raybench.api.report(store.root, fmt=fmt, **kwargs)
     assert text == cli.stdout
     shown = "scaling" if kwargs.get("table") == "scaling" else "fomaml"
     assert shown in text and len(text.splitlines()) > 3
@@ -48,20 +49,21 @@ def test_report_of_a_sweep_and_its_defaults_from_python(tmp_path: Path) -> None:
         cli = run_main("report", "-e", "sw", "--out", str(tmp_path), "--format", "json",
                        *flags, cwd=tmp_path)  # fmt: skip
         assert cli.returncode == 0, cli.stderr
-        assert raybench.report("sw", out=tmp_path, fmt="json", defaults=defaults) == cli.stdout
-    assert raybench.report("sw", out=tmp_path) != raybench.report("sw", out=tmp_path, defaults=True)
+        assert raybench.api.report("sw", out=tmp_path, fmt="json", defaults=defaults) == cli.stdout
+    tuned = raybench.api.report("sw", out=tmp_path)
+    assert tuned != raybench.api.report("sw", out=tmp_path, defaults=True)
 
 
 def test_report_errors_are_raybench_errors_as_in_the_cli(tmp_path: Path) -> None:
     comparison_store(tmp_path / "exp")
     with pytest.raises(RaybenchError, match="unknown --format 'yaml'"):
-        raybench.report("exp", out=tmp_path, fmt="yaml")
+        raybench.api.report("exp", out=tmp_path, fmt="yaml")
     one_line_error(run_main("report", "-e", "exp", "--out", str(tmp_path), "--format", "yaml",
-                            cwd=tmp_path), "unknown --format 'yaml'")  # fmt: skip
+                            cwd=tmp_path), "'yaml'")  # fmt: skip
     with pytest.raises(RaybenchError, match="no scaling table"):
-        raybench.report("exp", out=tmp_path, table="scaling")
+        raybench.api.report("exp", out=tmp_path, table="scaling")
     with pytest.raises(RaybenchError, match="no experiments"):
-        raybench.report(out=tmp_path / "empty")
+        raybench.api.report(out=tmp_path / "empty")
 
 
 def test_plot_from_python_draws_what_the_cli_draws(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-import raybench
+import raybench.api
 from raybench.report.plots.registry import _KINDS, PlotContext, figure_kinds
 from raybench.results import ExperimentStore
 
@@ -67,7 +67,7 @@ def test_readme_table_is_what_the_store_says(tmp_path: Path) -> None:
     store = tmp_path / "quick"
     shutil.copytree(STORE, store)  # the report stores summary.parquet: not in the repo
     columns = args[args.index("--columns") + 1]
-    text = raybench.report(store, fmt="markdown", columns=columns, compact=True)
+    text = raybench.api.report(store, fmt="markdown", columns=columns, compact=True)
     assert text == published_table(), (
         "README's results table drifted from benchmarks/results/quick: regenerate it with "
         "the command shown above it"

@@ -1,5 +1,5 @@
 """``raybench report`` and ``raybench compare``: the experiment named on the command line,
-rendered by :mod:`raybench.report.render` (the API's :func:`raybench.report` returns the
+rendered by :mod:`raybench.report.render` (the API's :func:`raybench.api.report` returns the
 same text)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """An experiment's report and comparisons, from its store alone: in a terminal (fitted to
 its width) or as Markdown, CSV, JSON and LaTeX text. ``raybench report``/``compare`` print
-what these give; ``raybench.report`` returns the text."""
+what these give; ``raybench.api.report`` returns the text."""
 
 from __future__ import annotations
 
