@@ -106,6 +106,9 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
     one_line_error(shared, "seeds 2", "fresh seeds")
     bad = run_main("replicate", "-e", "pub", "--seeds", "eight", cwd=tmp_path)
     one_line_error(bad, "--seeds 'eight'")
+    elsewhere = run_main("replicate", "-e", "pub", "--backend", "slurm", cwd=tmp_path)
+    one_line_error(elsewhere, "unknown backend 'slurm'", "ray, inline")
+    assert not (tmp_path / "outputs" / "pub-replication").exists()  # refused before any write
     (tmp_path / "outputs" / "other").mkdir()
     (tmp_path / "outputs" / "other" / "notes.txt").write_text("mine")
     taken = run_main("replicate", "-e", "pub", "--into", "other", cwd=tmp_path)

@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from cli_checks import RAYBENCH, start_raybench
+from cli_checks import RAYBENCH, run_main, start_raybench
 from rendezvous import NEVER_S, Rendezvous
 
 import raybench.api
@@ -124,7 +124,7 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     # final runs: each solver's default and selected configuration, the same seeds; the
     # report puts the default beside the tuned row with the seed-paired tuning gain
     runs = ds.dataset(exp / "runs").to_table().to_pylist()
-    report = cli("report", "-e", "sw", "--format", "json", cwd=tmp_path)
+    report = run_main("report", "-e", "sw", "--format", "json", cwd=tmp_path)  # reads only
     assert report.returncode == 0, report.stderr[-2000:]
     rows = {r["solver"]: r for r in json.loads(report.stdout)}
     assert sorted(rows) == sorted(SWEPT)
@@ -153,9 +153,11 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert row["source"] == "config"
     assert row["inner_lr"] == pytest.approx(fomaml_best.inner_lr)
     assert row["meta_steps"] == fomaml_best.meta_steps
-    # the replication: the final runs again on fresh seeds (2 and 3), no new search; its
-    # verdicts against the published ones, the same through the CLI and the API
-    rep = cli("replicate", "-e", "sw", "--format", "json", "-o", "rep.json", cwd=tmp_path)
+    # the replication: the final runs again on fresh seeds (2 and 3), no new search (here
+    # inline; the published one ran on Ray); its verdicts against the published ones, the
+    # same through the CLI and the API
+    rep = cli("replicate", "-e", "sw", "--backend", "inline", "--format", "json",
+              "-o", "rep.json", cwd=tmp_path)  # fmt: skip
     assert rep.returncode == 0, rep.stderr[-3000:]
     replica = tmp_path / "outputs" / "sw-replication"
     again = ds.dataset(replica / "runs").to_table().to_pylist()
@@ -172,9 +174,9 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
         (table, solver) for table in ("tuned", "defaults") for solver in SWEPT
     }
     assert all(r["same"] is not None and 0 <= r["expected"] <= 1 for r in compared)
-    whole = cli("replicate", "-e", "sw", "--format", "json", cwd=tmp_path)  # nothing to train
+    whole = run_main("replicate", "-e", "sw", "--format", "json", cwd=tmp_path)  # no training
     assert whole.returncode == 0 and json.loads(whole.stdout) == compared
-    table = cli("replicate", "-e", "sw", "--format", "markdown", cwd=tmp_path)
+    table = run_main("replicate", "-e", "sw", "--format", "markdown", cwd=tmp_path)
     assert table.returncode == 0 and table.stdout == replication_markdown(compared)
 
 

@@ -10,17 +10,15 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import run_main
 from stores import sweep_store
 
 from raybench import api
 from raybench.report.significance import compare
 from raybench.report.tuning import DEFAULT_SELECTED, NO_TUNED, TUNING_NAMES
-
-RAYBENCH = Path(sys.executable).parent / "raybench"
 
 
 def test_tuned_rows_carry_the_default_and_the_seed_paired_gain(tmp_path: Path) -> None:
@@ -61,9 +59,8 @@ def test_the_defaults_table_compares_the_defaults(tmp_path: Path) -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True, env=None, timeout=300
-    )
+    """Through the entry point in this process: ``report`` only reads the store."""
+    proc = run_main(*args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 

@@ -804,6 +804,10 @@ def replicate_command(
     ] = ReplicateFormat.rich,
     output: OutputFileOption = None,
     data_dir: DataDirOption = None,
+    backend: Annotated[
+        str,
+        backend_option(metavar="ray|inline", help="ray (default) or inline, as for `run`."),
+    ] = "ray",
     address: AddressOption = None,
     max_concurrent: ConcurrencyOption = None,
     cpus_per_run: Annotated[
@@ -839,6 +843,7 @@ def replicate_command(
         fmt=fmt.value,
         output=output,
         data_dir=data_dir,
+        backend=backend,
         address=address,
         max_concurrent=max_concurrent,
         cpus_per_run=cpus_per_run,

@@ -3,6 +3,7 @@ its verdicts hold (:mod:`raybench.report.replication`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -94,6 +95,7 @@ def replicate(
     fmt: str = "rich",
     output: Path | None = None,
     data_dir: Path | None = None,
+    backend: str = "ray",
     address: str | None = None,
     max_concurrent: int | None = None,
     cpus_per_run: float = 1.0,
@@ -102,14 +104,18 @@ def replicate(
     log_every: float = 60.0,
     tracker: TrackerSpec | None = None,
 ) -> list[dict[str, Any]]:
-    """Train what the replication lacks (none when it is whole: no Ray starts), then
+    """Train what the replication lacks (none when it is whole: no Ray starts; ``backend``
+    inline: one run after another in this process), then
     compare its verdicts with the published ones; print them (``fmt`` rich or json)."""
     from raybench import api
     from raybench.execution import ExecutionOptions, execute
+    from raybench.execution.options import BACKENDS
     from raybench.execution.session import ray_session
     from raybench.results.store import ensure_writable
     from raybench.search.protocol import seed_text
 
+    if backend not in BACKENDS:  # refused before anything is read, as for `run`
+        raise RaybenchError(f"unknown backend {backend!r} (backends: {', '.join(BACKENDS)})")
     plan, manifest = replication_plan(published, seeds, target)
     finished = target.finished_ids()  # once: it reads every runs file
     missing = [c for c in plan.configs if c.run_id not in finished]
@@ -123,7 +129,7 @@ def replicate(
             f"{len(missing)} of {len(plan.configs)} runs to train"
         )
         options = ExecutionOptions(
-            backend="ray",
+            backend=backend,
             max_concurrent=max_concurrent,
             gpus_per_run=gpus_per_run,
             cpus_per_run=cpus_per_run,
@@ -132,7 +138,12 @@ def replicate(
             connect_timeout=connect_timeout,
             tracker=tracker,
         )
-        with ray_session(address, False, connect_timeout):
+        session = (
+            ray_session(address, False, connect_timeout)
+            if backend == "ray"
+            else contextlib.nullcontext()
+        )
+        with session:
             execute(plan.configs, target, console, options, data_dir, sources=plan.sources)
     rows = api.replication_records(published, target)
     show(rows, console, fmt, output)
