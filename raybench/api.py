@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from rich.console import Console
 
-    from raybench.execution import RunSummary
+    from raybench.execution import ExecutionOptions, RunSummary
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
 
@@ -39,8 +39,9 @@ from raybench.report.experiment import (
 )
 
 __all__ = [
-    "Experiment", "Figures", "compare", "load", "paired_results", "plot", "protocol_lines",
-    "replication", "replication_records", "report", "run", "summary", "summary_records",
+    "Experiment", "Figures", "Sensitivity", "compare", "load", "paired_results", "plot",
+    "protocol_lines", "replication", "replication_records", "report", "run", "sensitivity",
+    "summary", "summary_records",
 ]  # fmt: skip
 
 PathLike = str | Path
@@ -314,6 +315,116 @@ def plot(
             f"nothing to plot in {store.root}: " + "; ".join(skipped or ["no data"])
         )
     return Figures(store.name, target, list(written), skipped)
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """What :func:`sensitivity` made: the experiment (its runs, this call's outcomes in
+    ``experiment.ran``), the setting varied (its full key), the preset, and the table of
+    values (``study.parquet``: runs, final accuracy, divergence, mean curve per value)."""
+
+    experiment: Experiment
+    solver: str
+    setting: str
+    preset: str
+    table: pa.Table
+
+    @property
+    def failed(self) -> bool:
+        """Whether a run of this call failed (the CLI then exits with 1)."""
+        return any(o.status == "failed" for o in self.experiment.outcomes)
+
+
+def sensitivity(
+    solver: str,
+    param: str,
+    values: str | Sequence[Any],
+    *,
+    preset: str = "paper",
+    seeds: int | None = None,
+    settings: Mapping[str, Any] | Sequence[str] | None = None,
+    steps: int | None = None,
+    device: str | None = None,
+    experiment: str | None = None,
+    out: PathLike = "outputs",
+    data_dir: PathLike | None = None,
+    execution: ExecutionOptions | None = None,
+    console: Console | None = None,
+    force: bool = False,
+) -> Sensitivity:
+    """One solver trained at each value of one setting (several seeds each), as
+    ``raybench sensitivity`` does: the report's Reptile learning-rate study for any solver
+    and setting.
+
+    Args:
+        solver: the solver to study.
+        param: the setting to vary: any ``raybench settings`` key or one of the solver's
+            options (``lam`` or ``imaml.lam``).
+        values: the values, as ``"0.001,0.01,0.1"`` or a sequence.
+        preset: one preset to start from.
+        seeds: seeds per value (default: the CLI's rule, 3; 1 for ``smoke``).
+        settings: further settings, a mapping or ``key=value`` texts.
+        steps: meta-steps of training; ``device``: auto, cpu or cuda.
+        experiment: its name under ``out`` or a folder (default ``study-<solver>-<param>``).
+        execution: where runs train (:class:`raybench.execution.ExecutionOptions`; default
+            Ray, one CPU a run).
+        console: where progress goes (a new Rich console by default).
+        force: create the experiment even in a system or foreign folder.
+
+    Returns:
+        :class:`Sensitivity`: the experiment, the setting's key and the table per value.
+
+    Raises:
+        RaybenchError: an unknown solver, setting, preset or value.
+
+    Example::
+
+        study = raybench.api.sensitivity("reptile", "outer_lr", "0.001,0.1", preset="smoke")
+        study.table.to_pandas()[["value", "test_acc_mean", "diverged"]]
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from raybench.errors import RaybenchError
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.measurements.sensitivity import sensitivity_table, setting_key, study_configs
+    from raybench.planning import default_seeds, experiment_store, resolve_presets
+    from raybench.results.store import ensure_writable, write_table
+    from raybench.solvers import solver_class
+
+    solver_class(solver)
+    presets = resolve_presets(preset)
+    if len(presets) != 1:
+        raise RaybenchError("raybench sensitivity takes one --preset")
+    (preset,) = presets
+    key = setting_key(solver, param)
+    overrides = _settings(settings)
+    if steps is not None:
+        overrides["meta_steps"] = str(steps)
+    if device is not None:
+        overrides["device"] = device
+    n_seeds = seeds or default_seeds([preset])
+    if isinstance(values, str):
+        value_list = [v.strip() for v in values.split(",") if v.strip()]
+    else:
+        value_list = [str(v) for v in values]
+    configs = study_configs(solver, preset, overrides, key, value_list, range(n_seeds))
+    # the stored names keep the command's old name (source "study", study.parquet), so
+    # stores made before the rename read the same
+    store = experiment_store(experiment or f"study-{solver}-{param}", Path(out), force)
+    ensure_writable(store.root)
+    console = console or Console()
+    console.print(
+        f"[bold]raybench sensitivity[/] {solver}: {key} in {{{', '.join(value_list)}}} x "
+        f"{n_seeds} seed(s), experiment {store.root}"
+    )
+    execution = replace(execution or ExecutionOptions(), source="study", label_settings=(key,))
+    data = None if data_dir is None else Path(data_dir)
+    outcomes = execute(configs, store, console, execution, data)
+    table = sensitivity_table(store.read("runs"), store.read("curves"), key, configs)
+    write_table(store.root / "study.parquet", table)
+    return Sensitivity(Experiment(store, outcomes), solver, key, preset, table)
 
 
 def _settings(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:

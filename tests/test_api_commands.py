@@ -1,8 +1,11 @@
-"""The read commands from Python: ``raybench.api.report`` and ``raybench.plot`` give what
-``raybench report`` and ``raybench plot`` give, through the same code, on the same stores."""
+"""The commands from Python: ``raybench.api.report``, ``raybench.plot`` and
+``raybench.api.sensitivity`` give what ``raybench report``, ``plot`` and ``sensitivity``
+give, through the same code, on the same stores."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from stores import comparison_store, sweep_store, write_scaling
 import raybench
 import raybench.api
 from raybench.errors import RaybenchError
+
+RAYBENCH = Path(sys.executable).parent / "raybench"
 
 # (format, the CLI's further options, the API's keyword arguments)
 REPORTS = [
@@ -94,3 +99,32 @@ def test_plot_errors_are_raybench_errors(tmp_path: Path) -> None:
     with pytest.raises(RaybenchError):
         raybench.plot(empty, dpi=20)
     assert not (empty / "plots").exists() or not any((empty / "plots").iterdir())
+
+
+@pytest.mark.slow
+def test_sensitivity_from_python_is_the_cli_study(tmp_path: Path) -> None:
+    """The same study through ``raybench sensitivity`` (a real process) and
+    ``raybench.api.sensitivity``: the same runs, the same table of values, bit for bit."""
+    import pyarrow.parquet as pq
+
+    from raybench.execution import ExecutionOptions
+
+    args = ("--solver", "reptile", "--param", "outer_lr", "--values", "0.001,0.1",
+            "--preset", "smoke", "--backend", "inline")  # fmt: skip
+    proc = subprocess.run(
+        [str(RAYBENCH), "sensitivity", *args, "-e", "by-cli"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    made = raybench.api.sensitivity(
+        "reptile", "outer_lr", [0.001, 0.1], preset="smoke", experiment="by-api",
+        out=tmp_path / "outputs", execution=ExecutionOptions(backend="inline"),
+    )  # fmt: skip
+    assert made.setting == "outer_lr" and not made.failed
+    assert [o.status for o in made.experiment.outcomes] == ["completed", "completed"]
+    by_cli = pq.read_table(tmp_path / "outputs" / "by-cli" / "study.parquet")
+    assert made.table.equals(by_cli) and made.table.num_rows == 2
+    stored = pq.read_table(tmp_path / "outputs" / "by-api" / "study.parquet")
+    assert stored.equals(made.table)
+    with pytest.raises(RaybenchError, match="unknown setting"):
+        raybench.api.sensitivity("reptile", "outer", "1", preset="smoke", out=tmp_path)

@@ -417,8 +417,9 @@ def sensitivity_command(
     """Train one solver over a list of values of one setting (several seeds each) and
     report final accuracy, divergence and the validation curve per value: the reference
     report's Reptile learning-rate study for any solver and setting."""
-    from raybench.cli.commands import sensitivity
+    from raybench import api
     from raybench.execution import ExecutionOptions
+    from raybench.measurements.sensitivity import sensitivity_rich
     from raybench.trackers import tracker_spec
 
     execution = ExecutionOptions(
@@ -433,22 +434,26 @@ def sensitivity_command(
         connect_timeout=connect_timeout,
         tracker=tracker_spec(tracker, tracker_uri),
     )
-    sensitivity(
-        solver=solver,
-        param=param,
-        values=values,
-        seeds=seeds,
+    console = stdout()
+    made = api.sensitivity(
+        solver,
+        param,
+        values,
         preset=preset,
+        seeds=seeds,
         settings=settings or [],
         steps=steps,
         device=device,
         experiment=experiment,
-        force=force,
         out=out,
         data_dir=data_dir,
         execution=execution,
-        console=stdout(),
+        console=console,
+        force=force,
     )
+    console.print(sensitivity_rich(made.table, made.solver, made.preset))
+    if made.failed:
+        raise typer.Exit(1)
 
 
 @app.command("study", hidden=True)

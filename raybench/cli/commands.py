@@ -99,65 +99,6 @@ def run(
         raise typer.Exit(1)
 
 
-def sensitivity(
-    *,
-    solver: str,
-    param: str,
-    values: str,
-    seeds: int | None,
-    preset: str,
-    settings: list[str],
-    steps: int | None,
-    experiment: str | None,
-    out: Path,
-    data_dir: Path | None,
-    execution: ExecutionOptions,
-    console: Console,
-    device: str | None = None,
-    force: bool = False,
-) -> None:
-    """``raybench sensitivity``: one solver over values of one setting. What it stores keeps
-    the command's old name (runs of source ``study``, ``study.parquet``, experiment
-    ``study-<solver>-<param>``), so stores made before the rename read the same."""
-    from raybench.execution import execute
-    from raybench.measurements.sensitivity import (
-        sensitivity_rich,
-        sensitivity_table,
-        setting_key,
-        study_configs,
-    )
-    from raybench.results.store import ensure_writable, write_table
-    from raybench.solvers import solver_class
-
-    solver_class(solver)
-    presets = resolve_presets(preset)
-    if len(presets) != 1:
-        raise RaybenchError("raybench sensitivity takes one --preset")
-    preset = presets[0]
-    key = setting_key(solver, param)
-    overrides = parse_assignments(settings)
-    if steps is not None:
-        overrides["meta_steps"] = str(steps)
-    if device is not None:
-        overrides["device"] = device
-    seeds = seeds or default_seeds([preset])
-    value_list = [v.strip() for v in values.split(",") if v.strip()]
-    configs = study_configs(solver, preset, overrides, key, value_list, range(seeds))
-    store = experiment_store(experiment or f"study-{solver}-{param}", out, force)
-    ensure_writable(store.root)
-    console.print(
-        f"[bold]raybench sensitivity[/] {solver}: {key} in {{{', '.join(value_list)}}} x {seeds} "
-        f"seed(s), experiment {store.root}"
-    )
-    execution = replace(execution, source="study", label_settings=(key,))
-    summaries = execute(configs, store, console, execution, data_dir)
-    table = sensitivity_table(store.read("runs"), store.read("curves"), key, configs)
-    write_table(store.root / "study.parquet", table)
-    console.print(sensitivity_rich(table, solver, preset))
-    if any(s.status == "failed" for s in summaries):
-        raise typer.Exit(1)
-
-
 def _bench_setting(
     preset: str, settings: list[str], device: str | None
 ) -> tuple[str, dict[str, str]]:
