@@ -22,6 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -460,14 +462,14 @@ def run(
     backend: str = "ray",
     address: str | None = None,
     gpus_per_run: float | None = None,
-    cpus_per_run: float = 1.0,
+    cpus_per_run: float = RUN_DEFAULTS.cpus_per_run,
     max_concurrent: int | None = None,
-    max_retries: int = 2,
+    max_retries: int = RUN_DEFAULTS.max_retries,
     dashboard: bool = False,
     rerun: bool = False,
     resume: str | None = None,
-    log_every: float = 60.0,
-    connect_timeout: float = 30.0,
+    log_every: float = RUN_DEFAULTS.log_every,
+    connect_timeout: float = RUN_DEFAULTS.connect_timeout,
     tracker: str | Sequence[str] | None = None,
     tracker_uri: str | None = None,
     console: Console | None = None,

@@ -236,3 +236,30 @@ def test_each_flag_is_declared_once() -> None:
             declared.update(n for n in names if isinstance(n, str) and n.startswith("--"))
     assert {"--experiment", "--cpus-per-run", "--format", "--out", "--seeds"} <= set(declared)
     assert {flag: n for flag, n in declared.items() if n > 1} == {}
+
+
+def test_execution_defaults_are_read_from_one_object() -> None:
+    """Every command's --log-every, --connect-timeout, --max-retries, --backend and
+    --cpus-per-run default (where it has one) is the execution options' default, and so are
+    the API's: written once, in ``raybench.execution.options``."""
+    import inspect
+
+    import typer
+
+    from raybench import api
+    from raybench.cli import app
+    from raybench.cli.replicate import replicate
+    from raybench.execution.options import DEFAULTS
+
+    names = ("log_every", "connect_timeout", "max_retries", "backend", "cpus_per_run")
+    seen = 0
+    for name, command in typer.main.get_command(app).commands.items():
+        for param in getattr(command, "params", []):
+            if param.name in names and param.default is not None:
+                assert param.default == getattr(DEFAULTS, param.name), (name, param.name)
+                seen += 1
+    assert seen >= 10  # run, sweep, sensitivity and replicate declare them
+    for function in (api.run, replicate):
+        for param in inspect.signature(function).parameters.values():
+            if param.name in names and param.default is not inspect.Parameter.empty:
+                assert param.default == getattr(DEFAULTS, param.name), (function, param.name)

@@ -57,6 +57,7 @@ from raybench.cli.options import (
     warmup_option,
 )
 from raybench.errors import RaybenchError
+from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
 try:  # typer >= 0.25 carries its own copy of click
     from typer.exceptions import TyperException as UsageProblem
@@ -158,14 +159,14 @@ def run_command(
             metavar="ray|inline",
             help="ray: each run on a Ray actor; inline: one after another here.",
         ),
-    ] = "ray",
+    ] = RUN_DEFAULTS.backend,
     address: AddressOption = None,
     gpus_per_run: GpusOption = None,
     cpus_per_run: CpusOption = None,
     max_concurrent: ConcurrencyOption = None,
-    max_retries: RetriesOption = 2,
+    max_retries: RetriesOption = RUN_DEFAULTS.max_retries,
     dashboard: DashboardOption = False,
-    connect_timeout: ConnectTimeoutOption = 30.0,
+    connect_timeout: ConnectTimeoutOption = RUN_DEFAULTS.connect_timeout,
     resume: Annotated[
         str | None,
         resume_option(
@@ -180,7 +181,7 @@ def run_command(
         typer.Option("--rerun", help="Train runs again from step 0, even if already stored."),
     ] = False,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
-    log_every: LogEveryOption = 60.0,
+    log_every: LogEveryOption = RUN_DEFAULTS.log_every,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
     force: ForceOption = False,
@@ -315,9 +316,9 @@ def sweep_command(
     gpus_per_trial: Annotated[float | None, hidden_option("--gpus-per-trial", min=0)] = None,
     cpus_per_trial: Annotated[float | None, hidden_option("--cpus-per-trial", min=0.01)] = None,
     max_concurrent: ConcurrencyOption = None,
-    max_retries: RetriesOption = 2,
+    max_retries: RetriesOption = RUN_DEFAULTS.max_retries,
     dashboard: DashboardOption = False,
-    connect_timeout: ConnectTimeoutOption = 30.0,
+    connect_timeout: ConnectTimeoutOption = RUN_DEFAULTS.connect_timeout,
     resume: Annotated[
         str | None,
         resume_option(
@@ -327,7 +328,7 @@ def sweep_command(
         ),
     ] = None,
     report: Annotated[bool, typer.Option(help="Print the report at the end.")] = True,
-    log_every: LogEveryOption = 60.0,
+    log_every: LogEveryOption = RUN_DEFAULTS.log_every,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
     force: ForceOption = False,
@@ -406,10 +407,10 @@ def sensitivity_command(
     gpus_per_run: GpusOption = None,
     cpus_per_run: CpusOption = None,
     max_concurrent: ConcurrencyOption = None,
-    max_retries: RetriesOption = 2,
+    max_retries: RetriesOption = RUN_DEFAULTS.max_retries,
     dashboard: DashboardOption = False,
-    log_every: LogEveryOption = 60.0,
-    connect_timeout: ConnectTimeoutOption = 30.0,
+    log_every: LogEveryOption = RUN_DEFAULTS.log_every,
+    connect_timeout: ConnectTimeoutOption = RUN_DEFAULTS.connect_timeout,
     tracker: TrackerOption = None,
     tracker_uri: TrackerUriOption = None,
     force: ForceOption = False,
@@ -823,8 +824,8 @@ def replicate_command(
         float | None,
         gpus_per_run_option(min=0, metavar="FRACTION", help="GPU share of each run."),
     ] = None,
-    connect_timeout: ConnectTimeoutOption = 30.0,
-    log_every: LogEveryOption = 60.0,
+    connect_timeout: ConnectTimeoutOption = RUN_DEFAULTS.connect_timeout,
+    log_every: LogEveryOption = RUN_DEFAULTS.log_every,
     force: ForceOption = False,
 ) -> None:
     """Train a published sweep's final runs again (every solver's default and selected

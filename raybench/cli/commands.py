@@ -20,6 +20,7 @@ from raybench.config import (
     parse_assignments,
 )
 from raybench.errors import RaybenchError
+from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 from raybench.planning import (
     build_configs,
     default_seeds,
@@ -273,8 +274,8 @@ def sweep(
     resume: str | None,
     show_report: bool,
     console: Console,
-    log_every: float = 60.0,
-    connect_timeout: float = 30.0,
+    log_every: float = RUN_DEFAULTS.log_every,
+    connect_timeout: float = RUN_DEFAULTS.connect_timeout,
     device: str | None = None,
     tracker: TrackerSpec | None = None,
     force: bool = False,

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raybench.errors import RaybenchError
+from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
 if TYPE_CHECKING:
     from raybench.results import ExperimentStore
@@ -98,10 +99,10 @@ def replicate(
     backend: str = "ray",
     address: str | None = None,
     max_concurrent: int | None = None,
-    cpus_per_run: float = 1.0,
+    cpus_per_run: float = RUN_DEFAULTS.cpus_per_run,
     gpus_per_run: float | None = None,
-    connect_timeout: float = 30.0,
-    log_every: float = 60.0,
+    connect_timeout: float = RUN_DEFAULTS.connect_timeout,
+    log_every: float = RUN_DEFAULTS.log_every,
     tracker: TrackerSpec | None = None,
 ) -> list[dict[str, Any]]:
     """Train what the replication lacks (none when it is whole: no Ray starts; ``backend``

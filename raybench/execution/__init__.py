@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,7 +23,9 @@ from raybench.execution.options import BACKENDS as BACKENDS
 from raybench.execution.options import DEFAULT_CONNECT_TIMEOUT_S as DEFAULT_CONNECT_TIMEOUT_S
 from raybench.execution.options import ExecutionOptions as ExecutionOptions
 from raybench.execution.options import RunSummary as RunSummary
-from raybench.results import ExperimentStore
+
+if TYPE_CHECKING:
+    from raybench.results import ExperimentStore
 
 
 def check_local_devices(configs: Sequence[RunConfig], options: ExecutionOptions) -> None:

@@ -53,3 +53,8 @@ class ExecutionOptions:
             raise RaybenchError(f"--log-every {self.log_every}: expected >= 0 seconds")
         if self.connect_timeout <= 0:
             raise RaybenchError(f"--connect-timeout {self.connect_timeout}: expected > 0")
+
+
+# Every command's and the API's defaults for where and how runs execute: read from here,
+# never written again (tests/test_cli_conventions.py compares them).
+DEFAULTS = ExecutionOptions()
