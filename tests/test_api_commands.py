@@ -96,7 +96,7 @@ def test_plot_errors_are_raybench_errors(tmp_path: Path) -> None:
         raybench.plot("exp", out=tmp_path, fmt="gif")
     empty = tmp_path / "studies-only"
     (empty / "runs").mkdir(parents=True)
-    with pytest.raises(RaybenchError):
+    with pytest.raises(RaybenchError, match="nothing to plot"):
         raybench.plot(empty, dpi=20)
     assert not (empty / "plots").exists() or not any((empty / "plots").iterdir())
 

@@ -110,13 +110,20 @@ def replicate(
     compare its verdicts with the published ones; print them (``fmt`` rich or json)."""
     from raybench import api
     from raybench.execution import ExecutionOptions, execute
-    from raybench.execution.options import BACKENDS
     from raybench.execution.session import ray_session
     from raybench.results.store import ensure_writable
     from raybench.search.protocol import seed_text
 
-    if backend not in BACKENDS:  # refused before anything is read, as for `run`
-        raise RaybenchError(f"unknown backend {backend!r} (backends: {', '.join(BACKENDS)})")
+    options = ExecutionOptions(  # checked before anything is read, as for `run`
+        backend=backend,
+        max_concurrent=max_concurrent,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run,
+        source="tuned",
+        log_every=log_every,
+        connect_timeout=connect_timeout,
+        tracker=tracker,
+    )
     plan, manifest = replication_plan(published, seeds, target)
     finished = target.finished_ids()  # once: it reads every runs file
     missing = [c for c in plan.configs if c.run_id not in finished]
@@ -128,16 +135,6 @@ def replicate(
             f"[bold]raybench replicate[/] {published.root} on seeds "
             f"{seed_text(manifest['seeds'])} into {target.root}: "
             f"{len(missing)} of {len(plan.configs)} runs to train"
-        )
-        options = ExecutionOptions(
-            backend=backend,
-            max_concurrent=max_concurrent,
-            gpus_per_run=gpus_per_run,
-            cpus_per_run=cpus_per_run,
-            source="tuned",
-            log_every=log_every,
-            connect_timeout=connect_timeout,
-            tracker=tracker,
         )
         session = (
             ray_session(address, False, connect_timeout)

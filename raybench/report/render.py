@@ -4,8 +4,10 @@ what these give; ``raybench.api.report`` returns the text."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,8 +55,8 @@ def report(
     fidelity), as Rich tables that fit ``console``, or as Markdown/CSV/JSON/LaTeX to
     stdout or ``output``; ``table`` picks one, ``columns`` the summary's columns;
     ``compact`` Markdown shows one column per group, as the terminal does; ``defaults``
-    shows a sweep's default configurations instead of its tuned ones."""
-    check_report_options(fmt, compact, table, output)
+    shows a sweep's default configurations instead of its tuned ones. The caller checks
+    the options first (:func:`check_report_options`), before it looks for the store."""
     wanted, summary, chosen = _prepare(store, fmt, show_runs, columns, table, defaults)
     if fmt == "rich":
         _report_rich(store, wanted, summary, console, output, chosen)
@@ -173,15 +175,7 @@ def _report_rich(
     from raybench.report.measurement_records import STUDY_RECORDS, bench_tables
     from raybench.report.measurements import fidelity_tables, scaling_renderables
 
-    target = console
-    handle = None
-    if output is not None:
-        try:
-            handle = output.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise RaybenchError(f"cannot write the report to {output}: {exc.strerror}") from None
-        target = Console(file=handle, width=report_width(), color_system=None, highlight=False)
-    try:
+    with _printing_to(output, console) as target:
         title = f"raybench: {store.name} ({store.root})"
         runs = store.read("runs")
         width = target.width
@@ -216,9 +210,6 @@ def _report_rich(
             else:  # a sweep's trials: the flat rows, as they are stored
                 rows, names = STUDY_RECORDS[name](store)
                 target.print(tables.records_table(f"{name} — {title}", rows, names, width))
-    finally:
-        if handle is not None:
-            handle.close()
 
 
 def _report_flat(
@@ -325,16 +316,20 @@ def compare(
         else:
             output.write_text(text + "\n", encoding="utf-8")
         return
-    target, handle = console, None
-    if output is not None:
-        try:
-            handle = output.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise RaybenchError(f"cannot write the report to {output}: {exc.strerror}") from None
-        target = Console(file=handle, width=report_width(), color_system=None, highlight=False)
-    try:
+    with _printing_to(output, console) as target:
         for result in results:
             target.print(comparison_table(result, detect))
-    finally:
-        if handle is not None:
-            handle.close()
+
+
+@contextlib.contextmanager
+def _printing_to(output: Path | None, console: Console) -> Iterator[Console]:
+    """``console``, or a plain console writing ``output`` (as wide as a log) and closed after."""
+    if output is None:
+        yield console
+        return
+    try:
+        handle = output.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise RaybenchError(f"cannot write the report to {output}: {exc.strerror}") from None
+    with handle:
+        yield Console(file=handle, width=report_width(), color_system=None, highlight=False)

@@ -24,7 +24,6 @@ from raybench.errors import RaybenchError
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
-FIXED = NEVER_SEARCHED
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ def decode(params: dict[str, Any]) -> dict[str, Any]:
 def _bound_for(solver: str, key: str, where: str) -> Bound:
     from raybench.solvers.base import option_bounds
 
-    if key in FIXED:
+    if key in NEVER_SEARCHED:
         raise RaybenchError(f"{where}: {key!r} cannot be searched")
     prefix, dot, knob = key.partition(".")
     if dot:
