@@ -22,13 +22,29 @@ def ctrl_c_as_usual() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+STARTED: list[subprocess.Popen] = []  # what start_raybench started, for end_started()
+
+
 def start_raybench(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     """``raybench ARGS`` started in its own process, to be interrupted: Ctrl-C (SIGINT)
     has its usual meaning there, and its output is piped for the test to read."""
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [str(RAYBENCH), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, preexec_fn=ctrl_c_as_usual, **kwargs,
     )  # fmt: skip
+    STARTED.append(proc)
+    return proc
+
+
+def end_started() -> None:
+    """After each test: a command the test left running (it failed before the command
+    ended) is killed and its pipes closed, so the next test on this worker neither shares
+    the machine with it nor inherits its unclosed-file warnings."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def run_main(

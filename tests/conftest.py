@@ -10,10 +10,13 @@ threads each on two cores would be many times slower.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_checks import end_started
 from rendezvous import Rendezvous
 
 from raybench.data import OmniglotImages, load_omniglot
@@ -85,6 +88,26 @@ def raybench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setenv("RAYBENCH_DATA", str(REPO_ROOT.parent / "shared" / "data" / "omniglot"))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def ctrl_c(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """Ctrl-C with its usual meaning (a suite started in the background ignores it); the
+    exceptions finalisers dropped are collected instead of failing the test."""
+    dropped: list = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield dropped
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(autouse=True)
+def no_command_left_running() -> Iterator[None]:
+    """A command a failed test started is not left to run into the next test."""
+    yield
+    end_started()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import ray
 from cli_checks import descendants
+from interrupts import writes_then_swallows_a_ctrl_c
 from rendezvous import Rendezvous
 from rich.console import Console
 
@@ -293,3 +294,18 @@ def test_gpu_share_fills_but_never_overcrowds_a_card() -> None:
     assert gpu_share(1, 24) == 0.125  # 24 runs: 8 at a time on the card, the rest queue
     assert gpu_share(2, 1) == 1.0
     assert gpu_share(0, 4) == 0.0
+
+
+def test_ray_runs_stop_after_a_swallowed_ctrl_c(
+    local_ray, ctrl_c: list, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Ctrl-C swallowed by a finaliser while the driver waits (Ray's ActorHandle.__del__
+    can take it): the driver stops on its next turn instead of waiting for the rest."""
+    configs = [smoke("fomaml", 0), smoke("fomaml", 1)]
+    store = ExperimentStore(tmp_path / "exp")
+    writes_then_swallows_a_ctrl_c(monkeypatch)
+    options = ExecutionOptions(backend="ray", gpus_per_run=0, max_concurrent=1)
+    with pytest.raises(KeyboardInterrupt):
+        execute(configs, store, QUIET, options)
+    assert store.finished_ids() == {configs[0].run_id}
+    assert [d.exc_type for d in ctrl_c] == [KeyboardInterrupt]

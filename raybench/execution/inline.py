@@ -8,6 +8,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
+from raybench import signals
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.execution.options import RunSummary
@@ -54,8 +55,9 @@ def _run_all(
     progress: RunProgress,
 ) -> None:
     store = writer.store
-    with progress:
+    with signals.interrupts_remembered(), progress:
         for config in configs:
+            signals.raise_if_interrupted()
             resume = store.progress_path(config.run_id)
             result = train(config, data, progress=progress.hook(config), resume=resume)
             result.resources = f"inline, {torch.get_num_threads()} threads"

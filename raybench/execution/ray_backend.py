@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
+from raybench import signals
 from raybench.config import RunConfig
 from raybench.execution.options import ExecutionOptions, RunSummary
 from raybench.execution.progress import RunProgress
@@ -273,15 +274,19 @@ def run_on_ray(
         )
         queue = list(configs)
         pending: dict[Any, tuple[RunConfig, Any]] = {}
-        with RunProgress(
-            console,
-            len(configs),
-            log_every=options.log_every,
-            label_settings=options.label_settings,
-        ) as progress:
+        with (
+            signals.interrupts_remembered(),
+            RunProgress(
+                console,
+                len(configs),
+                log_every=options.log_every,
+                label_settings=options.label_settings,
+            ) as progress,
+        ):
             for config in configs:
                 progress.add(config)
             while queue or pending:
+                signals.raise_if_interrupted()
                 while queue and len(pending) < concurrent:
                     config = queue.pop(0)
                     actor = worker.remote(feed.name, max(1, int(cpus)), driver)
