@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from raybench.config import RunConfig, check_preset
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 
 if TYPE_CHECKING:
     from raybench.results import ExperimentStore
@@ -24,7 +24,7 @@ def resolve_solvers(spec: str) -> list[str]:
 
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
-        raise RaybenchError("--solvers is empty: give solver names or 'all'")
+        raise ParameterError("{solvers} is empty: give solver names or 'all'")
     if names == ["all"]:
         return list(SOLVERS)
     for name in names:
@@ -49,14 +49,17 @@ def build_configs(
 
 
 def refuse_with_resume(given: list[str]) -> None:
-    """``--resume`` continues runs as they were started: options that would define other
-    runs (another run id) or another experiment have no meaning there."""
+    """``resume`` continues runs as they were started: parameters (``given``, by their API
+    names) that would define other runs (another run id) or another experiment have no
+    meaning there."""
     if given:
         them = "it" if len(given) == 1 else "them"
-        raise RaybenchError(
-            f"--resume continues the experiment's runs as they were started; "
-            f"{', '.join(given)} would make other runs. Leave {them} out (--solvers narrows "
-            "what is continued), or start the new runs with `raybench run ... --experiment NAME`"
+        raise ParameterError(
+            "{resume} continues the experiment's runs as they were started; "
+            + ", ".join(f"{{{name}}}" for name in given)
+            + " would make other runs. Leave {them} out ({solvers} narrows what is "
+            "continued), or start the new runs with `raybench run ... --experiment NAME`",
+            them=them,
         )
 
 
@@ -112,7 +115,7 @@ def resolve_presets(spec: str) -> list[str]:
     """One preset or a comma-separated list, each checked."""
     presets = [p.strip() for p in spec.split(",") if p.strip()]
     if not presets:
-        raise RaybenchError("--preset is empty")
+        raise ParameterError("{preset} is empty")
     for preset in presets:
         check_preset(preset)
     return list(dict.fromkeys(presets))

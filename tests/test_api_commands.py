@@ -128,3 +128,98 @@ def test_sensitivity_from_python_is_the_cli_study(tmp_path: Path) -> None:
     assert stored.equals(made.table)
     with pytest.raises(RaybenchError, match="unknown setting"):
         raybench.api.sensitivity("reptile", "outer", "1", preset="smoke", out=tmp_path)
+
+
+# ----------------------------------------------------------------- measuring commands
+
+# what two measurements of one thing may differ in: when, which experiment, and what was
+# measured (time, memory, load and the rates and estimates made from them)
+MEASURED = {"created_at", "study_id", "experiment", "cpu_load", "peak_memory_mb", "gflops",
+            "matmul_gflops", "peak_fraction", "implied_run_s", "speedup_vs_loop",
+            "spread"}  # fmt: skip
+
+
+def measured_rows(table, keys: tuple[str, ...]) -> dict:
+    """Each row by ``keys``, without what differs between two measurements of one thing."""
+    rows = {}
+    for row in table.to_pylist():
+        rows[tuple(row[k] for k in keys)] = {
+            k: v for k, v in row.items() if k not in MEASURED and not k.startswith(("ms_", "time"))
+        }
+    return rows
+
+
+def test_fidelity_from_python_is_the_cli_study(tmp_path: Path) -> None:
+    """The same meta-gradients through ``raybench fidelity`` and ``raybench.api.fidelity``:
+    every number bit for bit (they are deterministic), the same files."""
+    import pyarrow.dataset as ds
+
+    args = ("--preset", "smoke", "--set", "hidden=8", "--tasks", "2", "--solvers",
+            "maml,fomaml,neumann", "--sweep", "neumann.terms=0,1")  # fmt: skip
+    cli = run_main("fidelity", *args, "-e", "by-cli", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    made = raybench.api.fidelity(
+        "maml,fomaml,neumann", "smoke", settings=["hidden=8"], tasks=2,
+        sweeps=["neumann.terms=0,1"], experiment="by-api", out=tmp_path / "outputs",
+    )  # fmt: skip
+    assert isinstance(made, raybench.api.Measurement) and made.experiment.name == "by-api"
+    by_cli = ds.dataset(tmp_path / "outputs" / "by-cli" / "fidelity").to_table()
+    keys = ("point", "solver", "knob_value")
+    assert made.table.num_rows == by_cli.num_rows == 4  # maml, fomaml, neumann 0 and 1
+    assert measured_rows(made.table, keys).keys() == measured_rows(by_cli, keys).keys()
+    for key, row in measured_rows(by_cli, keys).items():
+        assert measured_rows(made.table, keys)[key] == {**row}, key
+    assert [p.parent.name for p in made.files] == ["fidelity"] and made.files[0].is_file()
+    assert ds.dataset(made.files).to_table().equals(made.table)
+
+
+def test_measuring_errors_name_the_parameter_as_the_caller_spells_it(tmp_path: Path) -> None:
+    """One message, two spellings: the keyword from Python, the flag from the CLI."""
+    with pytest.raises(RaybenchError) as from_python:
+        raybench.api.fidelity("maml", "smoke", init=False, out=tmp_path)
+    assert str(from_python.value) == (
+        "nothing to compare at: give source, checkpoints, or keep init"
+    )
+    cli = run_main("fidelity", "--preset", "smoke", "--no-init", cwd=tmp_path)
+    assert one_line_error(cli) == (
+        "raybench: error: nothing to compare at: give --from, --checkpoint, or keep --init"
+    )
+    with pytest.raises(RaybenchError, match=r"^inner_steps expects .* got '1,\{two\}'$"):
+        raybench.api.scaling("maml", "smoke", inner_steps="1,{two}", out=tmp_path)
+    cli = run_main("scaling", "--preset", "smoke", "--inner-steps", "1,{two}", cwd=tmp_path)
+    assert one_line_error(cli).startswith("raybench: error: --inner-steps expects")
+    with pytest.raises(RaybenchError, match=r"^ab changes ways"):
+        raybench.api.bench_ab("maml", {"ways": 20}, "smoke")
+    assert not (tmp_path / "outputs").exists()  # nothing made before the refusal
+
+
+@pytest.mark.slow
+def test_bench_and_scaling_from_python_measure_what_the_cli_measures(tmp_path: Path) -> None:
+    """The same measurements (solvers, settings, steps, threads) through the CLI and the
+    API, stored alike; only the times and memory measured differ."""
+    import pyarrow.dataset as ds
+
+    cli = run_main("bench", "--solvers", "fomaml", "--preset", "smoke", "--timed-steps", "1",
+                   "--warmup", "0", "--no-reference", "-e", "b-cli", cwd=tmp_path)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    bench = raybench.api.bench(
+        ["fomaml"], "smoke", timed_steps=1, warmup=0, reference=False, experiment="b-api",
+        out=tmp_path / "outputs",
+    )  # fmt: skip
+    by_cli = ds.dataset(tmp_path / "outputs" / "b-cli" / "bench").to_table()
+    assert measured_rows(bench.table, ("solver",)) == measured_rows(by_cli, ("solver",))
+    assert ds.dataset(bench.files).to_table().equals(bench.table)
+
+    args = ("--solvers", "fomaml", "--preset", "smoke", "--set", "hidden=8",
+            "--inner-steps", "1,2", "--timed-steps", "1", "--warmup", "0")  # fmt: skip
+    cli = run_main("scaling", *args, "-e", "s-cli", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    scaled = raybench.api.scaling(
+        "fomaml", "smoke", settings={"hidden": 8}, inner_steps=[1, 2], timed_steps=1,
+        warmup=0, experiment="s-api", out=tmp_path / "outputs",
+    )  # fmt: skip
+    by_cli = ds.dataset(tmp_path / "outputs" / "s-cli" / "scaling").to_table()
+    keys = ("solver", "inner_steps")
+    assert measured_rows(scaled.table, keys) == measured_rows(by_cli, keys)
+    assert len(measured_rows(scaled.table, keys)) == 2
+    assert all(r["error"] is None for r in scaled.table.to_pylist())

@@ -206,3 +206,18 @@ def test_cuda_without_a_gpu_is_refused_before_anything_runs(tmp_path: Path) -> N
         one_line_error(proc, "cuda", "no CUDA device")
         assert "ray:" not in proc.stdout  # refused before Ray started
         nothing_written(tmp_path)
+
+
+def test_a_parameter_error_is_spelled_for_its_caller_and_survives_pickling() -> None:
+    """Ray hands a worker's error to the driver pickled: it keeps both spellings, and a
+    value with braces in it (user text) is never read as a parameter's name."""
+    import pickle
+
+    from raybench.cli.options import API_FLAGS
+    from raybench.errors import ParameterError
+
+    error = ParameterError("{checkpoints} {path!r} not found; or give {first_seed}", path="{x}")
+    assert str(error) == "checkpoints '{x}' not found; or give first_seed"
+    assert error.spelled(API_FLAGS) == "--checkpoint '{x}' not found; or give --seed"
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) and again.spelled(API_FLAGS) == error.spelled(API_FLAGS)

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from raybench.cli.options import (
+    API_FLAGS,
     HELP_NAMES,
     AddressOption,
     ConcurrencyOption,
@@ -540,7 +541,7 @@ def bench_command(
         solvers=solvers,
         preset=preset,
         settings=settings or [],
-        steps=steps,
+        timed_steps=steps,
         warmup=warmup,
         reference=reference,
         threads=threads,
@@ -1012,7 +1013,7 @@ def scaling_command(
         inner_steps=inner_steps,
         preset=preset,
         settings=settings or [],
-        steps=steps,
+        timed_steps=steps,
         warmup=warmup,
         threads=threads,
         device=device,
@@ -1053,7 +1054,7 @@ def main(argv: list[str] | None = None) -> None:
             err.print(f"raybench: error: {one_line(message)}", markup=False)
         sys.exit(2)
     except RaybenchError as exc:
-        err.print(f"raybench: error: {one_line(str(exc))}", markup=False)
+        err.print(f"raybench: error: {one_line(exc.spelled(API_FLAGS))}", markup=False)
         sys.exit(2)
     except OSError as exc:  # a file system's refusal a check before it did not foresee
         err.print(f"raybench: error: {one_line(os_error_line(exc))}", markup=False)

@@ -22,10 +22,8 @@ from raybench.config import (
 from raybench.errors import RaybenchError
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 from raybench.planning import (
-    build_configs,
     default_seeds,
     experiment_store,
-    resolve_presets,
     resolve_solvers,
     resume_store,
 )
@@ -100,92 +98,20 @@ def run(
         raise typer.Exit(1)
 
 
-def _bench_setting(
-    preset: str, settings: list[str], device: str | None
-) -> tuple[str, dict[str, str]]:
-    """The one preset and the ``--set`` overrides (with ``--device``) of a bench command."""
-    presets = resolve_presets(preset)
-    if len(presets) != 1:
-        raise RaybenchError("raybench bench takes one --preset")
-    overrides = parse_assignments(settings)
-    if device is not None:
-        overrides["device"] = device
-    return presets[0], overrides
+def bench(*, console: Console, **given: Any) -> None:
+    """``raybench bench``: :func:`raybench.api.bench`, then its table."""
+    from raybench import api
+    from raybench.measurements.bench import bench_rich
+
+    console.print(bench_rich(api.bench(console=console, **given).table))
 
 
-def bench(
-    *,
-    solvers: str,
-    preset: str,
-    settings: list[str],
-    steps: int | None,
-    warmup: int | None,
-    reference: bool,
-    threads: int | None,
-    device: str | None,
-    experiment: str | None,
-    out: Path,
-    data_dir: Path | None,
-    console: Console,
-    force: bool = False,
-) -> None:
-    import hashlib
+def bench_ab(*, console: Console, **given: Any) -> None:
+    """``raybench bench --ab``: :func:`raybench.api.bench_ab`, then its table."""
+    from raybench import api
+    from raybench.measurements.ab import ab_rich
 
-    from raybench.data import load_omniglot
-    from raybench.measurements.bench import bench_rich, bench_table
-    from raybench.results.store import write_table
-
-    preset, overrides = _bench_setting(preset, settings, device)
-    configs = build_configs(resolve_solvers(solvers), preset, overrides, [0])
-    data = load_omniglot(data_dir)
-    store = experiment_store(experiment or "bench", out, force)
-    console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
-    table = bench_table(
-        configs,
-        data,
-        steps=steps,
-        warmup=warmup,
-        with_reference=reference,
-        threads=threads,
-        experiment=store.name,
-    )
-    stamp = hashlib.sha1(str(table.column("created_at")[0]).encode()).hexdigest()[:8]
-    write_table(store.root / "bench" / f"{preset}-{stamp}.parquet", table)
-    console.print(bench_rich(table))
-
-
-def bench_ab(
-    *,
-    solvers: str,
-    preset: str,
-    settings: list[str],
-    ab: list[str],
-    rounds: int | None,
-    warmup: int | None,
-    threads: int | None,
-    device: str | None,
-    data_dir: Path | None,
-    console: Console,
-) -> None:
-    """``raybench bench --ab``: each solver as given against the same with ``ab`` changed."""
-    import torch
-
-    from raybench.data import load_omniglot
-    from raybench.measurements.ab import ab_compare, ab_rich
-
-    preset, overrides = _bench_setting(preset, settings, device)
-    names = resolve_solvers(solvers)
-    configs_a = build_configs(names, preset, overrides, [0])
-    configs_b = build_configs(names, preset, {**overrides, **parse_assignments(ab)}, [0])
-    data = load_omniglot(data_dir)
-    torch.set_num_threads(threads or 1)  # as each run gets by default
-    results = []
-    for a, b in zip(configs_a, configs_b):
-        console.print(f"[dim]{a.solver}: A and B interleaved...[/]")
-        results.append(
-            ab_compare(a, b, data, rounds=rounds or 10, warmup=2 if warmup is None else warmup)
-        )
-    console.print(ab_rich(results))
+    console.print(ab_rich(api.bench_ab(console=console, **given)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,168 +390,26 @@ def list_settings(preset: str, console: Console) -> None:
     console.print("Presets: " + ", ".join(PRESETS))
 
 
-# -- studies: meta-gradient fidelity and memory/time scaling -----------------------------
+# -- measurements: meta-gradient fidelity and memory/time scaling ------------------------
 
 
-def _study_overrides(preset: str, settings: list[str], device: str | None) -> dict[str, str]:
-    check_preset(preset)
-    overrides = parse_assignments(settings)
-    if device is not None:
-        overrides["device"] = device
-    return overrides
-
-
-def fidelity(
-    *,
-    experiment: str | None,
-    source: str | None,
-    checkpoints: list[Path],
-    init: bool,
-    solvers: str,
-    preset: str,
-    settings: list[str],
-    sweeps: list[str],
-    tasks: int,
-    seed: int | None,
-    device: str | None,
-    out: Path,
-    data_dir: Path | None,
-    console: Console,
-    force: bool = False,
-) -> None:
-    import pyarrow as pa
-
-    from raybench.data import load_omniglot
-    from raybench.measurements.fidelity import (
-        FidelityStudy,
-        checkpoint_point,
-        init_point,
-        meta_solvers,
-        parse_sweep,
-        run_points,
-    )
+def fidelity(*, console: Console, **given: Any) -> None:
+    """``raybench fidelity``: :func:`raybench.api.fidelity`, then its tables."""
+    from raybench import api
     from raybench.report.measurements import fidelity_tables
-    from raybench.results import open_experiment
-    from raybench.results.store import write_table
 
-    overrides = _study_overrides(preset, settings, device)
-    if seed is not None:
-        overrides["seed"] = str(seed)
-    kept, skipped = meta_solvers(resolve_solvers(solvers))
-    if not kept:
-        raise RaybenchError(
-            f"no meta-solver in --solvers {solvers}: baselines have no meta-gradient"
-        )
-    sweep_map = dict(parse_sweep(spec) for spec in sweeps)
-    points, notes = [], []
-    if source is not None:
-        found, notes = run_points(open_experiment(source, out))
-        if not found:
-            raise RaybenchError(
-                f"experiment {source!r} has no run to compare at: " + "; ".join(notes[:3])
-            )
-        points += found
-    points += [checkpoint_point(path) for path in checkpoints]
-    if not init and not points:
-        raise RaybenchError("nothing to compare at: give --from, --checkpoint, or keep --init")
-    store = experiment_store(experiment or "fidelity", out, force)
-    data = load_omniglot(data_dir)
-    study = FidelityStudy(
-        data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
-    )
-    if init:
-        points.insert(0, init_point(study.reference))
-    for point in points:  # every point checked before the first long computation
-        study.params_at(point)
-    ref = study.reference
-    per_point = len(study.cases) + 1  # every case, and the exact MAML reference
-    console.print(
-        f"[bold]raybench fidelity[/] {len(points)} point(s) x {per_point} meta-gradients "
-        f"({len(study.cases)} solver settings compared with exact MAML, {ref.inner_steps} "
-        f"inner steps, inner lr {ref.inner_lr:g}) on {tasks} fixed validation tasks; "
-        f"experiment {store.root}"
-    )
-    if skipped:
-        console.print(
-            f"skipped solvers {', '.join(skipped)}: baselines pre-train a classifier and have "
-            "no meta-gradient"
-        )
-    for note in notes:
-        console.print(f"skipped point {note}")
-    tables = []
-    for point in points:
-        console.print(f"  {point.name}: {per_point} meta-gradients")
-        table = study.run(point, experiment=store.name)
-        write_table(store.path("fidelity", table.column("study_id")[0].as_py()), table)
-        tables.append(table)
-    for rendered in fidelity_tables(pa.concat_tables(tables)):
+    measured = api.fidelity(console=console, **given)
+    for rendered in fidelity_tables(measured.table):
         console.print(rendered)
-    console.print(f"stored in {store.root / 'fidelity'}")
+    console.print(f"stored in {measured.experiment.root / 'fidelity'}")
 
 
-def parse_counts(spec: str) -> list[int]:
-    """``1,2,5`` -> ``[1, 2, 5]``, with a one-line error for anything else."""
-    try:
-        counts = [int(part) for part in spec.split(",") if part.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 0:
-        raise RaybenchError(f"--inner-steps expects comma-separated counts >= 0, got {spec!r}")
-    return counts
-
-
-def scaling(
-    *,
-    experiment: str | None,
-    solvers: str,
-    inner_steps: str,
-    preset: str,
-    settings: list[str],
-    steps: int | None,
-    warmup: int,
-    threads: int | None,
-    device: str | None,
-    out: Path,
-    data_dir: Path | None,
-    console: Console,
-    force: bool = False,
-) -> None:
-    from raybench.data import load_omniglot
-    from raybench.measurements.scaling import scaling_table
+def scaling(*, console: Console, **given: Any) -> None:
+    """``raybench scaling``: :func:`raybench.api.scaling`, then its tables."""
+    from raybench import api
     from raybench.report.measurements import scaling_renderables
-    from raybench.results.store import write_table
-    from raybench.runtime import resolve_device
-    from raybench.solvers import make_config
 
-    overrides = _study_overrides(preset, settings, device)
-    counts = parse_counts(inner_steps)
-    names = resolve_solvers(solvers)
-    for name in names:  # settings checked before anything runs
-        make_config(name, preset, overrides)
-    on = resolve_device(make_config(names[0], preset, overrides).device)
-    steps = steps or (5 if on.type == "cuda" else 2)
-    store = experiment_store(experiment or "scaling", out, force)
-    data = load_omniglot(data_dir)  # found (and cached) once, before any measuring process
-    console.print(
-        f"[bold]raybench scaling[/] {', '.join(names)} at inner steps "
-        f"{', '.join(map(str, counts))}, preset {preset}, {steps} timed step(s) after {warmup} "
-        f"warm-up; {'a fresh process per measurement' if on.type == 'cpu' else on}; "
-        f"experiment {store.root}"
-    )
-    table = scaling_table(
-        preset=preset,
-        overrides=overrides,
-        solvers=names,
-        inner_steps=counts,
-        steps=steps,
-        warmup=warmup,
-        threads=threads,
-        data=data,
-        data_dir=data_dir,
-        experiment=store.name,
-        progress=lambda message: console.print(f"  {message}"),
-    )
-    write_table(store.path("scaling", table.column("study_id")[0].as_py()), table)
-    for rendered in scaling_renderables(table):
+    measured = api.scaling(console=console, **given)
+    for rendered in scaling_renderables(measured.table):
         console.print(rendered)
-    console.print(f"stored in {store.root / 'scaling'}")
+    console.print(f"stored in {measured.experiment.root / 'scaling'}")

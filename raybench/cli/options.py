@@ -20,6 +20,20 @@ from raybench.errors import RaybenchError
 
 HELP_NAMES = ["-h", "--help"]
 
+# The API's parameters whose flag is not ``--name-with-dashes``: an error about one of them
+# (:class:`raybench.errors.ParameterError`) names the flag on the command line.
+API_FLAGS = {
+    "settings": "--set",
+    "source": "--from",
+    "checkpoints": "--checkpoint",
+    "sweeps": "--sweep",
+    "config_files": "--config",
+    "first_seed": "--seed",
+    "threads": "--cpus-per-run",
+    "rounds": "--timed-steps",
+    "fmt": "--format",
+}
+
 
 # Each flag is declared by one factory (a test counts them): the shared options below use
 # them, and a command whose help or range legitimately differs calls them with its own.

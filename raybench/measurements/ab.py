@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from raybench.config import RunConfig
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError
 
 # What must be equal for the two sides to draw the same batch and be one comparison.
 SAME_BATCH = ("solver", "ways", "shots", "query", "meta_batch", "rotations", "split", "dtype")
@@ -59,9 +59,11 @@ class ABResult:
 def _check(a: RunConfig, b: RunConfig) -> None:
     for key in SAME_BATCH:
         if getattr(a, key) != getattr(b, key):
-            raise RaybenchError(
-                f"--ab changes {key}: A and B would not train on the same batch; an A/B "
-                f"comparison keeps {', '.join(SAME_BATCH)} equal"
+            raise ParameterError(
+                "{ab} changes {key}: A and B would not train on the same batch; an A/B "
+                "comparison keeps {kept} equal",
+                key=key,
+                kept=", ".join(SAME_BATCH),
             )
 
 

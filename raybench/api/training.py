@@ -1,0 +1,294 @@
+"""Training from Python: :func:`run` (``raybench run``) and :func:`sensitivity`
+(``raybench sensitivity``), each returning the experiment it stored into."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raybench.api.reading import Experiment, PathLike
+from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from rich.console import Console
+
+    from raybench.execution import ExecutionOptions
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """What :func:`sensitivity` made: the experiment (its runs, this call's outcomes in
+    ``experiment.ran``), the setting varied (its full key), the preset, and the table of
+    values (``study.parquet``: runs, final accuracy, divergence, mean curve per value)."""
+
+    experiment: Experiment
+    solver: str
+    setting: str
+    preset: str
+    table: pa.Table
+
+    @property
+    def failed(self) -> bool:
+        """Whether a run of this call failed (the CLI then exits with 1)."""
+        return any(o.status == "failed" for o in self.experiment.outcomes)
+
+
+def sensitivity(
+    solver: str,
+    param: str,
+    values: str | Sequence[Any],
+    *,
+    preset: str = "paper",
+    seeds: int | None = None,
+    settings: Mapping[str, Any] | Sequence[str] | None = None,
+    steps: int | None = None,
+    device: str | None = None,
+    experiment: str | None = None,
+    out: PathLike = "outputs",
+    data_dir: PathLike | None = None,
+    execution: ExecutionOptions | None = None,
+    console: Console | None = None,
+    force: bool = False,
+) -> Sensitivity:
+    """One solver trained at each value of one setting (several seeds each), as
+    ``raybench sensitivity`` does: the report's Reptile learning-rate study for any solver
+    and setting.
+
+    Args:
+        solver: the solver to study.
+        param: the setting to vary: any ``raybench settings`` key or one of the solver's
+            options (``lam`` or ``imaml.lam``).
+        values: the values, as ``"0.001,0.01,0.1"`` or a sequence.
+        preset: one preset to start from.
+        seeds: seeds per value (default: the CLI's rule, 3; 1 for ``smoke``).
+        settings: further settings, a mapping or ``key=value`` texts.
+        steps: meta-steps of training; ``device``: auto, cpu or cuda.
+        experiment: its name under ``out`` or a folder (default ``study-<solver>-<param>``).
+        execution: where runs train (:class:`raybench.execution.ExecutionOptions`; default
+            Ray, one CPU a run).
+        console: where progress goes (a new Rich console by default).
+        force: create the experiment even in a system or foreign folder.
+
+    Returns:
+        :class:`Sensitivity`: the experiment, the setting's key and the table per value.
+
+    Raises:
+        RaybenchError: an unknown solver, setting, preset or value.
+
+    Example::
+
+        study = raybench.api.sensitivity("reptile", "outer_lr", "0.001,0.1", preset="smoke")
+        study.table.to_pandas()[["value", "test_acc_mean", "diverged"]]
+    """
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from raybench.errors import ParameterError
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.measurements.sensitivity import sensitivity_table, setting_key, study_configs
+    from raybench.planning import default_seeds, experiment_store, resolve_presets
+    from raybench.results.store import ensure_writable, write_table
+    from raybench.solvers import solver_class
+
+    solver_class(solver)
+    presets = resolve_presets(preset)
+    if len(presets) != 1:
+        raise ParameterError("raybench sensitivity takes one {preset}")
+    (preset,) = presets
+    key = setting_key(solver, param)
+    overrides = settings_dict(settings)
+    if steps is not None:
+        overrides["meta_steps"] = str(steps)
+    if device is not None:
+        overrides["device"] = device
+    n_seeds = seeds or default_seeds([preset])
+    if isinstance(values, str):
+        value_list = [v.strip() for v in values.split(",") if v.strip()]
+    else:
+        value_list = [str(v) for v in values]
+    configs = study_configs(solver, preset, overrides, key, value_list, range(n_seeds))
+    # the stored names keep the command's old name (source "study", study.parquet), so
+    # stores made before the rename read the same
+    store = experiment_store(experiment or f"study-{solver}-{param}", Path(out), force)
+    ensure_writable(store.root)
+    console = console or Console()
+    console.print(
+        f"[bold]raybench sensitivity[/] {solver}: {key} in {{{', '.join(value_list)}}} x "
+        f"{n_seeds} seed(s), experiment {store.root}"
+    )
+    execution = replace(execution or ExecutionOptions(), source="study", label_settings=(key,))
+    data = None if data_dir is None else Path(data_dir)
+    outcomes = execute(configs, store, console, execution, data)
+    table = sensitivity_table(store.read("runs"), store.read("curves"), key, configs)
+    write_table(store.root / "study.parquet", table)
+    return Sensitivity(Experiment(store, outcomes), solver, key, preset, table)
+
+
+def settings_dict(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """Settings as the API takes them (a mapping, ``key=value`` texts, or one text)."""
+    from raybench.config import parse_assignments
+
+    if settings is None:
+        return {}
+    if isinstance(settings, Mapping):
+        return dict(settings)
+    if isinstance(settings, str):
+        return parse_assignments([settings])
+    return parse_assignments(settings)
+
+
+def names_text(value: str | Sequence[str]) -> str:
+    """Names as the API takes them (a sequence or comma-separated text), as text."""
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def run(
+    solvers: str | Sequence[str] = "all",
+    preset: str | Sequence[str] = "paper",
+    *,
+    settings: Mapping[str, Any] | Sequence[str] | None = None,
+    seeds: int | None = None,
+    first_seed: int = 0,
+    steps: int | None = None,
+    device: str | None = None,
+    config_files: Sequence[PathLike] = (),
+    matrix: bool = False,
+    experiment: str | None = None,
+    out: PathLike = "outputs",
+    data_dir: PathLike | None = None,
+    backend: str = "ray",
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    cpus_per_run: float = RUN_DEFAULTS.cpus_per_run,
+    max_concurrent: int | None = None,
+    max_retries: int = RUN_DEFAULTS.max_retries,
+    dashboard: bool = False,
+    rerun: bool = False,
+    resume: str | None = None,
+    log_every: float = RUN_DEFAULTS.log_every,
+    connect_timeout: float = RUN_DEFAULTS.connect_timeout,
+    tracker: str | Sequence[str] | None = None,
+    tracker_uri: str | None = None,
+    console: Console | None = None,
+    force: bool = False,
+) -> Experiment:
+    """Train, test and store every (solver, preset, seed), as ``raybench run`` does, and
+    return the experiment. Runs already stored are skipped (``rerun`` trains them again);
+    a failing run is stored as ``failed`` with its error and the others go on.
+
+    ``solvers``/``preset``: names or ``"all"``/comma-separated text; several presets
+    give solvers x presets (``matrix``: every standard setting). ``settings`` overrides
+    settings, as a mapping (``{"inner_lr": 0.4, "imaml.lam": 2}``) or ``key=value`` texts;
+    ``config_files`` runs config files (a sweep's ``best/<solver>.yaml``) instead.
+    ``backend``: ``"ray"`` (each run on a Ray actor; an initialised Ray, e.g. the
+    notebook's, is used as it is) or ``"inline"`` (one after another in this process).
+    ``resume``: an interrupted experiment's name: every unfinished run of every command
+    that planned runs in it is continued (narrowed to ``solvers`` when given); options that
+    would define other runs are refused. ``seeds``: 3 by default, 1 when every preset is
+    ``smoke`` (the CLI's rule). ``tracker``: ``"mlflow"`` and/or ``"tensorboard"``, each run
+    also logged there (``tracker_uri``: MLflow's tracking URI, default a SQLite file in the
+    experiment). Progress goes to ``console`` (a new Rich console by default; it renders in
+    Jupyter too). ``force``: create the experiment even in a system folder or a folder of
+    other files (refused otherwise)."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from raybench.config import MATRIX_PRESETS
+    from raybench.configfile import read_config_file
+    from raybench.errors import ParameterError
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.planning import (
+        build_configs,
+        configs_from_files,
+        default_seeds,
+        experiment_store,
+        refuse_with_resume,
+        resolve_presets,
+        resolve_solvers,
+        resume_configs,
+        resume_store,
+    )
+    from raybench.trackers import tracker_spec
+
+    if (seeds is not None and seeds < 1) or first_seed < 0:
+        raise ParameterError(
+            "{seeds} {n} from {first_seed} {first}: expected at least 1, from >= 0",
+            n=seeds,
+            first=first_seed,
+        )
+    console = console or Console()
+    out = Path(out)
+    execution = ExecutionOptions(
+        backend=backend,
+        address=address,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run,
+        max_concurrent=max_concurrent,
+        max_retries=max_retries,
+        dashboard=dashboard,
+        rerun=rerun,
+        log_every=log_every,
+        connect_timeout=connect_timeout,
+        tracker=tracker_spec(tracker, tracker_uri),
+    )
+    labels: tuple[str, ...] = ()
+    sources: dict[str, str] | None = None
+    if resume is not None:
+        given = {
+            "settings": bool(settings),
+            "steps": steps is not None,
+            "device": device is not None,
+            "config_files": bool(config_files),
+            "matrix": matrix,
+            "preset": names_text(preset) != "paper",
+            "seeds": seeds is not None,
+            "first_seed": first_seed != 0,
+            "experiment": experiment is not None,
+            "rerun": rerun,
+        }
+        refuse_with_resume([name for name, on in given.items() if on])
+        store = resume_store(resume, out)
+        resumption = resume_configs(store, names_text(solvers))
+        for line in resumption.lines:
+            console.print(line)
+        configs, sources = resumption.configs, resumption.sources
+        source = "preset"
+        if not configs:
+            return Experiment(store, [])
+    else:
+        overrides = settings_dict(settings)
+        if steps is not None:
+            overrides["meta_steps"] = str(steps)
+        if device is not None:
+            overrides["device"] = device
+        if config_files:
+            files = [Path(p) for p in config_files]
+            presets = [read_config_file(f)[1] for f in files]
+            seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
+            configs = configs_from_files(files, overrides, seed_range)
+            source = "config"
+            default_name = "+".join(dict.fromkeys(f.stem for f in files))
+        else:
+            presets = list(MATRIX_PRESETS) if matrix else resolve_presets(names_text(preset))
+            seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
+            names = resolve_solvers(names_text(solvers))
+            configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
+            source = "preset"
+            default_name = "matrix" if matrix else "+".join(presets)
+        if len(set(presets)) > 1:
+            labels = ("preset",)
+        store = experiment_store(experiment or default_name, out, force)
+    names = list(dict.fromkeys(c.solver for c in configs))
+    console.print(
+        f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
+        f"({execution.backend} back end), experiment {store.root}"
+    )
+    data = None if data_dir is None else Path(data_dir)
+    execution = replace(execution, source=source, label_settings=labels)
+    outcomes = execute(configs, store, console, execution, data, sources=sources)
+    return Experiment(store, outcomes)
