@@ -308,3 +308,42 @@ def test_final_runs_interrupted_and_resumed_lose_none_and_keep_the_protocol(
     assert len(runs) == len({r["run_id"] for r in runs}) == (2 if default_won else 4)
     assert {r["status"] for r in runs} == {"completed"}
     assert sorted(r["seed"] for r in runs if r["source"] == "default") == [0, 1]
+
+
+def test_sweep_from_python_is_the_cli_sweep(tmp_path: Path) -> None:
+    """The same sweep through ``raybench sweep`` (its own process) and
+    ``raybench.api.sweep`` (in this one): the same protocol, trials sampled and scored
+    alike, the same configuration selected and the same final runs, bit for bit."""
+    from rich.console import Console
+
+    from raybench.search.sweep import SweepOptions
+
+    proc = cli(
+        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "2", "--steps", "2",
+        "--seeds", "1", "--max-concurrent", "1", "--no-report", "-e", "by-cli", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tuned = raybench.api.sweep(
+        "fomaml", "smoke", trials=2, steps=2, seeds=1, options=SweepOptions(max_concurrent=1),
+        experiment="by-api", out=tmp_path / "outputs", console=Console(quiet=True),
+    )  # fmt: skip
+    by_cli, by_api = (ExperimentStore(tmp_path / "outputs" / n) for n in ("by-cli", "by-api"))
+    assert tuned.experiment.root == by_api.root and not tuned.failed
+    assert tuned.protocol.to_json() == json.loads((by_cli.root / "protocol.json").read_text())
+    selected = [read_config_file(s.root / "best" / "fomaml.yaml") for s in (by_api, by_cli)]
+    assert selected[0] == selected[1]
+
+    def trials(store: ExperimentStore) -> list[tuple]:
+        rows = store.read("trials").to_pylist()
+        return sorted((r["params_json"], r["val_acc"], r["status"], r["selected"]) for r in rows)
+
+    assert trials(by_api) == trials(by_cli) and len(trials(by_cli)) == 2
+
+    def finals(store: ExperimentStore) -> list[tuple]:
+        rows = store.read("runs").to_pylist()
+        return sorted(
+            (r["run_id"], r["source"], r["test_acc_mean"], r["final_val_acc"]) for r in rows
+        )
+
+    assert finals(by_api) == finals(by_cli) and finals(by_cli)
+    assert sorted(o.run_id for o in tuned.experiment.outcomes) == [f[0] for f in finals(by_cli)]

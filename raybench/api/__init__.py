@@ -13,7 +13,8 @@ Every table is a pandas DataFrame read from the experiment's Parquet store when 
 used. Each command of the CLI parses its flags, calls one function here and prints what
 it returns: reading (:mod:`raybench.api.reading`: load, summary, compare, report, plot,
 replication), training (:mod:`raybench.api.training`: run, sensitivity), measuring
-(:mod:`raybench.api.measuring`: bench, bench_ab, fidelity, scaling). An error is a
+(:mod:`raybench.api.measuring`: bench, bench_ab, fidelity, scaling), tuning
+(:mod:`raybench.api.tuning`: sweep). An error is a
 :class:`~raybench.errors.RaybenchError` naming the parameter as spelled here.
 """
 
@@ -32,6 +33,7 @@ from raybench.api.reading import (
     summary,
 )
 from raybench.api.training import Sensitivity, run, sensitivity
+from raybench.api.tuning import Tuned, sweep
 from raybench.report.experiment import (
     paired_results,
     protocol_lines,
@@ -40,8 +42,8 @@ from raybench.report.experiment import (
 )
 
 __all__ = [
-    "Experiment", "Figures", "Measurement", "Sensitivity", "bench", "bench_ab", "compare",
-    "fidelity", "load", "paired_results", "plot", "protocol_lines", "replication",
+    "Experiment", "Figures", "Measurement", "Sensitivity", "Tuned", "bench", "bench_ab",
+    "compare", "fidelity", "load", "paired_results", "plot", "protocol_lines", "replication",
     "replication_records", "report", "run", "scaling", "sensitivity", "summary",
-    "summary_records",
+    "summary_records", "sweep",
 ]  # fmt: skip

@@ -337,9 +337,8 @@ def sweep_command(
     """Tune every solver under one protocol (Ray Tune + Optuna TPE + ASHA, the default
     configuration first, selection on validation), then train each solver's default and
     selected configuration with the same seeds, test them and report."""
-    from raybench.cli.commands import ProtocolFlags, sweep
+    from raybench.cli.commands import sweep
     from raybench.search.sweep import SweepOptions
-    from raybench.trackers import tracker_spec
 
     gpus = renamed("--gpus-per-run", gpus_per_run, "--gpus-per-trial", gpus_per_trial, "sweep")
     cpus = renamed("--cpus-per-run", cpus_per_run, "--cpus-per-trial", cpus_per_trial, "sweep")
@@ -354,7 +353,11 @@ def sweep_command(
         preset=preset,
         settings=settings or [],
         options=options,
-        rules=ProtocolFlags(trials, steps, seeds, final_steps, search_seed),
+        trials=trials,
+        steps=steps,
+        seeds=seeds,
+        final_steps=final_steps,
+        search_seed=search_seed,
         protocol_file=protocol,
         unequal_budgets=unequal_budgets,
         final=final,
@@ -371,7 +374,8 @@ def sweep_command(
         console=stdout(),
         log_every=log_every,
         connect_timeout=connect_timeout,
-        tracker=tracker_spec(tracker, tracker_uri),
+        tracker=tracker,
+        tracker_uri=tracker_uri,
     )
 
 

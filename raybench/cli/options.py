@@ -32,6 +32,7 @@ API_FLAGS = {
     "threads": "--cpus-per-run",
     "rounds": "--timed-steps",
     "fmt": "--format",
+    "protocol_file": "--protocol",
 }
 
 

@@ -8,9 +8,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raybench.config import RunConfig
 from raybench.search.protocol import Protocol
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from raybench.execution import RunSummary
+    from raybench.results import ExperimentStore
+    from raybench.search.sweep import SweepOptions
+    from raybench.trackers import TrackerSpec
 
 
 @dataclass
@@ -51,3 +60,35 @@ def final_plan(protocol: Protocol, best_dir: Path, seeds: Sequence[int] | None =
                 plan.configs.append(config)
                 plan.sources[config.run_id] = "tuned"
     return plan
+
+
+def train_finals(
+    protocol: Protocol,
+    store: ExperimentStore,
+    options: SweepOptions,
+    console: Console,
+    data_dir: Path | None,
+    log_every: float,
+    connect_timeout: float,
+    tracker: TrackerSpec | None,
+) -> list[RunSummary]:
+    """Train, test and store the final runs of :func:`final_plan` (the selected
+    configurations in ``<experiment>/best``) on Ray, each trial's resources a run's; one
+    configuration where the default was selected. How each run ended, in order."""
+    from raybench.execution import ExecutionOptions, execute
+
+    plan = final_plan(protocol, store.root / "best")
+    for name in plan.without_tuned:
+        console.print(f"[red]{name}: no completed trial: its default alone is run[/]")
+    execution = ExecutionOptions(
+        backend="ray",
+        max_concurrent=options.max_concurrent,
+        max_retries=options.max_retries,
+        gpus_per_run=options.gpus_per_trial,
+        cpus_per_run=options.cpus_per_trial,
+        source="tuned",
+        log_every=log_every,
+        connect_timeout=connect_timeout,
+        tracker=tracker,
+    )
+    return execute(plan.configs, store, console, execution, data_dir, sources=plan.sources)

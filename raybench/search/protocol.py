@@ -22,11 +22,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
+
+if TYPE_CHECKING:
+    from raybench.results import ExperimentStore
 
 SELECTION = "the best completed trial by final validation accuracy (test tasks unseen)"
 FILE_KEYS = (
@@ -273,3 +276,61 @@ def make_protocol(
         )
     check_budgets(protocol)
     return protocol
+
+
+RULE_DEFAULTS = {"trials": 32, "steps": 500, "search_seed": 0}  # a sweep's, unless given
+
+
+def asked_rules(given: Mapping[str, Any], protocol_file: Path | None) -> dict[str, Any]:
+    """The rules a sweep is asked for: a protocol file's, and ``given`` (the rules passed
+    one by one, None where not), which must agree with the file."""
+    values = {} if protocol_file is None else read_file(protocol_file)
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in values:
+            same = (
+                seeds_of(values[key]) == seeds_of(value) if key == "seeds" else values[key] == value
+            )
+            if not same:
+                raise ParameterError(
+                    "{" + key + "} {value} disagrees with {path}'s {key} {stored}; give one "
+                    "of them",
+                    value=value,
+                    path=protocol_file,
+                    key=key,
+                    stored=values[key],
+                )
+        values[key] = value
+    return values
+
+
+def resumed_protocol(
+    store: ExperimentStore, asked: Mapping[str, Any], spaces: Sequence[Any], unequal: bool
+) -> Protocol:
+    """The protocol an experiment was started with; what the resumed sweep asked for
+    (``asked``: :func:`asked_rules`) must agree with it (a change is refused in one line)."""
+    from dataclasses import replace
+
+    path = store.root / "protocol.json"
+    if not path.is_file():
+        raise RaybenchError(
+            f"{store.root} has no protocol.json (a sweep of an older raybench); its trials "
+            "and runs are kept, but it cannot be resumed: start a new sweep"
+        )
+    stored = from_json(store.read_manifest("protocol"))
+    values = {k: (seeds_of(v) if k == "seeds" else v) for k, v in asked.items()}
+    if "trials" in values and not isinstance(values["trials"], dict):
+        values["trials"] = dict.fromkeys(stored.solvers, values["trials"])
+    if unequal:
+        values["unequal_budgets"] = True
+    values["spaces"] = {space.solver: space.describe() for space in spaces}
+    changed = differences(stored, replace(stored, **values))
+    if changed:
+        raise ParameterError(
+            "{resume} continues {name}'s protocol, and this one differs ({changed}): resume "
+            "without the change, or start a new experiment",
+            name=store.name,
+            changed="; ".join(changed),
+        )
+    return stored

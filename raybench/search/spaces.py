@@ -26,6 +26,12 @@ DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
+def default_spaces() -> Path:
+    """``./search_spaces`` when run from a checkout, else the one beside the package."""
+    local = Path("search_spaces")
+    return local if local.is_dir() else DEFAULT_DIR
+
+
 @dataclass(frozen=True)
 class Dimension:
     """One searched setting."""

@@ -1,0 +1,206 @@
+"""Tuning from Python: :func:`sweep` (``raybench sweep``): every solver searched under one
+protocol with Ray Tune + Optuna, then each solver's default and selected configuration
+trained on the protocol's seeds, tested and stored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from raybench.api.reading import Experiment, PathLike
+from raybench.api.training import names_text, settings_dict
+from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from raybench.search.protocol import Protocol
+    from raybench.search.sweep import SweepOptions
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What :func:`sweep` made: the experiment (its trials, ``best/`` configurations and
+    final runs; this call's final runs and how each ended in ``experiment.outcomes``) and
+    the protocol every solver was tuned under."""
+
+    experiment: Experiment
+    protocol: Protocol
+
+    @property
+    def failed(self) -> bool:
+        """Whether a final run of this call failed."""
+        return any(o.status == "failed" for o in self.experiment.outcomes)
+
+
+def sweep(
+    solvers: str | Sequence[str] = "all",
+    preset: str = "paper",
+    *,
+    settings: Mapping[str, Any] | Sequence[str] | None = None,
+    trials: int | None = None,
+    steps: int | None = None,
+    seeds: int | Sequence[int] | None = None,
+    final_steps: int | None = None,
+    search_seed: int | None = None,
+    protocol_file: PathLike | None = None,
+    unequal_budgets: bool = False,
+    final: bool = True,
+    spaces: PathLike | None = None,
+    device: str | None = None,
+    experiment: str | None = None,
+    out: PathLike = "outputs",
+    data_dir: PathLike | None = None,
+    options: SweepOptions | None = None,
+    address: str | None = None,
+    dashboard: bool = False,
+    resume: str | None = None,
+    log_every: float = RUN_DEFAULTS.log_every,
+    connect_timeout: float = RUN_DEFAULTS.connect_timeout,
+    tracker: str | Sequence[str] | None = None,
+    tracker_uri: str | None = None,
+    console: Console | None = None,
+    force: bool = False,
+) -> Tuned:
+    """Tune every solver under one protocol (the default configuration first, Optuna TPE,
+    ASHA, selection on validation), then train each solver's default and selected
+    configuration with the same seeds and test them, as ``raybench sweep`` does.
+
+    Args:
+        solvers: names, comma-separated text or ``"all"``.
+        preset: the preset; ``settings`` overrides (a mapping or ``key=value`` texts);
+            ``device``: auto, cpu or cuda.
+        trials, steps, seeds, final_steps, search_seed: the protocol's rules (trials per
+            solver, default 32; meta-steps per trial, default 500; seeds of the final runs,
+            a count or the seeds; their length; the sampler's seed), each also readable
+            from ``protocol_file`` (YAML or JSON), which given rules must agree with.
+        unequal_budgets: allow solvers different trial budgets.
+        final: train the final runs after the search (default).
+        spaces: the folder of search spaces (default ``./search_spaces`` or the
+            package's).
+        experiment: its name under ``out`` or a folder (default ``sweep``).
+        options: how trials execute (:class:`raybench.search.sweep.SweepOptions`:
+            concurrency, GPUs and CPUs per trial, retries); ``address``: a Ray cluster.
+        resume: an interrupted sweep's experiment: finished trials and runs are kept,
+            the rest continued under its own protocol (given rules must agree with it).
+        tracker: ``"mlflow"`` and/or ``"tensorboard"`` (``tracker_uri``: MLflow's URI).
+        console: where progress goes (a new Rich console by default).
+        force: create the experiment even in a system or foreign folder.
+
+    Returns:
+        :class:`Tuned`: the experiment and the protocol.
+
+    Raises:
+        RaybenchError: an unknown solver, preset, setting or space; rules that disagree
+            with the protocol file or with the resumed sweep's protocol.
+
+    Example::
+
+        tuned = raybench.api.sweep("fomaml,reptile", "smoke", trials=4, steps=20, seeds=2)
+        tuned.experiment.summary[["solver", "config_source", "test_acc", "tuning_gain"]]
+    """
+    from rich.console import Console
+
+    from raybench.config import check_preset
+    from raybench.errors import RaybenchError
+    from raybench.execution.ray_backend import ray_session
+    from raybench.planning import default_seeds, experiment_store, resolve_solvers, resume_store
+    from raybench.results.store import ensure_writable
+    from raybench.search.finals import train_finals
+    from raybench.search.protocol import (
+        RULE_DEFAULTS,
+        asked_rules,
+        make_protocol,
+        resumed_protocol,
+    )
+    from raybench.search.spaces import default_spaces
+    from raybench.search.sweep import SweepOptions, check_spaces, run_sweep
+    from raybench.solvers import make_config
+    from raybench.trackers import tracker_spec
+
+    out = Path(out)
+    given = {"trials": trials, "steps": steps, "seeds": seeds, "final_steps": final_steps,
+             "search_seed": search_seed}  # fmt: skip
+    asked = asked_rules(given, None if protocol_file is None else Path(protocol_file))
+    options = options or SweepOptions()
+    spaces_dir = None if spaces is None else Path(spaces)
+    trackers = tracker_spec(tracker, tracker_uri)
+    if resume is not None:
+        store = resume_store(resume, out)
+        plan = store.read_manifest("sweep")
+        try:
+            known = set(SweepOptions.__dataclass_fields__)
+            stored_options = {k: v for k, v in plan["options"].items() if k in known}
+            options = replace(SweepOptions(**stored_options), resume=True)
+            final = plan["final"]
+            spaces_dir = Path(plan["spaces"]) if plan.get("spaces") else None
+            names = plan["solvers"]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RaybenchError(
+                f"{store.root / 'sweep.json'} is damaged (bad or missing {exc}); move it away"
+            ) from None
+        protocol = resumed_protocol(store, asked, check_spaces(names, spaces_dir), unequal_budgets)
+    else:
+        check_preset(preset)
+        names = resolve_solvers(names_text(solvers))
+        overrides = settings_dict(settings)
+        if device is not None:
+            overrides["device"] = device
+        for name in names:  # every setting checked before anything starts
+            make_config(name, preset, overrides)
+        spaces_dir = spaces_dir if spaces_dir is not None else default_spaces()
+        protocol = make_protocol(
+            solvers=names,
+            preset=preset,
+            overrides=overrides,
+            spaces=check_spaces(names, spaces_dir),
+            trials=asked.get("trials", RULE_DEFAULTS["trials"]),
+            steps=asked.get("steps", RULE_DEFAULTS["steps"]),
+            seeds=asked.get("seeds", default_seeds([preset])),
+            final_steps=asked.get("final_steps"),
+            search_seed=asked.get("search_seed", RULE_DEFAULTS["search_seed"]),
+            grace=asked.get("grace"),
+            reduction_factor=asked.get("reduction_factor", 3),
+            unequal_budgets=unequal_budgets,
+        )
+        for space in check_spaces(names, spaces_dir):  # the default must be a trial
+            space.default_point(
+                make_config(space.solver, preset, {**overrides, "meta_steps": protocol.steps})
+            )
+        store = experiment_store(experiment or "sweep", out, force)
+        manifest = {
+            "solvers": names,
+            "options": asdict(options),
+            "final": final,
+            "spaces": str(spaces_dir.resolve()) if spaces_dir else None,
+        }
+    ensure_writable(store.root)
+    console = console or Console()
+    console.print(
+        f"[bold]raybench sweep[/] {', '.join(names)}; experiment {store.root}\n"
+        + "\n".join(f"  {line}" for line in protocol.lines()),
+        soft_wrap=True,
+    )
+    data = None if data_dir is None else Path(data_dir)
+    outcomes = []
+    with ray_session(address, dashboard, connect_timeout):
+        if resume is None:  # recorded once the sweep is under way
+            store.write_manifest("protocol", protocol.to_json())
+            store.write_manifest("sweep", manifest)
+        run_sweep(
+            protocol,
+            store,
+            options,
+            console,
+            spaces_dir=spaces_dir,
+            data_dir=data,
+            trackers=trackers,
+            log_every=log_every,
+        )
+        if final:
+            outcomes = train_finals(
+                protocol, store, options, console, data, log_every, connect_timeout, trackers
+            )
+    return Tuned(Experiment(store, outcomes), protocol)
