@@ -25,8 +25,6 @@ mismatch between the implicit and the unrolled objective.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,45 +36,10 @@ from raybench.config import RunConfig
 from raybench.linalg import lanczos, minres, tree_axpy, tree_norm, tridiagonal_extremes
 from raybench.models import Params
 from raybench.solvers._implicit import ImplicitSolver
-from raybench.solvers.base import Solver, solver_class
+from raybench.solvers.base import Solver
 from raybench.tasks import TaskBatch, TaskIndex, TaskSampler
 
-STATIONARITY_TOL = 0.1  # ||grad F(phi)|| at most this fraction of ||grad F(theta)||
-SOLVE_TOL = 0.1  # ||A g - b|| at most this fraction of ||b||
 LANCZOS_SEED = 5  # start vectors of the Lanczos iterations: fixed, the same for every run
-
-# What must hold, per check (the README and the report's notes say the same).
-CHECKS: dict[str, str] = {
-    "stationary": f"inner problem solved: ||grad F(phi)|| <= {STATIONARITY_TOL:g} "
-    "||grad F(theta)||",
-    "convex": "I + H/lam positive definite: the proximal inner problem strongly convex",
-    "contraction": "spectral radius of H/lam (= alpha H) below 1: the Neumann series converges",
-    "solved": f"linear system solved: ||A g - b|| <= {SOLVE_TOL:g} ||b||",
-}
-# How a failed check reads in the report.
-VIOLATIONS: dict[str, str] = {
-    "stationary": "not stationary",
-    "convex": "indefinite",
-    "contraction": "series diverges",
-    "solved": "inaccurate solve",
-}
-
-# Columns of the ``curves`` table (null for solvers without the measurements): worst case
-# over the measured tasks unless said otherwise.
-CURVE_FIELDS: tuple[tuple[str, type], ...] = (
-    ("diag_tasks", int),  # tasks measured
-    ("diag_lam", float),  # lam of the inner problem (Neumann: 1/alpha)
-    ("diag_stationarity", float),  # max ||grad F(phi)|| / ||grad F(theta)||
-    ("diag_hessian_min", float),  # smallest Ritz value of H
-    ("diag_hessian_max", float),  # largest Ritz value of H
-    ("diag_convexity", float),  # min 1 + lambda_min(H)/lam: > 0 iff I + H/lam is definite
-    ("diag_indefinite_tasks", int),  # tasks where it is not
-    ("diag_spectral_radius", float),  # max rho(H/lam)
-    ("diag_solve_iterations", float),  # mean iterations of the linear solver (CG: until it stopped)
-    ("diag_negative_curvature", int),  # tasks whose CG stopped at negative curvature
-    ("diag_solve_residual", float),  # max ||A g - b|| / ||b||
-)
-CURVE_COLUMNS = tuple(name for name, _ in CURVE_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -150,7 +113,7 @@ def measure(
 
 
 def curve_values(solver: ImplicitSolver, m: TaskMeasures) -> dict[str, Any]:
-    """The ``curves`` columns of one evaluation point (see ``CURVE_FIELDS``)."""
+    """The ``curves`` columns of one evaluation point (see ``raybench.metrics.CURVE_FIELDS``)."""
     lam = solver.lam
     convexity = 1 + m.hessian_min / lam
     radius = torch.maximum(m.hessian_min.abs(), m.hessian_max.abs()) / lam
@@ -196,55 +159,6 @@ class Probe:
 
 
 # -- verdicts --------------------------------------------------------------------------
-
-
-def _finite(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if value == value and abs(value) != float("inf") else None
-
-
-def _holds(check: str, row: Mapping[str, Any]) -> bool:
-    """A check on one measured row; a missing or non-finite value does not hold."""
-    key, ok = {
-        "stationary": ("diag_stationarity", lambda v: v <= STATIONARITY_TOL),
-        "convex": ("diag_convexity", lambda v: v > 0),
-        "contraction": ("diag_spectral_radius", lambda v: v < 1),
-        "solved": ("diag_solve_residual", lambda v: v <= SOLVE_TOL),
-    }[check]
-    value = _finite(row.get(key))
-    return value is not None and ok(value)
-
-
-def solver_assumptions(solver: str | None) -> tuple[str, ...]:
-    """The checks a registered solver's answer rests on (none for other solvers)."""
-    try:
-        cls = solver_class(str(solver))
-    except Exception:  # an unknown name in an old store
-        return ()
-    return tuple(getattr(cls, "assumptions", ())) if issubclass(cls, ImplicitSolver) else ()
-
-
-def violations(row: Mapping[str, Any], checks: Sequence[str]) -> list[str] | None:
-    """The checks that fail on one measured row (``[]``: all hold); None if the row has no
-    measurements."""
-    if not checks or not row.get("diag_tasks"):
-        return None
-    return [c for c in checks if not _holds(c, row)]
-
-
-def verdict(solver: str | None, rows: Iterable[Mapping[str, Any]]) -> str | None:
-    """The report's per-row summary over evaluation points: ``hold (n evaluations)`` or
-    ``violated: indefinite 20/20, not stationary 20/20``; None without measurements."""
-    checks = solver_assumptions(solver)
-    measured = [v for row in rows if (v := violations(row, checks)) is not None]
-    if not measured:
-        return None
-    n = len(measured)
-    counts = Counter(name for failed in measured for name in failed)
-    if not counts:
-        return f"hold ({n} evaluation{'s' if n > 1 else ''})"
-    return "violated: " + ", ".join(f"{VIOLATIONS[c]} {counts[c]}/{n}" for c in checks if counts[c])
 
 
 # -- the exact solution of a solver's own system ----------------------------------------

@@ -24,17 +24,16 @@ from raybench.assumptions import Probe
 from raybench.code_version import code_fingerprint
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
+from raybench.metrics import METRICS, PERCENT, TASK_METRICS, TRAIN_METRICS
 from raybench.models import Params, model_for
 from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
-from raybench.solvers import METRICS, TRAIN_METRICS, Solver, make_solver
-from raybench.solvers.base import PERCENT
+from raybench.solvers import Solver, make_solver
 from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
 
 STATUSES = ("completed", "diverged", "failed")
 # The per-task test results stored in the ``tasks`` table (accuracies in %, losses in nats).
-TASK_METRICS = (*(m for m in METRICS if m.startswith("query_")), "support_acc_post")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from raybench.metrics import TASK_METRICS
 from raybench.results import ExperimentStore
 from raybench.results.schema import SCHEMA_VERSION
 from raybench.results.store import write_table
@@ -18,7 +19,7 @@ from raybench.results.trials import trials_table
 from raybench.search.protocol import make_protocol
 from raybench.search.spaces import load_space
 from raybench.solvers import METRICS, make_config
-from raybench.train import TASK_METRICS, RunResult
+from raybench.train import RunResult
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 FAMILIES = {

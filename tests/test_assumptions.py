@@ -26,16 +26,10 @@ from helpers import (
 )
 from rich.console import Console
 
-from raybench.assumptions import (
-    CURVE_COLUMNS,
-    curve_values,
-    exact_solution,
-    lanczos_starts,
-    measure,
-    verdict,
-    violations,
-)
+from raybench.assumption_checks import verdict, violations
+from raybench.assumptions import curve_values, exact_solution, lanczos_starts, measure
 from raybench.data import OmniglotImages
+from raybench.metrics import CURVE_COLUMNS
 from raybench.report.flat import render_flat
 from raybench.report.records import summary_records
 from raybench.report.tables import summary_tables

@@ -94,3 +94,34 @@ def test_report_warns_when_training_code_changed(omniglot, tmp_path: Path) -> No
     unchanged = run(["report", "-e", "cv"], cwd=work, pythonpath=docs_only)
     assert unchanged.returncode == 0, unchanged.stderr
     assert "training code" not in unchanged.stderr
+
+
+def test_code_declared_to_train_as_another_counts_as_that_code(monkeypatch) -> None:
+    """Runs of a fingerprint declared equivalent (code that moved declarations and trains
+    bitwise as before) are the installed code's runs; a chain of such declarations too."""
+    from raybench import code_version
+
+    monkeypatch.setattr(code_version, "EQUIVALENT", {"new": "mid", "mid": "old", "x": "x"})
+    assert code_version.trains_as("new") == "old" and code_version.trains_as("x") == "x"
+    assert version_warning(["old", "mid", "new"], "new") is None
+    line = version_warning(["old", "zzz"], "new")
+    assert line is not None and line.startswith("1 of 2 runs")  # only zzz is other code
+    assert "1 by old (trains as the installed)" in line and "1 by zzz" in line
+
+
+def test_every_declared_equivalence_ends_at_recorded_code() -> None:
+    """Each declaration points at other code (never itself), and the installed code
+    trains as the code that recorded the golden numbers it is tested against: a change to
+    the training path re-records them (a training change) or declares itself equivalent
+    (a move, with the golden test passing bitwise as its evidence)."""
+    import json
+
+    from raybench.code_version import EQUIVALENT, trains_as
+
+    assert all(new != old for new, old in EQUIVALENT.items())
+    golden = json.loads((Path(__file__).parent / "golden" / "smoke-runs.json").read_text())
+    assert trains_as(code_fingerprint()) == trains_as(golden["code_fingerprint"]), (
+        f"the training code ({code_fingerprint()}) is not the code that recorded "
+        f"tests/golden/smoke-runs.json ({golden['code_fingerprint']}) nor declared to train "
+        "as it: see raybench.code_version.EQUIVALENT and tests/test_golden_runs.py"
+    )

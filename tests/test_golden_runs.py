@@ -31,15 +31,21 @@ REL, ABS = 1e-4, 1e-6  # values from another CPU model: float32 rounding only
 
 
 def cpu_model() -> str:
+    """The CPU's model and a hash of its instruction-set flags (the kernels torch picks)."""
+    model, flags = "", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
     except OSError:
         pass
-    import platform
+    if not model:
+        import platform
 
-    return platform.processor() or platform.machine()
+        model = platform.processor() or platform.machine()
+    return f"{model} (flags {hashlib.sha1(flags.encode()).hexdigest()[:8]})"
 
 
 def torch_version() -> str:

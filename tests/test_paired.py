@@ -10,13 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from raybench.data import OmniglotImages
+from raybench.metrics import TASK_METRICS
 from raybench.report import paired
 from raybench.report.records import summary_records
 from raybench.report.significance import compare, holm
 from raybench.results import ExperimentStore
 from raybench.results.schema import TASKS_SCHEMA
 from raybench.solvers import make_config
-from raybench.train import TASK_METRICS, RunResult, train
+from raybench.train import RunResult, train
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -22,18 +22,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import torch
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from raybench.config import RunConfig
-from raybench.measurements.flops import achieved
-from raybench.measurements.measure import Measurement, measure, measure_isolated
-from raybench.runtime import git_commit, library_versions
+
+if TYPE_CHECKING:
+    import torch
+
+    from raybench.measurements.measure import Measurement
 
 SCHEMA_VERSION = 3  # 2: ms_max, timed and warm-up steps, spread, CPU load; 3: FLOPs, peak
 REFERENCES = ("maml", "fomaml")
@@ -96,6 +97,7 @@ def bench_table(
     """One row per solver, then one per reference loop, with each solver's speed-up over
     its loop when the loop was measured. ``steps`` fixes the number of timed steps (else
     :func:`default_timing`); on the CPU ``threads`` defaults to 1."""
+    from raybench.measurements.measure import measure, measure_isolated
     from raybench.runtime import resolve_device
     from raybench.solvers import solver_class
 
@@ -151,6 +153,8 @@ def _as_solver(config: RunConfig, solver: str) -> RunConfig:
 def _row(
     config: RunConfig, m: Measurement, is_loop: bool, family: str, experiment: str
 ) -> dict[str, Any]:
+    from raybench.measurements.flops import achieved
+    from raybench.runtime import git_commit, library_versions
     from raybench.solvers.base import task_mapping
 
     ms = m.ms_per_step

@@ -35,7 +35,6 @@ import torch
 from torch import Tensor
 
 from raybench.assumptions import (
-    CURVE_FIELDS,
     ExactSolution,
     curve_values,
     exact_solution,
@@ -45,6 +44,7 @@ from raybench.assumptions import (
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
+from raybench.metrics import CURVE_FIELDS
 from raybench.models import Params, model_for
 from raybench.results.store import ExperimentStore, load_checkpoint
 from raybench.resume import progress_params

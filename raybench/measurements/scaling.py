@@ -29,12 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import torch
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
-from raybench.measurements.measure import measure, measure_isolated
-from raybench.solvers.base import family_rank
+from raybench.solver_catalog import family_rank
 
 SCHEMA_VERSION = 1
 DEFAULT_INNER_STEPS = (1, 2, 5, 10, 20)
@@ -105,6 +103,9 @@ def scaling_table(
     """One row per (solver, inner steps); baselines once. ``isolate`` defaults to a fresh
     process per measurement on the CPU and to this process on CUDA (whose allocator
     statistics are exact)."""
+    import torch
+
+    from raybench.measurements.measure import measure, measure_isolated
     from raybench.runtime import device_name, git_commit, resolve_device
     from raybench.solvers import SOLVERS, make_config
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raybench.results import ExperimentStore
-from raybench.solvers.base import family_rank
+from raybench.solver_catalog import family_rank
 
 STUDY_TABLES = ("bench", "scaling", "fidelity", "trials")
 TABLE_NAMES = ("summary", "runs", *STUDY_TABLES)

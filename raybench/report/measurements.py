@@ -11,10 +11,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from raybench.assumptions import VIOLATIONS, solver_assumptions, violations
+from raybench.assumption_checks import VIOLATIONS, solver_assumptions, violations
 from raybench.measurements.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
 from raybench.report.records import format_memory
-from raybench.solvers.base import family_rank
+from raybench.solver_catalog import family_rank
 
 PSEUDO_NOTE = (
     "† pseudo-gradient theta - phi: not a gradient of the MAML objective; its norm follows "

@@ -22,8 +22,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from raybench.assumptions import CURVE_COLUMNS, verdict
+from raybench.assumption_checks import verdict
 from raybench.config import PRESETS
+from raybench.metrics import CURVE_COLUMNS
 from raybench.report import paired
 from raybench.report import references as refs
 from raybench.report.stability import (
@@ -36,7 +37,7 @@ from raybench.report.stability import (
 )
 from raybench.report.tuning import TUNING_FIELDS, TUNING_NAMES, add_tuning, shown
 from raybench.report.views import MISSING, TIED_MARK, completed_views
-from raybench.solvers.base import family_rank
+from raybench.solver_catalog import family_rank
 
 # The aggregated table: the columns of summary.parquet and of every --format, in order.
 SUMMARY_SCHEMA = pa.schema(
@@ -256,10 +257,9 @@ def _run_view(
 def registry_family(solver: Any) -> str | None:
     """A solver's family from the registry: a run that failed before its solver was built
     has none stored."""
-    from raybench.solvers import SOLVERS
+    from raybench.solver_catalog import family_of
 
-    cls = SOLVERS.get(str(solver))
-    return None if cls is None else cls.family
+    return family_of(solver)
 
 
 def run_views(runs: pa.Table, curves: pa.Table | None) -> list[tuple[dict, dict]]:

@@ -164,7 +164,7 @@ def _settings_problem(table: pa.Table) -> str:
     """A run's settings within the bounds ``raybench run --set`` enforces."""
     from raybench.config import RUN_BOUNDS
     from raybench.results.schema import option_column
-    from raybench.solvers.base import option_bounds
+    from raybench.solver_catalog import option_bounds
 
     bounds = {k: b for k, b in RUN_BOUNDS.items() if k not in ("device", "seed")}
     for solver, knobs in option_bounds().items():

@@ -12,17 +12,17 @@ percent (0-100), and the ``tasks`` table.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from raybench.assumptions import CURVE_FIELDS
 from raybench.code_version import code_fingerprint
 from raybench.config import RUN_BOUNDS
-from raybench.runtime import git_commit, library_versions
-from raybench.solvers import METRICS, TRAIN_METRICS
-from raybench.solvers.base import option_bounds
-from raybench.train import TASK_METRICS, RunResult
+from raybench.metrics import CURVE_FIELDS, METRICS, TASK_METRICS, TRAIN_METRICS
+from raybench.solver_catalog import option_bounds
+
+if TYPE_CHECKING:
+    from raybench.train import RunResult
 
 SCHEMA_VERSION = 2
 
@@ -140,6 +140,8 @@ def run_row(
     result: RunResult, experiment: str, source: str = "preset", checkpoint: str | None = None
 ) -> pa.Table:
     """One row of the ``runs`` table."""
+    from raybench.runtime import git_commit, library_versions
+
     cfg = result.config
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -22,15 +22,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from raybench.atomic import atomic_write_bytes
 from raybench.errors import RaybenchError
-from raybench.models import Params
 from raybench.results.conformance import (
     IDENTITY,
     cast_declared,
@@ -41,7 +40,10 @@ from raybench.results.conformance import (
 )
 from raybench.results.schema import curve_rows, run_row, task_rows
 from raybench.results.versions import upgrade
-from raybench.train import RunResult
+
+if TYPE_CHECKING:
+    from raybench.models import Params
+    from raybench.train import RunResult
 
 TABLES = ("runs", "curves", "tasks", "trials", "fidelity", "scaling")
 # Tables whose folder alone makes a folder an experiment (the studies need no runs).
@@ -96,12 +98,16 @@ def write_table(path: Path, table: pa.Table) -> None:
 
 def save_checkpoint(path: Path, params: Params) -> None:
     """Meta-parameters as a plain tensor dict, readable with ``weights_only=True``."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in params.items()}, buffer)
     atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> Params:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

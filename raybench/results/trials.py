@@ -24,7 +24,7 @@ _ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string
 
 def searchable() -> dict[str, Bound]:
     """Every key a search space may name (``--set`` keys), with its bound."""
-    from raybench.solvers.base import option_bounds
+    from raybench.solver_catalog import option_bounds
 
     keys = {k: b for k, b in RUN_BOUNDS.items() if k not in NEVER_SEARCHED}
     for solver, bounds in sorted(option_bounds().items()):

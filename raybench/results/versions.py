@@ -126,7 +126,6 @@ def _baseline_classifier_columns(table: pa.Table) -> pa.Table:
 
 
 def _is_baseline(solver: str | None) -> bool:
-    from raybench.solvers import SOLVERS
+    from raybench.solver_catalog import family_of
 
-    cls = SOLVERS.get(solver or "")
-    return cls is not None and cls.family == "baseline"
+    return family_of(solver) == "baseline"

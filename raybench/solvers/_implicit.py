@@ -32,7 +32,7 @@ class ImplicitSolver(Solver):
     """A meta-gradient from the implicit function theorem on a proximal inner problem."""
 
     family = "implicit"
-    # What the answer rests on, as keys of ``raybench.assumptions.CHECKS``.
+    # What the answer rests on, as keys of ``raybench.assumption_checks.CHECKS``.
     assumptions: ClassVar[tuple[str, ...]] = ("stationary", "convex", "solved")
     # Options that change only how the system is solved, not which system it is.
     solve_options: ClassVar[tuple[str, ...]] = ()

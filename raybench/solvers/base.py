@@ -31,36 +31,10 @@ from raybench.config import (
     did_you_mean,
 )
 from raybench.errors import RaybenchError
+from raybench.metrics import METRICS, TRAIN_METRICS  # noqa: F401 - the package's names
 from raybench.models import FunctionalModel, Params
+from raybench.solver_catalog import FAMILIES
 from raybench.tasks import TaskBatch, TaskSampler
-
-# In the order of the report's Table 2: baselines, then first-order up to exact second-order.
-FAMILIES = ("baseline", "first-order", "implicit", "penalty", "second-order")
-
-
-def family_rank(family: str | None) -> int:
-    """Position in Table 2's order, for sorting reports (unknown families last)."""
-    return FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
-
-
-METRICS = (
-    "support_loss_pre",
-    "support_acc_pre",
-    "support_loss_post",
-    "support_acc_post",
-    "query_loss_pre",
-    "query_acc_pre",
-    "query_loss_post",
-    "query_acc_post",
-)
-
-# Reported in training only, by the fine-tuning baselines, whose step is not a meta-step:
-# their pre-training classifier's loss and accuracy on its batch of training images.
-CLASSIFIER_METRICS = ("classifier_loss", "classifier_acc")
-TRAIN_METRICS = (*METRICS, *CLASSIFIER_METRICS)
-
-# Accuracies are computed as fractions and stored in percent: the factor per metric.
-PERCENT = {m: 100.0 for m in TRAIN_METRICS if "_acc" in m}
 
 Metrics = dict[str, Tensor]  # each (B,): one value per task
 Loss = tuple[Tensor, Tensor]  # (mean loss, logits) of one task

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from raybench.assumptions import SOLVE_TOL, STATIONARITY_TOL, solver_assumptions
+from raybench.assumption_checks import SOLVE_TOL, STATIONARITY_TOL, solver_assumptions
 from raybench.report.plots.groups import RunGroup
 from raybench.report.plots.registry import Planned, PlotContext, figure_kind
 from raybench.report.plots.style import NothingToPlot, new_figure, solver_color

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from raybench.solvers.base import family_rank
+from raybench.solver_catalog import family_rank
 
 # Config keys that never tell two configurations apart in a label.
 _NOT_A_SETTING = {"seed", "device", "solver", "solver_options"}

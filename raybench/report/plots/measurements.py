@@ -30,7 +30,7 @@ from raybench.report.plots.style import (
     solver_marker,
     zero_handle,
 )
-from raybench.solvers.base import family_rank
+from raybench.solver_catalog import family_rank
 
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 

@@ -257,7 +257,7 @@ def is_count(key: str, solver: str | None = None, values: Sequence[float] = ()) 
     than a real-valued scale (a learning rate, a weight): from its declared type, else from
     its values."""
     from raybench.config import RUN_BOUNDS
-    from raybench.solvers.base import option_bounds
+    from raybench.solver_catalog import option_bounds
 
     solver_part, _, knob = key.rpartition(".")
     bounds = option_bounds()
