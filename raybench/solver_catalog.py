@@ -5,17 +5,17 @@ Each solver declares all of this in its own file (``raybench/solvers/<name>.py``
 imports torch; a report or ``raybench.load`` must not pay for that. So the declarations are
 also kept in ``solver_catalog.json`` beside this module, written from the registry by
 
-    python -m raybench.solver_catalog --write
+    python tests/test_solver_catalog.py --write
 
-and a test (``tests/test_solver_catalog.py``) fails, naming this command, whenever the
-registry and the catalog differ: a solver changed in its file is never read stale here.
+and that test fails, naming this command, whenever the registry and the catalog differ: a
+solver changed in its file is never read stale here. (This module never imports a solver:
+the registry imports it.)
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,36 +92,21 @@ def _spec(bound: Bound) -> dict[str, Any]:
     }
 
 
-def describe(registry: Mapping[str, type]) -> dict[str, dict[str, Any]]:
-    """The catalog's entries for ``registry`` (``raybench.solvers.SOLVERS``), as written."""
+def describe(registry: Mapping[str, type], implicit: type) -> dict[str, dict[str, Any]]:
+    """The catalog's entries for ``registry`` (``raybench.solvers.SOLVERS``; ``implicit``
+    the base class of solvers whose answer rests on checks), as the file holds them."""
     from raybench.config import bounds_of
 
     return {
         name: {
             "family": cls.family,
-            "assumptions": list(getattr(cls, "assumptions", ()) if _implicit(cls) else ()),
+            "assumptions": list(cls.assumptions if issubclass(cls, implicit) else ()),
             "options": {k: _spec(b) for k, b in bounds_of(cls.Options).items()},
         }
         for name, cls in registry.items()
     }
 
 
-def _implicit(cls: type) -> bool:
-    from raybench.solvers._implicit import ImplicitSolver
-
-    return issubclass(cls, ImplicitSolver)
-
-
-def write() -> None:
-    from raybench.solvers import SOLVERS
-
-    text = json.dumps({"solvers": describe(SOLVERS)}, indent=1) + "\n"
-    CATALOG.write_text(text, encoding="utf-8")
-    catalog.cache_clear()
-    print(f"{CATALOG}: {len(SOLVERS)} solvers")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit(__doc__)
-    write()
+def catalog_text(registry: Mapping[str, type], implicit: type) -> str:
+    """The catalog file's text for ``registry``."""
+    return json.dumps({"solvers": describe(registry, implicit)}, indent=1) + "\n"
