@@ -223,3 +223,22 @@ def test_bench_and_scaling_from_python_measure_what_the_cli_measures(tmp_path: P
     assert measured_rows(scaled.table, keys) == measured_rows(by_cli, keys)
     assert len(measured_rows(scaled.table, keys)) == 2
     assert all(r["error"] is None for r in scaled.table.to_pylist())
+
+
+def test_bench_ab_from_python_compares_what_the_cli_compares(tmp_path: Path) -> None:
+    """``raybench bench --ab`` prints the results :func:`raybench.api.bench_ab` returns:
+    the same solver, change, rounds and meta-gradient difference (computed at the common
+    start, the same in both); only the times differ."""
+    cli = run_main(
+        "bench", "--solvers", "fomaml", "--preset", "smoke", "--set", "hidden=8",
+        "--ab", "curve_tasks=none", "--timed-steps", "1", "--warmup", "0",
+        cwd=tmp_path, env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    (result,) = raybench.api.bench_ab(
+        "fomaml", {"curve_tasks": "none"}, "smoke", settings={"hidden": 8}, rounds=1, warmup=0
+    )
+    assert (result.solver, result.changed, result.rounds) == ("fomaml", "curve_tasks=None", 1)
+    row = next(line for line in cli.stdout.splitlines() if "curve_tasks=None" in line)
+    assert f"{result.grad_difference:.1e}" in row and "fomaml" in row
+    assert not (tmp_path / "outputs").exists()  # an A/B comparison stores nothing

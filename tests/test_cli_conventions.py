@@ -263,3 +263,37 @@ def test_execution_defaults_are_read_from_one_object() -> None:
         for param in inspect.signature(function).parameters.values():
             if param.name in names and param.default is not inspect.Parameter.empty:
                 assert param.default == getattr(DEFAULTS, param.name), (function, param.name)
+
+
+def test_measuring_defaults_are_read_from_one_place() -> None:
+    """fidelity's and scaling's defaults (tasks, sweeps, inner steps, warm-up) are the
+    measurements' own, in the CLI's options, its help, the API and the measurement itself:
+    written once, in ``raybench.measurements.defaults``."""
+    import inspect
+
+    import typer
+
+    from raybench import api
+    from raybench.cli import app
+    from raybench.measurements import defaults
+    from raybench.measurements.fidelity import FidelityStudy
+    from raybench.measurements.scaling import scaling_table
+
+    commands = typer.main.get_command(app).commands
+    fidelity = {p.name: p for p in commands["fidelity"].params}
+    scaling = {p.name: p for p in commands["scaling"].params}
+    assert fidelity["tasks"].default == defaults.DEFAULT_TASKS
+    for solver, (knob, values) in defaults.DEFAULT_SWEEPS.items():
+        assert f"{solver}.{knob}=" in fidelity["sweeps"].help
+        assert ",".join(f"{v:g}" for v in values) in fidelity["sweeps"].help
+    assert scaling["inner_steps"].default == ",".join(map(str, defaults.DEFAULT_INNER_STEPS))
+    assert scaling["warmup"].default == defaults.DEFAULT_WARMUP
+
+    def default(function, name: str):
+        return inspect.signature(function).parameters[name].default
+
+    assert default(api.fidelity, "tasks") == default(FidelityStudy, "n_tasks")
+    assert default(api.fidelity, "tasks") == defaults.DEFAULT_TASKS
+    assert default(api.scaling, "inner_steps") == default(scaling_table, "inner_steps")
+    assert default(api.scaling, "warmup") == default(scaling_table, "warmup")
+    assert default(scaling_table, "inner_steps") == defaults.DEFAULT_INNER_STEPS

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 from raybench.api.reading import Experiment, PathLike
 from raybench.api.training import names_text, settings_dict
 from raybench.errors import ParameterError
+from raybench.measurements.defaults import DEFAULT_INNER_STEPS, DEFAULT_TASKS, DEFAULT_WARMUP
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from rich.console import Console
 
     from raybench.measurements.ab import ABResult
-
-INNER_STEPS = (1, 2, 5, 10, 20)  # scaling's default inner-step counts
-FIDELITY_TASKS = 16  # fidelity's default: fixed validation tasks, one batch
 
 
 @dataclass(frozen=True)
@@ -197,7 +195,7 @@ def fidelity(
     init: bool = True,
     settings: Mapping[str, Any] | Sequence[str] | None = None,
     sweeps: Sequence[str] = (),
-    tasks: int = FIDELITY_TASKS,
+    tasks: int = DEFAULT_TASKS,
     seed: int | None = None,
     device: str | None = None,
     experiment: str | None = None,
@@ -244,10 +242,9 @@ def fidelity(
         FidelityStudy,
         checkpoint_point,
         init_point,
-        meta_solvers,
-        parse_sweep,
         run_points,
     )
+    from raybench.measurements.fidelity_plan import meta_solvers, parse_sweep
     from raybench.planning import experiment_store, resolve_solvers
     from raybench.results import open_experiment
     from raybench.results.store import write_table
@@ -332,10 +329,10 @@ def scaling(
     solvers: str | Sequence[str] = "all",
     preset: str = "paper",
     *,
-    inner_steps: str | Sequence[int] = INNER_STEPS,
+    inner_steps: str | Sequence[int] = DEFAULT_INNER_STEPS,
     settings: Mapping[str, Any] | Sequence[str] | None = None,
     timed_steps: int | None = None,
-    warmup: int = 1,
+    warmup: int = DEFAULT_WARMUP,
     threads: int | None = None,
     device: str | None = None,
     experiment: str | None = None,

@@ -59,6 +59,13 @@ from raybench.cli.options import (
 )
 from raybench.errors import RaybenchError
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
+from raybench.measurements.defaults import (
+    DEFAULT_INNER_STEPS,
+    DEFAULT_SWEEPS,
+    DEFAULT_TASKS,
+    DEFAULT_WARMUP,
+)
+from raybench.measurements.fidelity_plan import sweeps_text
 
 try:  # typer >= 0.25 carries its own copy of click
     from typer.exceptions import TyperException as UsageProblem
@@ -918,12 +925,12 @@ def fidelity_command(
             "--sweep",
             metavar="SOLVER.KNOB=V1,V2,...",
             help="Values of a solver's knob (repeatable); defaults: "
-            "imaml.cg_steps=1,2,5,10,20 neumann.terms=0,1,2,3,5,10 penalty.lam=0,0.01,0.1,1.",
+            f"{sweeps_text(DEFAULT_SWEEPS)}.",
         ),
     ] = None,
     tasks: Annotated[
         int, typer.Option("--tasks", min=1, metavar="N", help="Fixed validation tasks, one batch.")
-    ] = 16,
+    ] = DEFAULT_TASKS,
     seed: Annotated[
         int | None,
         seed_option(min=0, metavar="N", help="Seed of the init point (default 0)."),
@@ -972,7 +979,7 @@ def scaling_command(
         typer.Option(
             "--inner-steps", metavar="N1,N2,...", help="Comma-separated inner-step counts."
         ),
-    ] = "1,2,5,10,20",
+    ] = ",".join(map(str, DEFAULT_INNER_STEPS)),
     preset: PresetOption = "paper",
     settings: SettingsOption = None,
     timed_steps: Annotated[
@@ -984,7 +991,7 @@ def scaling_command(
     warmup: Annotated[
         int,
         warmup_option(min=0, metavar="N", help="Untimed meta-steps before them."),
-    ] = 1,
+    ] = DEFAULT_WARMUP,
     cpus_per_run: Annotated[
         float | None,
         cpus_per_run_option(

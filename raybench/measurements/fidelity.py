@@ -44,6 +44,8 @@ from raybench.assumptions import (
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.errors import RaybenchError
+from raybench.measurements.defaults import DEFAULT_SWEEPS, DEFAULT_TASKS, Sweep
+from raybench.measurements.fidelity_plan import REFERENCE, meta_solvers
 from raybench.metrics import CURVE_FIELDS
 from raybench.models import Params, model_for
 from raybench.results.store import ExperimentStore, load_checkpoint
@@ -51,24 +53,12 @@ from raybench.resume import progress_params
 from raybench.runtime import device_name, git_commit, resolve_device
 from raybench.solvers import SOLVERS, make_config, make_solver, solver_class
 from raybench.solvers._implicit import ImplicitSolver
-from raybench.solvers.base import Solver, option_bounds
+from raybench.solvers.base import Solver
 from raybench.tasks import TaskBatch, TaskSampler, make_split
 
 SCHEMA_VERSION = 1
-REFERENCE = "maml"
 FIDELITY_TASKS_SEED = 3  # not the validation set's seed: its own constant, pinned
-DEFAULT_TASKS = 16
 PSEUDO_GRADIENTS = frozenset({"reptile"})  # not the gradient of any objective we compare to
-
-Sweep = tuple[str, tuple[Any, ...]]  # (knob, values)
-
-# Each solver's knob and the values the study turns it through; the other knobs keep their
-# defaults (or --set values). Solvers not listed get one row with their options as they are.
-DEFAULT_SWEEPS: dict[str, Sweep] = {
-    "imaml": ("cg_steps", (1, 2, 5, 10, 20)),
-    "neumann": ("terms", (0, 1, 2, 3, 5, 10)),
-    "penalty": ("lam", (0.0, 0.01, 0.1, 1.0)),
-}
 
 FIDELITY_SCHEMA = pa.schema(
     [
@@ -138,30 +128,6 @@ class Point:
     source: str
     params: Params = field(repr=False)
     seed: int | None = None
-
-
-def parse_sweep(spec: str) -> tuple[str, Sweep]:
-    """``imaml.cg_steps=1,2,5`` -> ``("imaml", ("cg_steps", (1, 2, 5)))``; every value is
-    checked against the knob's allowed range, so a typo fails before any computation."""
-    key, sep, raw = spec.partition("=")
-    solver, dot, knob = key.strip().partition(".")
-    if not sep or not dot or not knob:
-        raise RaybenchError(f"--sweep expects SOLVER.KNOB=V1,V2,..., got {spec!r}")
-    solver_class(solver)
-    bounds = option_bounds()[solver]
-    if knob not in bounds:
-        allowed = ", ".join(sorted(bounds)) or "none"
-        raise RaybenchError(f"unknown option {key!r} for solver {solver!r} (options: {allowed})")
-    values = tuple(bounds[knob].parse(key.strip(), v.strip()) for v in raw.split(",") if v.strip())
-    if not values:
-        raise RaybenchError(f"--sweep {key.strip()} has no values")
-    return solver, (knob, tuple(dict.fromkeys(values)))
-
-
-def meta_solvers(names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(solvers that have a meta-gradient, baselines left out: they pre-train a classifier)."""
-    kept = [n for n in names if solver_class(n).family != "baseline"]
-    return kept, [n for n in names if n not in kept]
 
 
 def init_point(config: RunConfig) -> Point:

@@ -32,10 +32,10 @@ import pyarrow as pa
 
 from raybench.config import RunConfig
 from raybench.errors import RaybenchError
+from raybench.measurements.defaults import DEFAULT_INNER_STEPS, DEFAULT_WARMUP
 from raybench.solver_catalog import family_rank
 
 SCHEMA_VERSION = 1
-DEFAULT_INNER_STEPS = (1, 2, 5, 10, 20)
 
 # The report's expected shape of memory against inner steps, by solver family.
 EXPECTED = {"second-order": "grows", "penalty": "grows", "first-order": "flat", "implicit": "flat"}
@@ -92,7 +92,7 @@ def scaling_table(
     solvers: Sequence[str] | None = None,
     inner_steps: Sequence[int] = DEFAULT_INNER_STEPS,
     steps: int = 3,
-    warmup: int = 1,
+    warmup: int = DEFAULT_WARMUP,
     threads: int | None = None,
     isolate: bool | None = None,
     data: Any = None,
