@@ -86,6 +86,7 @@ def test_plot_from_python_draws_what_the_cli_draws(tmp_path: Path) -> None:
     for reason in figures.skipped:  # and the same reasons for what neither drew
         assert f"skipped {reason}" in " ".join(cli.stdout.split())
     assert figures.skipped  # a store without a sweep or fidelity has kinds to skip
+    assert figures.size == "240x120 px" and f"figure(s), {figures.size}, in" in cli.stdout
     default = raybench.plot(store.root, dpi=20)  # by folder, into <experiment>/plots
     assert default.directory == store.root / "plots" and default.written
 

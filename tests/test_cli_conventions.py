@@ -248,7 +248,6 @@ def test_execution_defaults_are_read_from_one_object() -> None:
 
     from raybench import api
     from raybench.cli import app
-    from raybench.cli.replicate import replicate
     from raybench.execution.options import DEFAULTS
 
     names = ("log_every", "connect_timeout", "max_retries", "backend", "cpus_per_run")
@@ -259,7 +258,7 @@ def test_execution_defaults_are_read_from_one_object() -> None:
                 assert param.default == getattr(DEFAULTS, param.name), (name, param.name)
                 seen += 1
     assert seen >= 10  # run, sweep, sensitivity and replicate declare them
-    for function in (api.run, replicate):
+    for function in (api.run, api.sensitivity, api.sweep, api.replicate):
         for param in inspect.signature(function).parameters.values():
             if param.name in names and param.default is not inspect.Parameter.empty:
                 assert param.default == getattr(DEFAULTS, param.name), (function, param.name)

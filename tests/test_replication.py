@@ -123,8 +123,8 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
 def test_the_replication_manifest_names_its_published_store_relatively(tmp_path: Path) -> None:
     """The committed replication.json names no machine's path: the published store is found
     from the replication's own folder, and a moved pair of stores still continues."""
-    from raybench.cli.replicate import replication_plan
     from raybench.results import ExperimentStore
+    from raybench.search.finals import replication_plan
 
     published, _ = sweep_store(tmp_path / "a" / "pub", seeds=range(3))
     target = ExperimentStore(tmp_path / "b" / "rep")
@@ -141,7 +141,7 @@ def test_the_replication_manifest_names_its_published_store_relatively(tmp_path:
 
 
 def test_the_markdown_table_has_every_verdict_and_the_agreement(tmp_path: Path) -> None:
-    from raybench.cli.replicate import replication_markdown
+    from raybench.report.replication import replication_markdown
 
     published, _, replicated, _ = planted_flip(tmp_path)
     rows = api.replication_records(published, replicated)

@@ -20,8 +20,9 @@ from cli_checks import RAYBENCH, run_main, start_raybench
 from rendezvous import NEVER_S, Rendezvous
 
 import raybench.api
-from raybench.cli.replicate import replication_markdown
 from raybench.configfile import read_config_file
+from raybench.errors import RaybenchError
+from raybench.report.replication import replication_markdown
 from raybench.results import ExperimentStore
 from raybench.results.trials import param_column, searchable
 from raybench.search.live import params_text
@@ -176,6 +177,14 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert all(r["same"] is not None and 0 <= r["expected"] <= 1 for r in compared)
     whole = run_main("replicate", "-e", "sw", "--format", "json", cwd=tmp_path)  # no training
     assert whole.returncode == 0 and json.loads(whole.stdout) == compared
+    from_python = raybench.api.replicate("sw", out=tmp_path / "outputs")  # whole: no Ray
+    assert json.loads(json.dumps(from_python.rows)) == compared
+    assert from_python.seeds == (2, 3) and from_python.experiment.root == replica
+    assert from_python.experiment.outcomes == [] and from_python.held == sum(
+        bool(r["same"]) for r in compared
+    )
+    with pytest.raises(RaybenchError, match="are the published runs' own"):
+        raybench.api.replicate("sw", seeds="0-1", out=tmp_path / "outputs")
     table = run_main("replicate", "-e", "sw", "--format", "markdown", cwd=tmp_path)
     assert table.returncode == 0 and table.stdout == replication_markdown(compared)
 

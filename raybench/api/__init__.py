@@ -14,7 +14,7 @@ used. Each command of the CLI parses its flags, calls one function here and prin
 it returns: reading (:mod:`raybench.api.reading`: load, summary, compare, report, plot,
 replication), training (:mod:`raybench.api.training`: run, sensitivity), measuring
 (:mod:`raybench.api.measuring`: bench, bench_ab, fidelity, scaling), tuning
-(:mod:`raybench.api.tuning`: sweep). An error is a
+(:mod:`raybench.api.tuning`: sweep, replicate). An error is a
 :class:`~raybench.errors.RaybenchError` naming the parameter as spelled here.
 """
 
@@ -33,7 +33,7 @@ from raybench.api.reading import (
     summary,
 )
 from raybench.api.training import Sensitivity, run, sensitivity
-from raybench.api.tuning import Tuned, sweep
+from raybench.api.tuning import Replicated, Tuned, replicate, sweep
 from raybench.report.experiment import (
     paired_results,
     protocol_lines,
@@ -42,8 +42,8 @@ from raybench.report.experiment import (
 )
 
 __all__ = [
-    "Experiment", "Figures", "Measurement", "Sensitivity", "Tuned", "bench", "bench_ab",
-    "compare", "fidelity", "load", "paired_results", "plot", "protocol_lines", "replication",
-    "replication_records", "report", "run", "scaling", "sensitivity", "summary",
-    "summary_records", "sweep",
+    "Experiment", "Figures", "Measurement", "Replicated", "Sensitivity", "Tuned", "bench",
+    "bench_ab", "compare", "fidelity", "load", "paired_results", "plot", "protocol_lines",
+    "replicate", "replication", "replication_records", "report", "run", "scaling",
+    "sensitivity", "summary", "summary_records", "sweep",
 ]  # fmt: skip

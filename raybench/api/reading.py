@@ -186,13 +186,15 @@ def compare(
 
 @dataclass(frozen=True)
 class Figures:
-    """What :func:`plot` drew: the experiment's name, the folder, the files written, and
-    why each other figure was skipped (no data of its kind)."""
+    """What :func:`plot` drew: the experiment's name, the folder, the files written, why
+    each other figure was skipped (no data of its kind), and each figure's size
+    (``1200x600 px``, or ``SVG, 12x6 in``)."""
 
     experiment: str
     directory: Path
     written: list[Path]
     skipped: list[str]
+    size: str = ""
 
 
 def report(
@@ -289,4 +291,6 @@ def plot(
         raise RaybenchError(
             f"nothing to plot in {store.root}: " + "; ".join(skipped or ["no data"])
         )
-    return Figures(store.name, target, list(written), skipped)
+    width, height = output.pixels
+    size = f"{width}x{height} px" if fmt == "png" else f"{fmt.upper()}, 12x6 in"
+    return Figures(store.name, target, list(written), skipped, size)

@@ -16,6 +16,7 @@ from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from raybench.execution import ExecutionOptions
     from raybench.search.protocol import Protocol
     from raybench.search.sweep import SweepOptions
 
@@ -204,3 +205,102 @@ def sweep(
                 protocol, store, options, console, data, log_every, connect_timeout, trackers
             )
     return Tuned(Experiment(store, outcomes), protocol)
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """What :func:`replicate` made: the replication's experiment (this call's runs and how
+    each ended in ``experiment.outcomes``), its seeds, and the comparison's rows (one per
+    verdict of the published tables: ``raybench.report.replication.FIELDS``)."""
+
+    experiment: Experiment
+    seeds: tuple[int, ...]
+    rows: list[dict[str, Any]]
+
+    @property
+    def held(self) -> int:
+        """How many of the published verdicts the replication gave again."""
+        return sum(1 for r in self.rows if r["same"])
+
+
+def replicate(
+    published: PathLike,
+    into: str | None = None,
+    *,
+    seeds: str | Sequence[int] | None = None,
+    out: PathLike = "outputs",
+    data_dir: PathLike | None = None,
+    execution: ExecutionOptions | None = None,
+    console: Console | None = None,
+    force: bool = False,
+) -> Replicated:
+    """A published sweep's final runs trained again on fresh seeds (every solver's default
+    and selected configuration, no new search), then its verdicts compared with the
+    published ones, as ``raybench replicate`` does. Runs already in the replication are
+    kept: call it again to continue an interrupted one (none left: nothing trains).
+
+    Args:
+        published: the sweep, a name under ``out`` or a folder.
+        into: the replication's experiment (default ``<published>-replication`` beside it).
+        seeds: fresh seeds, ``"8-15"``, ``"8,9,10"`` or a sequence (default: as many as
+            the published runs', the next after them).
+        execution: where runs train (:class:`raybench.execution.ExecutionOptions`; default
+            Ray, one CPU a run; ``backend="inline"`` in this process).
+        console: where progress goes (a new Rich console by default).
+        force: create the replication even in a system or foreign folder.
+
+    Returns:
+        :class:`Replicated`: the experiment, its seeds and the verdicts compared.
+
+    Raises:
+        RaybenchError: not a sweep, seeds shared with the published runs or malformed, a
+            replication folder of other seeds.
+
+    Example::
+
+        rep = raybench.api.replicate("benchmarks/results/published", seeds="8-15")
+        rep.held, len(rep.rows)
+    """
+    import contextlib
+
+    from rich.console import Console
+
+    from raybench.execution import ExecutionOptions, execute
+    from raybench.execution.session import ray_session
+    from raybench.planning import experiment_store
+    from raybench.report.experiment import replication_records
+    from raybench.results import open_experiment
+    from raybench.results.store import ensure_writable
+    from raybench.search.finals import REPLICATION_MANIFEST, parse_seeds, replication_plan
+    from raybench.search.protocol import seed_text
+
+    options = replace(execution or ExecutionOptions(), source="tuned")  # checked first
+    wanted = None if seeds is None else parse_seeds(seeds)
+    out = Path(out)
+    source = open_experiment(str(published), out)
+    where = into or str(source.root.parent / f"{source.root.name}-replication")
+    target = experiment_store(where, out, force)
+    plan, manifest = replication_plan(source, wanted, target)
+    finished = target.finished_ids()  # once: it reads every runs file
+    missing = [c for c in plan.configs if c.run_id not in finished]
+    console = console or Console()
+    outcomes = []
+    if missing:
+        ensure_writable(target.root)
+        target.root.mkdir(parents=True, exist_ok=True)
+        target.write_manifest(REPLICATION_MANIFEST, manifest)
+        console.print(
+            f"[bold]raybench replicate[/] {source.root} on seeds "
+            f"{seed_text(manifest['seeds'])} into {target.root}: "
+            f"{len(missing)} of {len(plan.configs)} runs to train"
+        )
+        session = (
+            ray_session(options.address, False, options.connect_timeout)
+            if options.backend == "ray"
+            else contextlib.nullcontext()
+        )
+        data = None if data_dir is None else Path(data_dir)
+        with session:
+            outcomes = execute(plan.configs, target, console, options, data, sources=plan.sources)
+    rows = replication_records(source, target)
+    return Replicated(Experiment(target, outcomes), tuple(manifest["seeds"]), rows)

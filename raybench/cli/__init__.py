@@ -845,22 +845,11 @@ def replicate_command(
     (best, tied with the best, worse; tuning gain significant or not), how often each
     should by chance alone, and each accuracy's shift between the seed sets. Runs already
     in the replication are kept: run it again to continue an interrupted one."""
-    from raybench.cli.replicate import parse_seeds, replicate
-    from raybench.planning import experiment_store
-    from raybench.results import open_experiment
+    from raybench import api
+    from raybench.cli.replicate import show
+    from raybench.execution import ExecutionOptions
 
-    published = open_experiment(experiment, out)
-    target = experiment_store(
-        into or str(published.root.parent / f"{published.root.name}-replication"), out, force
-    )
-    replicate(
-        published=published,
-        target=target,
-        seeds=None if seeds is None else parse_seeds(seeds),
-        console=stdout(),
-        fmt=fmt.value,
-        output=output,
-        data_dir=data_dir,
+    execution = ExecutionOptions(  # checked before anything is read, as for `run`
         backend=backend,
         address=address,
         max_concurrent=max_concurrent,
@@ -869,6 +858,12 @@ def replicate_command(
         connect_timeout=connect_timeout,
         log_every=log_every,
     )
+    console = stdout()
+    replicated = api.replicate(
+        experiment, into, seeds=seeds, out=out, data_dir=data_dir, execution=execution,
+        console=console, force=force,
+    )  # fmt: skip
+    show(replicated.rows, console, fmt.value, output)
 
 
 @app.command("solvers")

@@ -121,14 +121,11 @@ def plot(
 ) -> None:
     """``raybench plot``: :func:`raybench.api.plot`, and what it drew."""
     from raybench import api
-    from raybench.report.plots import Output
 
     figures = api.plot(experiment, out, directory=directory, fmt=fmt, dpi=dpi)
-    width, height = Output(fmt, dpi).pixels
-    size = f"{width}x{height} px" if fmt == "png" else f"{fmt.upper()}, 12x6 in"
     console.print(
         f"[bold]raybench plot[/] {figures.experiment}: {len(figures.written)} figure(s), "
-        f"{size}, in {figures.directory}"
+        f"{figures.size}, in {figures.directory}"
     )
     for path in figures.written:
         console.print(f"  {path.name}")

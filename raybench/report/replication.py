@@ -18,13 +18,16 @@ with the seeds modelled as independent (no seed is shared) over the same test ta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scipy import stats
 
 from raybench.report import paired
 from raybench.report.power import power_at
 from raybench.report.significance import ALPHA
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 TABLES = ("tuned", "defaults")  # the report's two tables of a sweep: tuned rows, defaults
 
@@ -150,3 +153,58 @@ def agreement(rows: Sequence[Mapping[str, Any]]) -> tuple[int, int, float]:
     compared = [r for r in rows if r["same"] is not None]
     expected = sum(r["expected"] or 0.0 for r in compared)
     return sum(bool(r["same"]) for r in compared), len(compared), expected
+
+
+def agreement_line(rows: list[dict[str, Any]]) -> str:
+    held, compared, expected = agreement(rows)
+    return (
+        f"{held} of {compared} verdicts replicated; {expected:.1f} expected by chance alone "
+        "(the probability of the same verdict when the published difference is the true one, "
+        "at the published standard error and the unadjusted 5%). Shift: replicated minus "
+        "published accuracy, seeds independent, same test tasks."
+    )
+
+
+def replication_markdown(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table for a README, the agreement line under it."""
+    out = [
+        "| table | solver | verdict | published | replicated | same | P(same) | published % "
+        "| replicated % | shift (95% CI) |",
+        "| --- | --- | --- | --- | --- | :---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        same = "—" if r["same"] is None else ("yes" if r["same"] else "**no**")
+        shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
+        cells = [
+            r["table"], r["solver"], r["verdict"], str(r["published"]),
+            str(r["replicated"] or "—"), same, _pct(r["expected"]),
+            _pct(r["published_acc"]), _pct(r["replicated_acc"]), shift,
+        ]  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*out, "", f"- {agreement_line(rows)}"]) + "\n"
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def replication_table(rows: list[dict[str, Any]]) -> Table:
+    """The comparison as a Rich table, the count of verdicts that held under it."""
+    from rich.table import Table
+
+    table = Table(title="Replication on fresh seeds", caption=agreement_line(rows))
+    for name, justify in (
+        ("Table", "left"), ("Solver", "left"), ("Verdict", "left"), ("Published", "left"),
+        ("Replicated", "left"), ("Same", "center"), ("P(same)", "right"),
+        ("Published %", "right"), ("Replicated %", "right"), ("Shift ± 95% CI", "right"),
+    ):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        same = "—" if r["same"] is None else ("yes" if r["same"] else "[red]no[/]")
+        shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
+        table.add_row(
+            r["table"], r["solver"], r["verdict"], str(r["published"]),
+            str(r["replicated"] or "—"), same, _pct(r["expected"]),
+            _pct(r["published_acc"]), _pct(r["replicated_acc"]), shift,
+        )  # fmt: skip
+    return table

@@ -5,15 +5,19 @@ other seeds; both plan them here."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raybench.config import RunConfig
+from raybench.errors import ParameterError, RaybenchError
 from raybench.search.protocol import Protocol
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.console import Console
 
     from raybench.execution import RunSummary
@@ -92,3 +96,78 @@ def train_finals(
         tracker=tracker,
     )
     return execute(plan.configs, store, console, execution, data_dir, sources=plan.sources)
+
+
+# -- a replication: the same final runs on fresh seeds ----------------------------------
+
+REPLICATION_MANIFEST = "replication"  # replication.json: what was replicated, on which seeds
+
+
+def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``8-15`` or ``8,9,10`` (or the seeds): distinct non-negative seeds, in order."""
+    seeds: list[int] = []
+    try:
+        if not isinstance(text, str):
+            seeds = [int(s) for s in text]
+        else:
+            for part in (p.strip() for p in text.split(",") if p.strip()):
+                low, _, high = part.partition("-")
+                seeds += range(int(low), int(high or low) + 1)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            "{seeds} {text!r}: expected seeds like 8-15 or 8,9,10", text=text
+        ) from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ParameterError("{seeds} {text!r}: expected distinct non-negative seeds", text=text)
+    return tuple(seeds)
+
+
+def fresh_seeds(published: tuple[int, ...]) -> tuple[int, ...]:
+    """As many seeds as the published ones, the next after the largest."""
+    start = max(published) + 1
+    return tuple(range(start, start + len(published)))
+
+
+def replication_plan(
+    published: ExperimentStore, seeds: tuple[int, ...] | None, target: ExperimentStore
+) -> tuple[Any, dict[str, Any]]:
+    """The runs to train (:class:`raybench.search.finals.FinalPlan`) and the manifest
+    recorded with them; a one-line error for a store that is not a finished sweep, seeds
+    shared with the published runs, or a replication folder of other seeds or another
+    experiment."""
+    from raybench.search.protocol import from_json, seed_text
+
+    if not (published.root / "protocol.json").is_file():
+        raise RaybenchError(
+            f"{published.root} is not a sweep under a protocol (no protocol.json): "
+            "nothing to replicate"
+        )
+    protocol = from_json(published.read_manifest("protocol"))
+    seeds = fresh_seeds(protocol.seeds) if seeds is None else seeds
+    shared = sorted(set(seeds) & set(protocol.seeds))
+    if shared:
+        raise RaybenchError(
+            f"seeds {seed_text(shared)} are the published runs' own: a replication needs "
+            f"fresh seeds (the published ones are {seed_text(protocol.seeds)})"
+        )
+    manifest = {
+        # relative to the replication's folder, so a committed store names no machine's path
+        "of": os.path.relpath(Path(published.root).resolve(), Path(target.root).resolve()),
+        "published_seeds": list(protocol.seeds),
+        "seeds": list(seeds),
+    }
+    if (target.root / f"{REPLICATION_MANIFEST}.json").is_file():
+        stored = target.read_manifest(REPLICATION_MANIFEST)
+        if stored.get("seeds") != manifest["seeds"] or Path(stored.get("of", "")).name != (
+            Path(manifest["of"]).name
+        ):
+            raise RaybenchError(
+                f"{target.root} replicates {Path(stored.get('of', '?')).name} on seeds "
+                f"{seed_text(stored.get('seeds') or [])}: choose another {{into}}, or the "
+                "same seeds to continue it"
+            )
+    elif target.root.exists() and any(target.root.iterdir()):
+        raise ParameterError(
+            "{root} exists and is not a replication: choose another {into}", root=target.root
+        )
+    return final_plan(protocol, published.root / "best", seeds), manifest
