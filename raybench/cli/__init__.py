@@ -196,22 +196,7 @@ def run_command(
 ) -> None:
     """Train, evaluate and store each solver (and seed), then print the report."""
     from raybench.cli.commands import run
-    from raybench.execution import ExecutionOptions
-    from raybench.trackers import tracker_spec
 
-    execution = ExecutionOptions(
-        backend=backend,
-        address=address,
-        gpus_per_run=gpus_per_run,
-        cpus_per_run=cpus_per_run or 1.0,
-        max_concurrent=max_concurrent,
-        max_retries=max_retries,
-        dashboard=dashboard,
-        rerun=rerun,
-        log_every=log_every,
-        connect_timeout=connect_timeout,
-        tracker=tracker_spec(tracker, tracker_uri),
-    )
     run(
         solvers=solvers,
         preset=preset,
@@ -226,7 +211,18 @@ def run_command(
         force=force,
         out=out,
         data_dir=data_dir,
-        execution=execution,
+        backend=backend,
+        address=address,
+        gpus_per_run=gpus_per_run,
+        cpus_per_run=cpus_per_run or RUN_DEFAULTS.cpus_per_run,
+        max_concurrent=max_concurrent,
+        max_retries=max_retries,
+        dashboard=dashboard,
+        rerun=rerun,
+        log_every=log_every,
+        connect_timeout=connect_timeout,
+        tracker=tracker,
+        tracker_uri=tracker_uri,
         resume=resume,
         show_report=report,
         console=stdout(),

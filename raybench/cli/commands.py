@@ -4,77 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from raybench.cli.reports import report
-from raybench.config import (
-    PRESETS,
-    RUN_BOUNDS,
-    RunConfig,
-    check_preset,
-    parse_assignments,
-)
-
-if TYPE_CHECKING:
-    from raybench.execution import ExecutionOptions
+from raybench.config import PRESETS, RUN_BOUNDS, RunConfig, check_preset
 
 
-def run(
-    *,
-    solvers: str,
-    preset: str,
-    matrix: bool,
-    settings: list[str],
-    config_files: list[Path],
-    seeds: int | None,
-    first_seed: int,
-    steps: int | None,
-    device: str | None,
-    experiment: str | None,
-    out: Path,
-    data_dir: Path | None,
-    execution: ExecutionOptions,
-    resume: str | None,
-    show_report: bool,
-    console: Console,
-    force: bool = False,
-) -> None:
+def run(*, show_report: bool, out: Path, console: Console, **given: Any) -> None:
     """``raybench run``: :func:`raybench.api.run`, then the report and the exit code."""
     from raybench import api
 
-    exp = api.run(
-        solvers,
-        preset,
-        settings=parse_assignments(settings),
-        seeds=seeds,
-        first_seed=first_seed,
-        steps=steps,
-        device=device,
-        config_files=config_files,
-        matrix=matrix,
-        experiment=experiment,
-        out=out,
-        data_dir=data_dir,
-        backend=execution.backend,
-        address=execution.address,
-        gpus_per_run=execution.gpus_per_run,
-        cpus_per_run=execution.cpus_per_run,
-        max_concurrent=execution.max_concurrent,
-        max_retries=execution.max_retries,
-        dashboard=execution.dashboard,
-        rerun=execution.rerun,
-        resume=resume,
-        log_every=execution.log_every,
-        connect_timeout=execution.connect_timeout,
-        tracker=execution.tracker.names if execution.tracker else None,
-        tracker_uri=execution.tracker.uri if execution.tracker else None,
-        console=console,
-        force=force,
-    )
+    exp = api.run(out=out, console=console, **given)
     if show_report and exp.store.files("runs"):
         report(str(exp.root), out, console)
     failed = [s for s in exp.outcomes if s.status == "failed"]
