@@ -118,3 +118,17 @@ def test_run_from_python_is_the_cli_path(tmp_path: Path) -> None:
         backend="inline", out=tmp_path / "outputs", console=console,
     )  # fmt: skip
     assert again.ran.status.tolist() == ["skipped", "skipped"]
+    # the CLI's `raybench run` with the same options trains the same runs to the same numbers
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "raybench"), "run", "--solvers", "fomaml",
+         "--preset", "smoke", "--set", "meta_steps=2", "--set", "eval_every=1", "--seeds", "2",
+         "--backend", "inline", "--no-report", "-e", "by-cli"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    by_cli = raybench.load("by-cli", out=tmp_path / "outputs").runs
+    columns = ["run_id", "status", "final_val_acc", "test_acc_mean", "test_acc_ci95"]
+    assert (
+        by_cli[columns].sort_values("run_id").reset_index(drop=True)
+        .equals(exp.runs[columns].sort_values("run_id").reset_index(drop=True))
+    )  # fmt: skip
