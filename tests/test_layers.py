@@ -135,3 +135,18 @@ def test_no_import_circle() -> None:
     """Neither the API and the CLI, nor the store and the search, nor a package and the
     modules it dispatches to import each other."""
     assert circles(import_graph()) == []
+
+
+def test_results_depend_on_declarations_never_on_training_or_search() -> None:
+    """``results/`` (the store and its schema) reads what training declares, without the
+    training stack: no module of it imports the trainer, the solvers, the search or
+    anything above it, even inside a function (only under ``TYPE_CHECKING``, for types)."""
+    graph = import_graph()
+    above = ("raybench.train", "raybench.solvers", "raybench.search", "raybench.execution",
+             "raybench.report", "raybench.api", "raybench.cli", "raybench.measurements",
+             "raybench.assumptions")  # fmt: skip
+    results = {m: deps for m, deps in graph.items() if m.startswith("raybench.results")}
+    assert len(results) >= 8  # the walk sees the package
+    for module, deps in results.items():
+        wrong = sorted(d for d in deps if d.startswith(above))
+        assert not wrong, f"{module} imports {wrong}"
