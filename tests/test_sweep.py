@@ -129,8 +129,8 @@ def test_sweep_trials_best_configs_study_and_final_runs(tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr[-2000:]
     rows = {r["solver"]: r for r in json.loads(report.stdout)}
     assert sorted(rows) == sorted(SWEPT)
-    for solver in SWEPT:  # here both searches select a tuned configuration (a default
-        # selected is tests/test_tuning_report.py's and the interrupted final runs' case)
+    for solver in SWEPT:  # both searches selected a tuned configuration when written (a
+        # default selected is tests/test_tuning_report.py's and the interrupted runs' case)
         mine = sorted((r["source"], r["seed"]) for r in runs if r["solver"] == solver)
         default_won = any(r["default"] and r["selected"] for r in trials.to_pylist()
                           if r["solver"] == solver)  # fmt: skip
