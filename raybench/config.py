@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,7 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise RaybenchError(f"--set expects key=value, got {item!r}")
+            raise ParameterError("{settings} expects key=value, got {item!r}", item=item)
         out[key] = value.strip()
     return out
 

@@ -61,7 +61,7 @@ def test_report_of_a_sweep_and_its_defaults_from_python(tmp_path: Path) -> None:
 
 def test_report_errors_are_raybench_errors_as_in_the_cli(tmp_path: Path) -> None:
     comparison_store(tmp_path / "exp")
-    with pytest.raises(RaybenchError, match="unknown --format 'yaml'"):
+    with pytest.raises(RaybenchError, match="unknown fmt 'yaml'"):
         raybench.api.report("exp", out=tmp_path, fmt="yaml")
     one_line_error(run_main("report", "-e", "exp", "--out", str(tmp_path), "--format", "yaml",
                             cwd=tmp_path), "'yaml'")  # fmt: skip

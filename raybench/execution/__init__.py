@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from raybench.config import RunConfig
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError
 from raybench.execution.options import BACKENDS as BACKENDS
 from raybench.execution.options import DEFAULT_CONNECT_TIMEOUT_S as DEFAULT_CONNECT_TIMEOUT_S
 from raybench.execution.options import ExecutionOptions as ExecutionOptions
@@ -37,9 +37,9 @@ def check_local_devices(configs: Sequence[RunConfig], options: ExecutionOptions)
         import torch
 
         if not torch.cuda.is_available():
-            raise RaybenchError(
-                "device=cuda was asked for but torch sees no CUDA device here; "
-                "use --device auto or cpu, or a machine (or --address cluster) with a GPU"
+            raise ParameterError(
+                "device=cuda was asked for but torch sees no CUDA device here; use {device} "
+                "auto or cpu, or a machine (or {address} cluster) with a GPU"
             )
 
 

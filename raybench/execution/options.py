@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 
 if TYPE_CHECKING:
     from raybench.trackers import TrackerSpec
@@ -44,15 +44,15 @@ class ExecutionOptions:
         if self.backend not in BACKENDS:
             raise RaybenchError(f"unknown backend {self.backend!r} (backends: ray, inline)")
         if self.gpus_per_run is not None and not 0 <= self.gpus_per_run <= 8:
-            raise RaybenchError(f"--gpus-per-run {self.gpus_per_run}: expected 0..8")
+            raise ParameterError("{gpus_per_run} {v}: expected 0..8", v=self.gpus_per_run)
         if self.cpus_per_run <= 0:
-            raise RaybenchError(f"--cpus-per-run {self.cpus_per_run}: expected > 0")
+            raise ParameterError("{cpus_per_run} {v}: expected > 0", v=self.cpus_per_run)
         if self.max_retries < 0:
-            raise RaybenchError(f"--max-retries {self.max_retries}: expected >= 0")
+            raise ParameterError("{max_retries} {v}: expected >= 0", v=self.max_retries)
         if self.log_every < 0:
-            raise RaybenchError(f"--log-every {self.log_every}: expected >= 0 seconds")
+            raise ParameterError("{log_every} {v}: expected >= 0 seconds", v=self.log_every)
         if self.connect_timeout <= 0:
-            raise RaybenchError(f"--connect-timeout {self.connect_timeout}: expected > 0")
+            raise ParameterError("{connect_timeout} {v}: expected > 0", v=self.connect_timeout)
 
 
 # Every command's and the API's defaults for where and how runs execute: read from here,

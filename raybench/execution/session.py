@@ -24,7 +24,7 @@ from ray._private import ray_constants
 
 from raybench import signals
 from raybench.config import RunConfig
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 from raybench.execution.ray_auth import token_notice_silenced
 
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's services bind to loopback
@@ -61,9 +61,9 @@ def host_port(address: str) -> tuple[str, int] | None:
         return None
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        raise RaybenchError(
-            f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT "
-            "(e.g. 10.0.0.5:6379)"
+        raise ParameterError(
+            "{address} {given!r}: expected auto, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379)",
+            given=address,
         )
     return host.strip("[]"), int(port)
 

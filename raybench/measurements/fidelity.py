@@ -43,7 +43,7 @@ from raybench.assumptions import (
 )
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 from raybench.measurements.defaults import DEFAULT_SWEEPS, DEFAULT_TASKS, Sweep
 from raybench.measurements.fidelity_plan import REFERENCE, meta_solvers
 from raybench.metrics import CURVE_FIELDS
@@ -255,7 +255,7 @@ class FidelityStudy:
         tasks_seed: int = FIDELITY_TASKS_SEED,
     ) -> None:
         if n_tasks < 1:
-            raise RaybenchError(f"--tasks must be at least 1, got {n_tasks}")
+            raise ParameterError("{tasks} must be at least 1, got {n}", n=n_tasks)
         overrides = dict(overrides or {})
         self.reference = make_config(REFERENCE, preset, overrides)
         self.solvers, self.skipped = meta_solvers(list(solvers or SOLVERS))
@@ -298,10 +298,15 @@ class FidelityStudy:
             head = got.get("head.weight")
             if head is not None and head.dim() == 2:
                 hint = f" (it looks like ways={head.shape[0]}, hidden={head.shape[1]})"
-            raise RaybenchError(
-                f"point {point.name} does not fit the model of the comparison "
-                f"(ways={self.reference.ways}, hidden={self.reference.hidden}): parameter "
-                f"{wrong[0]!r} differs{hint}; choose --preset/--set to match the run"
+            raise ParameterError(
+                "point {name} does not fit the model of the comparison (ways={ways}, "
+                "hidden={hidden}): parameter {wrong!r} differs{hint}; choose {preset}/"
+                "{settings} to match the run",
+                name=point.name,
+                ways=self.reference.ways,
+                hidden=self.reference.hidden,
+                wrong=wrong[0],
+                hint=hint,
             )
         return {k: got[k].to(device=self.device, dtype=self.dtype) for k in expected}
 

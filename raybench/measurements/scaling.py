@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from raybench.config import RunConfig
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError
 from raybench.measurements.defaults import DEFAULT_INNER_STEPS, DEFAULT_WARMUP
 from raybench.solver_catalog import family_rank
 
@@ -111,9 +111,15 @@ def scaling_table(
 
     counts = sorted(dict.fromkeys(int(k) for k in inner_steps))
     if not counts or counts[0] < 0:
-        raise RaybenchError(f"--inner-steps must be non-negative integers, got {inner_steps!r}")
+        raise ParameterError(
+            "{inner_steps} must be non-negative integers, got {given!r}", given=inner_steps
+        )
     if steps < 1 or warmup < 0:
-        raise RaybenchError(f"need --steps >= 1 and --warmup >= 0, got {steps} and {warmup}")
+        raise ParameterError(
+            "need {timed_steps} >= 1 and {warmup} >= 0, got {steps} and {given}",
+            steps=steps,
+            given=warmup,
+        )
     overrides = dict(overrides or {})
     names = list(solvers or SOLVERS)
     plan: list[tuple[RunConfig, bool]] = []  # every config validated before measuring

@@ -18,7 +18,7 @@ import pyarrow as pa
 from rich.table import Table
 
 from raybench.config import RUN_BOUNDS, RunConfig, did_you_mean
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -31,14 +31,20 @@ def setting_key(solver: str, param: str) -> str:
     prefix, dot, knob = param.partition(".")
     if dot:
         if prefix != solver or knob not in options:
-            raise RaybenchError(f"--param {param!r}: not an option of {solver!r}")
+            raise ParameterError(
+                "{param} {given!r}: not an option of {solver!r}", given=param, solver=solver
+            )
         return param
     if param in RUN_BOUNDS:
         return param
     if param in options:
         return f"{solver}.{param}"
     known = [*RUN_BOUNDS, *options]
-    raise RaybenchError(f"--param {param!r}: unknown setting{did_you_mean(param, known)}")
+    raise ParameterError(
+        "{param} {given!r}: unknown setting{guess}",
+        given=param,
+        guess=did_you_mean(param, known),
+    )
 
 
 def study_configs(
@@ -53,14 +59,16 @@ def study_configs(
     from raybench.solvers import make_config
 
     if not values:
-        raise RaybenchError("--values is empty: give a comma-separated list")
+        raise ParameterError("{values} is empty: give a comma-separated list")
     configs = [
         make_config(solver, preset, {**overrides, key: value, "seed": seed})
         for value in values
         for seed in seeds
     ]
     if len({c.run_id for c in configs}) != len(configs):
-        raise RaybenchError(f"--values {','.join(values)}: two values give the same setting")
+        raise ParameterError(
+            "{values} {given}: two values give the same setting", given=",".join(values)
+        )
     return configs
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from raybench.config import did_you_mean
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 
 SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
     "setting": ("setting", "ways", "shots", "preset"),
@@ -124,7 +124,7 @@ def parse_columns(
         if key not in out:
             out.append(key)
     if not out:
-        raise RaybenchError("--columns is empty: give column names, e.g. vs_best,ms,mem")
+        raise ParameterError("{columns} is empty: give column names, e.g. vs_best,ms,mem")
     return out
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 
 if TYPE_CHECKING:
     from raybench.results import ExperimentStore
@@ -26,12 +26,16 @@ def check_report_options(
     from raybench.report import flat, measurement_records
 
     if fmt not in flat.FORMATS:
-        raise RaybenchError(f"unknown --format {fmt!r}: expected {', '.join(flat.FORMATS)}")
+        raise ParameterError(
+            "unknown {fmt} {given!r}: expected {known}", given=fmt, known=", ".join(flat.FORMATS)
+        )
     if compact and fmt != "markdown":
-        raise RaybenchError("--compact is a Markdown layout: use it with --format markdown")
+        raise ParameterError("{compact} is a Markdown layout: use it with {fmt} markdown")
     if table is not None and table not in measurement_records.TABLE_NAMES:
-        raise RaybenchError(
-            f"unknown --table {table!r}: expected {', '.join(measurement_records.TABLE_NAMES)}"
+        raise ParameterError(
+            "unknown {table} {given!r}: expected {known}",
+            given=table,
+            known=", ".join(measurement_records.TABLE_NAMES),
         )
     if output is not None and not output.parent.is_dir():
         raise RaybenchError(
@@ -154,9 +158,11 @@ def _report_tables(stored: list[str], fmt: str, table: str | None, show_runs: bo
     studies = [t for t in stored if t in ("bench", "scaling", "fidelity")]
     candidates = main + studies or stored[:1]  # a sweep without final runs: its trials
     if fmt in ("csv", "json") and not main and len(candidates) > 1:
-        raise RaybenchError(
-            f"--format {fmt} writes one table and this experiment has "
-            f"{', '.join(stored)}: choose one with --table"
+        raise ParameterError(
+            "{fmt} {given} writes one table and this experiment has {stored}: choose one "
+            "with {table}",
+            given=fmt,
+            stored=", ".join(stored),
         )
     return main[:1] if fmt in ("csv", "json") and main else candidates
 

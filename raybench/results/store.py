@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raybench.atomic import atomic_write_bytes
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 from raybench.results.conformance import (
     IDENTITY,
     cast_declared,
@@ -438,14 +438,16 @@ def claim_folder(folder: Path, force: bool = False) -> None:
         resolved == f or f in resolved.parents for f in SYSTEM_FOLDERS
     )
     if system:
-        raise RaybenchError(
-            f"{folder} is a system folder: an experiment is not created there "
-            "(choose another -e or --out, or --force)"
+        raise ParameterError(
+            "{folder} is a system folder: an experiment is not created there (choose another "
+            "{experiment} or {out}, or {force})",
+            folder=folder,
         )
     if resolved.is_dir() and any(resolved.iterdir()) and not is_experiment(resolved):
-        raise RaybenchError(
-            f"{folder} holds files and is not a raybench experiment: choose a new or empty "
-            "folder (or --force to write into it)"
+        raise ParameterError(
+            "{folder} holds files and is not a raybench experiment: choose a new or empty "
+            "folder (or {force} to write into it)",
+            folder=folder,
         )
 
 
@@ -483,9 +485,11 @@ def ensure_writable(folder: Path) -> None:
     resolved = Path(folder).resolve()
     for pseudo in PSEUDO_FILE_SYSTEMS:
         if resolved == pseudo or pseudo in resolved.parents:
-            raise RaybenchError(
-                f"cannot write results under {folder}: {pseudo} is a kernel file system; "
-                "choose another --out or -e"
+            raise ParameterError(
+                "cannot write results under {folder}: {pseudo} is a kernel file system; "
+                "choose another {out} or {experiment}",
+                folder=folder,
+                pseudo=pseudo,
             )
     for name in STORE_FOLDERS:
         inner = Path(folder) / name
@@ -500,12 +504,16 @@ def ensure_writable(folder: Path) -> None:
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise RaybenchError(
-            f"cannot write results under {folder}: {probe} is a file, not a folder; "
-            "choose another --out"
+        raise ParameterError(
+            "cannot write results under {folder}: {probe} is a file, not a folder; "
+            "choose another {out}",
+            folder=folder,
+            probe=probe,
         )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise RaybenchError(
-            f"cannot write results under {folder}: {probe} is not writable; "
-            "choose another --out or fix its permissions"
+        raise ParameterError(
+            "cannot write results under {folder}: {probe} is not writable; "
+            "choose another {out} or fix its permissions",
+            folder=folder,
+            probe=probe,
         )

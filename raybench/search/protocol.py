@@ -192,10 +192,10 @@ def budget_problems(protocol: Protocol) -> list[str]:
 def check_budgets(protocol: Protocol) -> None:
     problems = budget_problems(protocol)
     if problems and not protocol.unequal_budgets:
-        raise RaybenchError(
-            "the solvers would be tuned with unequal budgets: "
-            + "; ".join(problems)
-            + ". Make them equal, or pass --unequal-budgets to say so in the protocol"
+        raise ParameterError(
+            "the solvers would be tuned with unequal budgets: {problems}. Make them equal, or "
+            "pass {unequal_budgets} to say so in the protocol",
+            problems="; ".join(problems),
         )
 
 

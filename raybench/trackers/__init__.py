@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow.parquet as pq
 
 from raybench.config import did_you_mean
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 from raybench.results import ExperimentStore
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class TrackerSpec:
                 )
         object.__setattr__(self, "names", tuple(dict.fromkeys(names)))
         if self.uri is not None and "mlflow" not in self.names:
-            raise RaybenchError("--tracker-uri is MLflow's tracking URI: give --tracker mlflow")
+            raise ParameterError("{tracker_uri} is MLflow's tracking URI: give {tracker} mlflow")
 
     def __bool__(self) -> bool:
         return bool(self.names)
@@ -101,15 +101,24 @@ class TrackerSpec:
                 with quiet_libraries():
                     importlib.import_module(module)
             except ImportError as exc:
-                raise RaybenchError(
-                    f"--tracker {name} needs {module}, which is not installed ({exc}): "
-                    f"pip install 'raybench[{extra}]'"
+                raise ParameterError(
+                    "{tracker} {name} needs {module}, which is not installed ({exc}): "
+                    "pip install 'raybench[{extra}]'",
+                    name=name,
+                    module=module,
+                    exc=exc,
+                    extra=extra,
                 ) from None
             except Exception as exc:  # installed but broken, e.g. mismatched dependencies
                 why = " ".join(str(exc).split())[:200]
-                raise RaybenchError(
-                    f"--tracker {name}: {module} does not import ({type(exc).__name__}: {why}); "
-                    f"reinstall it with pip install --force-reinstall 'raybench[{extra}]'"
+                raise ParameterError(
+                    "{tracker} {name}: {module} does not import ({kind}: {why}); reinstall it "
+                    "with pip install --force-reinstall 'raybench[{extra}]'",
+                    name=name,
+                    module=module,
+                    kind=type(exc).__name__,
+                    why=why,
+                    extra=extra,
                 ) from None
 
 

@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from matplotlib.transforms import blended_transform_factory
 
 from raybench.atomic import atomic_write_bytes
-from raybench.errors import RaybenchError
+from raybench.errors import ParameterError, RaybenchError
 
 if "matplotlib.pyplot" not in sys.modules:  # never switch an interactive session's backend
     matplotlib.use("Agg")
@@ -54,7 +54,7 @@ class Output:
         if self.fmt not in FORMATS:
             raise RaybenchError(f"unknown figure format {self.fmt!r}: use {', '.join(FORMATS)}")
         if not 10 <= self.dpi <= 1200:
-            raise RaybenchError(f"--dpi {self.dpi}: expected 10 to 1200")
+            raise ParameterError("{dpi} {given}: expected 10 to 1200", given=self.dpi)
 
     @property
     def pixels(self) -> tuple[int, int]:
