@@ -111,6 +111,14 @@ def resume_configs(store: ExperimentStore, solvers: str) -> Resumption:
     return Resumption(configs, plan.sources, lines)
 
 
+def one_preset(command: str, spec: str) -> str:
+    """The one preset a command that takes one was given (``raybench COMMAND``)."""
+    presets = resolve_presets(spec)
+    if len(presets) != 1:
+        raise ParameterError("raybench {command} takes one {preset}", command=command)
+    return presets[0]
+
+
 def resolve_presets(spec: str) -> list[str]:
     """One preset or a comma-separated list, each checked."""
     presets = [p.strip() for p in spec.split(",") if p.strip()]

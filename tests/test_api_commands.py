@@ -209,6 +209,7 @@ def test_bench_and_scaling_from_python_measure_what_the_cli_measures(tmp_path: P
     )  # fmt: skip
     by_cli = ds.dataset(tmp_path / "outputs" / "b-cli" / "bench").to_table()
     assert measured_rows(bench.table, ("solver",)) == measured_rows(by_cli, ("solver",))
+    assert set(measured_rows(by_cli, ("solver",))) == {("fomaml",)}  # one row, the solver's
     assert ds.dataset(bench.files).to_table().equals(bench.table)
 
     args = ("--solvers", "fomaml", "--preset", "smoke", "--set", "hidden=8",
@@ -229,17 +230,27 @@ def test_bench_and_scaling_from_python_measure_what_the_cli_measures(tmp_path: P
 def test_bench_ab_from_python_compares_what_the_cli_compares(tmp_path: Path) -> None:
     """``raybench bench --ab`` prints the results :func:`raybench.api.bench_ab` returns:
     the same solver, change, rounds and meta-gradient difference (computed at the common
-    start, the same in both); only the times differ."""
+    start, the same in both; a changed inner lr makes it far from zero); only the times
+    differ. The caller's torch threads are given back."""
+    import torch
+
     cli = run_main(
         "bench", "--solvers", "fomaml", "--preset", "smoke", "--set", "hidden=8",
-        "--ab", "curve_tasks=none", "--timed-steps", "1", "--warmup", "0",
+        "--ab", "inner_lr=0.123", "--timed-steps", "1", "--warmup", "0",
         cwd=tmp_path, env={"COLUMNS": "200"},
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
-    (result,) = raybench.api.bench_ab(
-        "fomaml", {"curve_tasks": "none"}, "smoke", settings={"hidden": 8}, rounds=1, warmup=0
-    )
-    assert (result.solver, result.changed, result.rounds) == ("fomaml", "curve_tasks=None", 1)
-    row = next(line for line in cli.stdout.splitlines() if "curve_tasks=None" in line)
+    ours = torch.get_num_threads()
+    torch.set_num_threads(ours + 1)  # a caller's own setting; the A/B runs on one thread
+    try:
+        (result,) = raybench.api.bench_ab(
+            "fomaml", {"inner_lr": 0.123}, "smoke", settings={"hidden": 8}, rounds=1, warmup=0
+        )
+        assert torch.get_num_threads() == ours + 1
+    finally:
+        torch.set_num_threads(ours)
+    assert (result.solver, result.changed, result.rounds) == ("fomaml", "inner_lr=0.123", 1)
+    assert result.grad_difference > 1e-3
+    row = next(line for line in cli.stdout.splitlines() if "inner_lr=0.123" in line)
     assert f"{result.grad_difference:.1e}" in row and "fomaml" in row
     assert not (tmp_path / "outputs").exists()  # an A/B comparison stores nothing

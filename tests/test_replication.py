@@ -123,6 +123,7 @@ def test_replicate_refuses_in_one_line(tmp_path: Path) -> None:
 def test_the_replication_manifest_names_its_published_store_relatively(tmp_path: Path) -> None:
     """The committed replication.json names no machine's path: the published store is found
     from the replication's own folder, and a moved pair of stores still continues."""
+    from raybench.cli.options import API_FLAGS
     from raybench.results import ExperimentStore
     from raybench.search.finals import replication_plan
 
@@ -136,8 +137,10 @@ def test_the_replication_manifest_names_its_published_store_relatively(tmp_path:
     target.root.mkdir(parents=True)
     target.write_manifest("replication", manifest)
     replication_plan(published, (3, 4, 5), target)  # the same seeds continue it
-    with pytest.raises(RaybenchError, match="replicates pub on seeds 3-5"):
+    with pytest.raises(RaybenchError, match="replicates pub on seeds 3-5") as other:
         replication_plan(published, (6, 7, 8), target)
+    assert str(other.value).endswith("choose another into, or the same seeds to continue it")
+    assert "choose another --into," in other.value.spelled(API_FLAGS)
 
 
 def test_the_markdown_table_has_every_verdict_and_the_agreement(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raybench.api.reading import Experiment, PathLike
-from raybench.api.training import names_text, settings_dict
+from raybench.api.reading import Experiment, PathLike, optional_path
+from raybench.api.training import names_text, setting_overrides, settings_dict
 from raybench.errors import ParameterError
 from raybench.measurements.defaults import DEFAULT_INNER_STEPS, DEFAULT_TASKS, DEFAULT_WARMUP
 
@@ -40,19 +40,7 @@ def _overrides(
     from raybench.config import check_preset
 
     check_preset(preset)
-    overrides = settings_dict(settings)
-    if device is not None:
-        overrides["device"] = device
-    return overrides
-
-
-def _one_preset(command: str, preset: str) -> str:
-    from raybench.planning import resolve_presets
-
-    presets = resolve_presets(preset)
-    if len(presets) != 1:
-        raise ParameterError("raybench {command} takes one {preset}", command=command)
-    return presets[0]
+    return setting_overrides(settings, device=device)
 
 
 def bench(
@@ -103,13 +91,13 @@ def bench(
 
     from raybench.data import load_omniglot
     from raybench.measurements.bench import bench_table
-    from raybench.planning import build_configs, experiment_store, resolve_solvers
+    from raybench.planning import build_configs, experiment_store, one_preset, resolve_solvers
     from raybench.results.store import write_table
 
-    preset = _one_preset("bench", preset)
+    preset = one_preset("bench", preset)
     overrides = _overrides(preset, settings, device)
     configs = build_configs(resolve_solvers(names_text(solvers)), preset, overrides, [0])
-    data = load_omniglot(None if data_dir is None else Path(data_dir))
+    data = load_omniglot(optional_path(data_dir))
     store = experiment_store(experiment or "bench", Path(out), force)
     console = console or Console()
     console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
@@ -167,22 +155,25 @@ def bench_ab(
 
     from raybench.data import load_omniglot
     from raybench.measurements.ab import ab_compare
-    from raybench.planning import build_configs, resolve_solvers
+    from raybench.planning import build_configs, one_preset, resolve_solvers
 
-    preset = _one_preset("bench", preset)
+    preset = one_preset("bench", preset)
     overrides = _overrides(preset, settings, device)
     names = resolve_solvers(names_text(solvers))
     configs_a = build_configs(names, preset, overrides, [0])
     configs_b = build_configs(names, preset, {**overrides, **settings_dict(ab)}, [0])
-    data = load_omniglot(None if data_dir is None else Path(data_dir))
+    data = load_omniglot(optional_path(data_dir))
     console = console or Console()
+    previous = torch.get_num_threads()  # the caller's (a notebook's), given back after
     torch.set_num_threads(threads or 1)  # as each run gets by default
-    results = []
-    for a, b in zip(configs_a, configs_b):
-        console.print(f"[dim]{a.solver}: A and B interleaved...[/]")
-        results.append(
-            ab_compare(a, b, data, rounds=rounds or 10, warmup=2 if warmup is None else warmup)
-        )
+    try:
+        results = []
+        for a, b in zip(configs_a, configs_b):
+            console.print(f"[dim]{a.solver}: A and B interleaved...[/]")
+            warm = 2 if warmup is None else warmup
+            results.append(ab_compare(a, b, data, rounds=rounds or 10, warmup=warm))
+    finally:
+        torch.set_num_threads(previous)
     return results
 
 
@@ -274,7 +265,7 @@ def fidelity(
     if not init and not points:
         raise ParameterError("nothing to compare at: give {source}, {checkpoints}, or keep {init}")
     store = experiment_store(experiment or "fidelity", out, force)
-    data = load_omniglot(None if data_dir is None else Path(data_dir))
+    data = load_omniglot(optional_path(data_dir))
     study = FidelityStudy(
         data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
     )
@@ -384,7 +375,7 @@ def scaling(
     on = resolve_device(make_config(names[0], preset, overrides).device)
     steps = timed_steps or (5 if on.type == "cuda" else 2)
     store = experiment_store(experiment or "scaling", Path(out), force)
-    data_path = None if data_dir is None else Path(data_dir)
+    data_path = optional_path(data_dir)
     data = load_omniglot(data_path)  # found (and cached) once, before any measuring process
     console = console or Console()
     console.print(

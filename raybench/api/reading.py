@@ -22,6 +22,11 @@ from raybench.report.experiment import paired_results, replication_records, summ
 PathLike = str | Path
 
 
+def optional_path(path: PathLike | None) -> Path | None:
+    """A path the API was given as text or a Path, or None when none was."""
+    return None if path is None else Path(path)
+
+
 def open_store(experiment: PathLike | None = None, out: PathLike = "outputs") -> ExperimentStore:
     """An experiment by name under ``out``, by folder path, or (None) the newest under
     ``out``; a one-line error naming what there is otherwise."""

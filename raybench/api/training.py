@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raybench.api.reading import Experiment, PathLike
+from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
 if TYPE_CHECKING:
@@ -87,24 +87,16 @@ def sensitivity(
 
     from rich.console import Console
 
-    from raybench.errors import ParameterError
     from raybench.execution import ExecutionOptions, execute
     from raybench.measurements.sensitivity import sensitivity_table, setting_key, study_configs
-    from raybench.planning import default_seeds, experiment_store, resolve_presets
+    from raybench.planning import default_seeds, experiment_store, one_preset
     from raybench.results.store import ensure_writable, write_table
     from raybench.solvers import solver_class
 
     solver_class(solver)
-    presets = resolve_presets(preset)
-    if len(presets) != 1:
-        raise ParameterError("raybench sensitivity takes one {preset}")
-    (preset,) = presets
+    preset = one_preset("sensitivity", preset)
     key = setting_key(solver, param)
-    overrides = settings_dict(settings)
-    if steps is not None:
-        overrides["meta_steps"] = str(steps)
-    if device is not None:
-        overrides["device"] = device
+    overrides = setting_overrides(settings, steps=steps, device=device)
     n_seeds = seeds or default_seeds([preset])
     if isinstance(values, str):
         value_list = [v.strip() for v in values.split(",") if v.strip()]
@@ -121,7 +113,7 @@ def sensitivity(
         f"{n_seeds} seed(s), experiment {store.root}"
     )
     execution = replace(execution or ExecutionOptions(), source="study", label_settings=(key,))
-    data = None if data_dir is None else Path(data_dir)
+    data = optional_path(data_dir)
     outcomes = execute(configs, store, console, execution, data)
     table = sensitivity_table(store.read("runs"), store.read("curves"), key, configs)
     write_table(store.root / "study.parquet", table)
@@ -139,6 +131,22 @@ def settings_dict(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[st
     if isinstance(settings, str):
         return parse_assignments([settings])
     return parse_assignments(settings)
+
+
+def setting_overrides(
+    settings: Mapping[str, Any] | Sequence[str] | None,
+    *,
+    steps: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """The settings a command overrides: ``settings`` (:func:`settings_dict`), and the
+    meta-steps and device when given on their own."""
+    overrides = settings_dict(settings)
+    if steps is not None:
+        overrides["meta_steps"] = str(steps)
+    if device is not None:
+        overrides["device"] = device
+    return overrides
 
 
 def names_text(value: str | Sequence[str]) -> str:
@@ -261,11 +269,7 @@ def run(
         if not configs:
             return Experiment(store, [])
     else:
-        overrides = settings_dict(settings)
-        if steps is not None:
-            overrides["meta_steps"] = str(steps)
-        if device is not None:
-            overrides["device"] = device
+        overrides = setting_overrides(settings, steps=steps, device=device)
         if config_files:
             files = [Path(p) for p in config_files]
             presets = [read_config_file(f)[1] for f in files]
@@ -288,7 +292,7 @@ def run(
         f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
         f"({execution.backend} back end), experiment {store.root}"
     )
-    data = None if data_dir is None else Path(data_dir)
+    data = optional_path(data_dir)
     execution = replace(execution, source=source, label_settings=labels)
     outcomes = execute(configs, store, console, execution, data, sources=sources)
     return Experiment(store, outcomes)

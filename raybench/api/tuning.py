@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raybench.api.reading import Experiment, PathLike
-from raybench.api.training import names_text, settings_dict
+from raybench.api.reading import Experiment, PathLike, optional_path
+from raybench.api.training import names_text, setting_overrides
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
 if TYPE_CHECKING:
@@ -124,9 +124,9 @@ def sweep(
     out = Path(out)
     given = {"trials": trials, "steps": steps, "seeds": seeds, "final_steps": final_steps,
              "search_seed": search_seed}  # fmt: skip
-    asked = asked_rules(given, None if protocol_file is None else Path(protocol_file))
+    asked = asked_rules(given, optional_path(protocol_file))
     options = options or SweepOptions()
-    spaces_dir = None if spaces is None else Path(spaces)
+    spaces_dir = optional_path(spaces)
     trackers = tracker_spec(tracker, tracker_uri)
     if resume is not None:
         store = resume_store(resume, out)
@@ -146,9 +146,7 @@ def sweep(
     else:
         check_preset(preset)
         names = resolve_solvers(names_text(solvers))
-        overrides = settings_dict(settings)
-        if device is not None:
-            overrides["device"] = device
+        overrides = setting_overrides(settings, device=device)
         for name in names:  # every setting checked before anything starts
             make_config(name, preset, overrides)
         spaces_dir = spaces_dir if spaces_dir is not None else default_spaces()
@@ -184,7 +182,7 @@ def sweep(
         + "\n".join(f"  {line}" for line in protocol.lines()),
         soft_wrap=True,
     )
-    data = None if data_dir is None else Path(data_dir)
+    data = optional_path(data_dir)
     outcomes = []
     with ray_session(address, dashboard, connect_timeout):
         if resume is None:  # recorded once the sweep is under way
@@ -261,15 +259,12 @@ def replicate(
         rep = raybench.api.replicate("benchmarks/results/published", seeds="8-15")
         rep.held, len(rep.rows)
     """
-    import contextlib
-
     from rich.console import Console
 
+    from raybench.api.reading import open_store
     from raybench.execution import ExecutionOptions, execute
-    from raybench.execution.session import ray_session
     from raybench.planning import experiment_store
     from raybench.report.experiment import replication_records
-    from raybench.results import open_experiment
     from raybench.results.store import ensure_writable
     from raybench.search.finals import REPLICATION_MANIFEST, parse_seeds, replication_plan
     from raybench.search.protocol import seed_text
@@ -277,7 +272,7 @@ def replicate(
     options = replace(execution or ExecutionOptions(), source="tuned")  # checked first
     wanted = None if seeds is None else parse_seeds(seeds)
     out = Path(out)
-    source = open_experiment(str(published), out)
+    source = open_store(published, out)
     where = into or str(source.root.parent / f"{source.root.name}-replication")
     target = experiment_store(where, out, force)
     plan, manifest = replication_plan(source, wanted, target)
@@ -294,13 +289,7 @@ def replicate(
             f"{seed_text(manifest['seeds'])} into {target.root}: "
             f"{len(missing)} of {len(plan.configs)} runs to train"
         )
-        session = (
-            ray_session(options.address, False, options.connect_timeout)
-            if options.backend == "ray"
-            else contextlib.nullcontext()
-        )
-        data = None if data_dir is None else Path(data_dir)
-        with session:
-            outcomes = execute(plan.configs, target, console, options, data, sources=plan.sources)
+        data = optional_path(data_dir)  # execute opens Ray (backend "ray") for what it trains
+        outcomes = execute(plan.configs, target, console, options, data, sources=plan.sources)
     rows = replication_records(source, target)
     return Replicated(Experiment(target, outcomes), tuple(manifest["seeds"]), rows)

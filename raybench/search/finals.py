@@ -161,10 +161,12 @@ def replication_plan(
         if stored.get("seeds") != manifest["seeds"] or Path(stored.get("of", "")).name != (
             Path(manifest["of"]).name
         ):
-            raise RaybenchError(
-                f"{target.root} replicates {Path(stored.get('of', '?')).name} on seeds "
-                f"{seed_text(stored.get('seeds') or [])}: choose another {{into}}, or the "
-                "same seeds to continue it"
+            raise ParameterError(
+                "{root} replicates {of} on seeds {stored}: choose another {into}, or the same "
+                "seeds to continue it",
+                root=target.root,
+                of=Path(stored.get("of", "?")).name,
+                stored=seed_text(stored.get("seeds") or []),
             )
     elif target.root.exists() and any(target.root.iterdir()):
         raise ParameterError(
