@@ -1,8 +1,10 @@
-"""Facts about where a run happens: device, library versions, code version, peak memory."""
+"""Facts about where a run happens: device, kernels, library versions, code version, peak
+memory."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -39,14 +41,55 @@ def resolve_device(name: str) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = ""
+    model = _cpuinfo("model name") or platform.processor() or platform.machine()
+    return f"cpu: {model} ({os.cpu_count() or 0} cores)"
+
+
+def _cpuinfo(*keys: str) -> str:
+    """The first /proc/cpuinfo line's value for any of ``keys`` ("" where there is none)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    cores = os.cpu_count() or 0
-    return f"cpu: {model or platform.processor() or platform.machine()} ({cores} cores)"
+            if line.startswith(keys):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+# The environment variables that choose which CPU kernels torch's libraries run (and so how
+# float arithmetic rounds): ATen's vectorised kernels, oneDNN's instruction set, MKL's.
+KERNEL_VARIABLES = (
+    "ATEN_CPU_CAPABILITY",
+    "DNNL_MAX_CPU_ISA",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+)
+
+
+def cpu_identity() -> str:
+    """The CPU's model and a hash of its instruction-set flags (what the libraries dispatch
+    on): ``AMD EPYC (flags 716e95dd)``."""
+    model = _cpuinfo("model name") or platform.processor() or platform.machine()
+    flags = " ".join(sorted(_cpuinfo("flags", "Features").split()))
+    return f"{model} (flags {hashlib.sha1(flags.encode()).hexdigest()[:8]})"
+
+
+def kernel_set(device: torch.device | None = None) -> str:
+    """Which kernels round this process's float arithmetic on ``device`` (the CPU by
+    default). Two runs of the same code, config and seed give bitwise the same numbers
+    only where this text is the same; elsewhere float32 rounds differently in the last
+    bits, a run amplifies that, and what reproduces is the distribution over seeds."""
+    if device is not None and device.type == "cuda":
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        return (
+            f"{torch.cuda.get_device_name(device)}; CUDA {torch.version.cuda}; "
+            f"cuDNN {cudnn or 'none'}; torch {torch.__version__}"
+        )
+    chosen = [f"{name}={os.environ[name]}" for name in KERNEL_VARIABLES if os.environ.get(name)]
+    return (
+        f"{cpu_identity()}; ATen {torch.backends.cpu.get_cpu_capability()}"
+        + "".join(f"; {item}" for item in chosen)
+        + f"; torch {torch.__version__}"
+    )
 
 
 def library_versions() -> dict[str, str]:

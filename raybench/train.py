@@ -27,7 +27,7 @@ from raybench.data import OmniglotImages
 from raybench.metrics import METRICS, PERCENT, TASK_METRICS, TRAIN_METRICS
 from raybench.models import Params, model_for
 from raybench.resume import TrainingState, load_state, save_state
-from raybench.runtime import PeakMemory, device_name, git_commit, resolve_device
+from raybench.runtime import PeakMemory, device_name, git_commit, kernel_set, resolve_device
 from raybench.solvers import Solver, make_solver
 from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
@@ -73,6 +73,7 @@ class RunResult:
     peak_memory_mb: float | None = None
     memory_kind: str = ""
     device: str = ""
+    kernels: str = ""  # raybench.runtime.kernel_set: what rounded its float arithmetic
     n_params: int = 0
     git_commit: str = ""
     code_fingerprint: str = ""  # raybench.code_version: the training path's source
@@ -167,6 +168,7 @@ def _train(
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     result.device = device_name(device)
+    result.kernels = kernel_set(device)
     memory = PeakMemory(device)
     memory.reset()
     result.memory_kind = memory.kind

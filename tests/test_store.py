@@ -47,6 +47,7 @@ def fake_result(solver: str = "maml", seed: int = 0, acc: float = 80.0, **kw) ->
         peak_memory_mb=900.0,
         memory_kind="cpu_peak_rss",
         device="cpu: test",
+        kernels="test CPU; ATen AVX2; torch 2",
         started_at=now,
         ended_at=now,
         params={"w": torch.arange(3.0)},
@@ -73,6 +74,7 @@ def test_write_then_read_one_call(tmp_path: Path) -> None:
     assert json.loads(maml["config_json"])["solver"] == "maml"
     assert maml["started_at"] == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert "torch" in json.loads(maml["versions_json"])
+    assert maml["kernels"] == "test CPU; ATen AVX2; torch 2"
     assert maml["git_commit"]
     assert (maml["init_fingerprint"], maml["stream_fingerprint"]) == ("init-0", "stream-0")
     curves = store.read("curves")

@@ -9,6 +9,7 @@ import torch
 
 from raybench.data import OmniglotImages
 from raybench.models import Params
+from raybench.runtime import kernel_set
 from raybench.solvers import METRICS, SOLVERS, make_config
 from raybench.solvers.fomaml import FOMAML
 from raybench.tasks import TaskBatch
@@ -41,6 +42,9 @@ def test_training_records_curves_and_test_accuracy(omniglot: OmniglotImages) -> 
     assert result.params is not None and set(result.params) == {
         k for k in result.params if k.startswith(("features", "head"))
     }
+    # what rounded it, for telling a bitwise reproduction from a statistical one
+    assert result.kernels == kernel_set(torch.device("cpu"))
+    assert f"ATen {torch.backends.cpu.get_cpu_capability()}" in result.kernels
 
 
 def test_same_seed_same_results_other_seed_other_curves(omniglot: OmniglotImages) -> None:

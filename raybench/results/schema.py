@@ -64,6 +64,8 @@ RUNS_SCHEMA = pa.schema(
         pa.field("peak_memory_mb", pa.float64()),
         pa.field("memory_kind", pa.string()),
         pa.field("device", pa.string()),
+        # raybench.runtime.kernel_set: bitwise reproduction holds only on the same kernels
+        pa.field("kernels", pa.string()),
         pa.field("node", pa.string()),
         pa.field("resources", pa.string()),
         pa.field("n_params", pa.int64()),
@@ -170,6 +172,7 @@ def run_row(
         "peak_memory_mb": result.peak_memory_mb,
         "memory_kind": result.memory_kind,
         "device": result.device,
+        "kernels": result.kernels or None,
         "node": result.node,
         "resources": result.resources,
         "n_params": result.n_params,
