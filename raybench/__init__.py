@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "Experiment", "Figures", "__version__", "compare", "load", "plot", "replication", "run",
-    "summary",
+    "Experiment", "Figures", "__version__", "agreement", "compare", "load", "plot",
+    "replication", "run", "summary",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from raybench.api import (
         Experiment,
         Figures,
+        agreement,
         compare,
         load,
         plot,

@@ -12,7 +12,7 @@
 Every table is a pandas DataFrame read from the experiment's Parquet store when first
 used. Each command of the CLI parses its flags, calls one function here and prints what
 it returns: reading (:mod:`raybench.api.reading`: load, summary, compare, report, plot,
-replication), training (:mod:`raybench.api.training`: run, sensitivity), measuring
+replication, agreement), training (:mod:`raybench.api.training`: run, sensitivity), measuring
 (:mod:`raybench.api.measuring`: bench, bench_ab, fidelity, scaling), tuning
 (:mod:`raybench.api.tuning`: sweep, replicate). An error is a
 :class:`~raybench.errors.RaybenchError` naming the parameter as spelled here.
@@ -24,6 +24,7 @@ from raybench.api.measuring import Measurement, bench, bench_ab, fidelity, scali
 from raybench.api.reading import (
     Experiment,
     Figures,
+    agreement,
     compare,
     load,
     open_store,  # noqa: F401 - the CLI opens stores through it
@@ -35,6 +36,7 @@ from raybench.api.reading import (
 from raybench.api.training import Sensitivity, run, sensitivity
 from raybench.api.tuning import Replicated, Tuned, replicate, sweep
 from raybench.report.experiment import (
+    agreement_records,
     paired_results,
     protocol_lines,
     replication_records,
@@ -42,7 +44,8 @@ from raybench.report.experiment import (
 )
 
 __all__ = [
-    "Experiment", "Figures", "Measurement", "Replicated", "Sensitivity", "Tuned", "bench",
+    "Experiment", "Figures", "Measurement", "Replicated", "Sensitivity", "Tuned", "agreement",
+    "agreement_records", "bench",
     "bench_ab", "compare", "fidelity", "load", "paired_results", "plot", "protocol_lines",
     "replicate", "replication", "replication_records", "report", "run", "scaling",
     "sensitivity", "summary", "summary_records", "sweep",

@@ -14,10 +14,16 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from raybench.execution import RunSummary
+    from raybench.report.agreement import Agreement
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
 
-from raybench.report.experiment import paired_results, replication_records, summary_records
+from raybench.report.experiment import (
+    agreement_records,
+    paired_results,
+    replication_records,
+    summary_records,
+)
 
 PathLike = str | Path
 
@@ -155,6 +161,35 @@ def replication(
     beside = store.root.parent / f"{store.root.name}-replication"
     other = open_store(beside if replicated is None else replicated, out)
     return pd.DataFrame(replication_records(store, other), columns=list(FIELDS))
+
+
+def agreement(
+    published: PathLike, experiment: PathLike | None = None, out: PathLike = "outputs"
+) -> Agreement:
+    """Whether ``experiment`` (a name under ``out`` or a folder; the newest there by
+    default), for example your run of the main job, agrees with ``published`` by the
+    statistics rather than seed for seed (:mod:`raybench.report.agreement`): ``.agrees``,
+    ``.problems``, ``.rows`` (per configuration: the accuracy shift with its interval and
+    Holm-adjusted p, both verdicts against the best, bitwise-equal seeds), ``.frame()``.
+
+        raybench.agreement("benchmarks/results/quick", "outputs/my-main-job").agrees
+    """
+    from raybench.errors import ParameterError
+
+    mine, theirs = open_store(published, out), open_store(experiment, out)
+    if mine.root.resolve() == theirs.root.resolve():
+        raise ParameterError(
+            "{experiment}: {path} is the published experiment itself", path=theirs.root
+        )
+    found = agreement_records(mine, theirs)
+    if not found.rows:
+        raise ParameterError("{published}: {path} has no runs to agree with", path=mine.root)
+    if not any(r["reproduced_acc"] is not None for r in found.rows):
+        raise ParameterError(
+            "{experiment}: {path} ran none of the published configurations ({published})",
+            path=theirs.root, published=mine.root,
+        )  # fmt: skip
+    return found
 
 
 def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd.DataFrame:

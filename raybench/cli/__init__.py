@@ -862,6 +862,46 @@ def replicate_command(
     show(replicated.rows, console, fmt.value, output)
 
 
+@app.command("agree")
+def agree_command(
+    published: Annotated[
+        str,
+        typer.Option(
+            "--published",
+            metavar="NAME",
+            help="The published experiment: a name under --out, or a folder (for the main "
+            "job: benchmarks/results/quick).",
+        ),
+    ],
+    experiment: ReadExperimentOption = None,
+    out: OutOption = Path("outputs"),
+    fmt: Annotated[
+        ReplicateFormat,
+        format_option(
+            help="rich (a table), json, or markdown (a table for a README).", case_sensitive=False
+        ),
+    ] = ReplicateFormat.rich,
+    output: OutputFileOption = None,
+) -> None:
+    """Say whether an experiment (your run of the main job, say) agrees with a published
+    one by the statistics, not seed for seed: the same numbers seed for seed come only from
+    the same CPU kernels, elsewhere the distribution over seeds reproduces. For every
+    published configuration: its accuracy shift (yours minus published) with its 95%
+    interval over the same test tasks (seed-paired where the seeds and their draws are the
+    same) and Holm-adjusted p, the shift it would detect with 80% power, the verdict against
+    the best on each side and how likely it was to repeat, and how many seeds agree bitwise;
+    the kernels of each side under it. Exit code 1 where they disagree: a shift significant
+    after Holm's adjustment, a verdict 99% likely to repeat that changed, or a published
+    configuration without tested runs."""
+    from raybench import api
+    from raybench.cli.agree import show
+
+    found = api.agreement(published, experiment, out)
+    show(found, stdout(), fmt.value, output)
+    if not found.agrees:
+        raise typer.Exit(1)
+
+
 @app.command("solvers")
 def solvers_command() -> None:
     """List the registered solvers, their families and their own options."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from raybench.report.agreement import Agreement
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
 
@@ -74,6 +75,32 @@ def replication_records(
         tables(replicated),
     )
     return compare_replication(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
+
+
+def agreement_records(published: ExperimentStore, reproduced: ExperimentStore) -> Agreement:
+    """Whether ``reproduced`` (for example a user's run of the main job) agrees with
+    ``published`` by the statistics (:mod:`raybench.report.agreement`): every published
+    configuration's accuracy shift with its interval, both sides' verdicts against the best,
+    and how many seeds agree bitwise, with the kernels each side's runs were rounded by."""
+    from raybench.report.agreement import NOT_RECORDED, Agreement, compare_experiments
+    from raybench.report.paired import task_results
+    from raybench.report.records import run_views, setting_label
+
+    def side(store: ExperimentStore) -> tuple[list, list, dict, tuple[str, ...]]:
+        runs = store.read("runs")
+        views = [
+            {**view, "setting": setting_label(view["setting_key"])}
+            for _, view in run_views(runs, None)
+        ]
+        kernels = runs.column("kernels").to_pylist() if "kernels" in runs.column_names else []
+        kernels = kernels or [None] * runs.num_rows
+        named = tuple(sorted({k or NOT_RECORDED for k in kernels}))
+        return summary_records(store), views, task_results(store.read("tasks")), named
+
+    (mine, my_runs, my_tasks, my_kernels) = side(published)
+    (theirs, their_runs, their_tasks, their_kernels) = side(reproduced)
+    rows = compare_experiments(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
+    return Agreement(rows, my_kernels, their_kernels)
 
 
 def paired_results(store: ExperimentStore, a: str, b: str) -> list[PairedResult]:
