@@ -274,7 +274,8 @@ def test_float64_record_holds_under_other_kernels() -> None:
 def test_a_one_character_change_to_a_solver_fails_on_both_kernel_sets(tmp_path: Path) -> None:
     """The tolerance is no blindfold: the penalty method with its penalty's sign flipped
     (one character) fails the float64 comparison within rounding, natively and under other
-    kernels, while the unchanged copy passes it."""
+    kernels, while the unchanged copy passes it (natively; under other kernels the whole
+    record passes in the test above)."""
     import raybench
 
     copy = tmp_path / "raybench"
@@ -283,9 +284,8 @@ def test_a_one_character_change_to_a_solver_fails_on_both_kernel_sets(tmp_path: 
     source = penalty.read_text()
     line = "total = loss + self.options.lam"
     assert source.count(line) == 1
-    for env in ({}, OTHER_KERNELS):
-        done = check_command("float64", "--within-rounding", "penalty", env=env, path=tmp_path)
-        assert done.returncode == 0, done.stdout + done.stderr
+    control = check_command("float64", "--within-rounding", "penalty", path=tmp_path)
+    assert control.returncode == 0, control.stdout + control.stderr
     penalty.write_text(source.replace(line, line.replace("+", "-")))
     for env in ({}, OTHER_KERNELS):
         done = check_command("float64", "--within-rounding", "penalty", env=env, path=tmp_path)

@@ -784,6 +784,14 @@ class ReplicateFormat(str, Enum):
     markdown = "markdown"
 
 
+VerdictFormatOption = Annotated[  # replicate's and agree's
+    ReplicateFormat,
+    format_option(
+        help="rich (a table), json, or markdown (a table for a README).", case_sensitive=False
+    ),
+]
+
+
 @app.command("replicate")
 def replicate_command(
     experiment: Annotated[
@@ -810,12 +818,7 @@ def replicate_command(
         ),
     ] = None,
     out: OutOption = Path("outputs"),
-    fmt: Annotated[
-        ReplicateFormat,
-        format_option(
-            help="rich (a table), json, or markdown (a table for a README).", case_sensitive=False
-        ),
-    ] = ReplicateFormat.rich,
+    fmt: VerdictFormatOption = ReplicateFormat.rich,
     output: OutputFileOption = None,
     data_dir: DataDirOption = None,
     backend: Annotated[
@@ -875,12 +878,7 @@ def agree_command(
     ],
     experiment: ReadExperimentOption = None,
     out: OutOption = Path("outputs"),
-    fmt: Annotated[
-        ReplicateFormat,
-        format_option(
-            help="rich (a table), json, or markdown (a table for a README).", case_sensitive=False
-        ),
-    ] = ReplicateFormat.rich,
+    fmt: VerdictFormatOption = ReplicateFormat.rich,
     output: OutputFileOption = None,
 ) -> None:
     """Say whether an experiment (your run of the main job, say) agrees with a published
@@ -894,10 +892,10 @@ def agree_command(
     after Holm's adjustment, a verdict 99% likely to repeat that changed, or a published
     configuration without tested runs."""
     from raybench import api
-    from raybench.cli.agree import show
+    from raybench.cli.replicate import show_agreement
 
     found = api.agreement(published, experiment, out)
-    show(found, stdout(), fmt.value, output)
+    show_agreement(found, stdout(), fmt.value, output)
     if not found.agrees:
         raise typer.Exit(1)
 

@@ -1,28 +1,55 @@
-"""``raybench replicate``'s output: the verdicts compared, as a Rich table, JSON or the
-README's Markdown (:func:`raybench.api.replicate` computes them)."""
+"""What ``raybench replicate`` and ``raybench agree`` print: verdicts compared, as a Rich
+table, JSON or Markdown (:func:`raybench.api.replicate` and :func:`raybench.api.agreement`
+compute them)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from raybench.report.agreement import Agreement
+
+
+def emit(
+    fmt: str,
+    data: Any,
+    markdown: Callable[[], str],
+    table: Callable[[], Table],
+    console: Console,
+    output: Path | None,
+) -> None:
+    """``data`` as JSON, ``markdown()`` or the Rich ``table()``; text to ``output`` if given."""
+    if fmt == "rich":
+        console.print(table())
+        return
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n" if fmt == "json" else markdown()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 def show(rows: list[dict[str, Any]], console: Console, fmt: str, output: Path | None) -> None:
     from raybench.report.replication import replication_markdown, replication_table
 
-    if fmt in ("json", "markdown"):
-        text = (
-            json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
-            if fmt == "json"
-            else replication_markdown(rows)
-        )
-        if output is None:
-            sys.stdout.write(text)
-        else:
-            output.write_text(text, encoding="utf-8")
-        return
-    console.print(replication_table(rows))
+    emit(
+        fmt, rows, lambda: replication_markdown(rows), lambda: replication_table(rows), console,
+        output,
+    )  # fmt: skip
+
+
+def show_agreement(agreement: Agreement, console: Console, fmt: str, output: Path | None) -> None:
+    from raybench.report.agreement import agreement_markdown, agreement_table
+
+    emit(
+        fmt, agreement.record(), lambda: agreement_markdown(agreement),
+        lambda: agreement_table(agreement), console, output,
+    )  # fmt: skip
