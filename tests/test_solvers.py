@@ -136,6 +136,12 @@ def test_vectorised_equals_reference_loop(name: str, dtype: torch.dtype) -> None
         inner_steps=INNER_STEPS,
         first_order=name == "fomaml",
     )
+    # The two paths sum in other orders (vmap's batched products, the hand-written batch
+    # norm), so they agree to rounding: u = 2**-53 or 2**-24 per operation, through two inner
+    # steps and a second-order backward of a four-layer network. The tolerances leave 2**10
+    # (float32) and 2**19 (float64) for that to amplify, on any kernels: the paths share
+    # them here. An accuracy is a count of predictions, so it agrees exactly unless a logit
+    # ties to rounding (one prediction is 1/query, far beyond either tolerance).
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     assert rel_err(flat(grads), flat(reference)) < tol
 
@@ -245,6 +251,12 @@ def test_task_loop_equals_vmap(name: str, dtype: torch.dtype) -> None:
         params = {k: v.to(dtype) for k, v in params64(model).items()}
         batch = TaskBatch(*(t.to(dtype) if t.is_floating_point() else t for t in tiny_batch(3)))
         out[mode] = solver.meta_grad(params, batch)
+    # The two paths sum in other orders (vmap's batched products, the hand-written batch
+    # norm), so they agree to rounding: u = 2**-53 or 2**-24 per operation, through two inner
+    # steps and a second-order backward of a four-layer network. The tolerances leave 2**10
+    # (float32) and 2**19 (float64) for that to amplify, on any kernels: the paths share
+    # them here. An accuracy is a count of predictions, so it agrees exactly unless a logit
+    # ties to rounding (one prediction is 1/query, far beyond either tolerance).
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     assert rel_err(flat(out["loop"][0]), flat(out["vmap"][0])) < tol
     for metric in METRICS:
