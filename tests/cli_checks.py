@@ -15,6 +15,24 @@ from pathlib import Path
 RAYBENCH = Path(sys.executable).parent / "raybench"  # the console script pip installed
 
 
+# Kernels other than the native ones that torch honours on every x86-64 CPU: ATen's scalar
+# kernels, oneDNN at SSE4.1, MKL at SSE4.2 (what a user's CPU may round differently).
+OTHER_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "DNNL_MAX_CPU_ISA": "SSE41",
+    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+}
+
+
+def kernel_env(other: bool) -> dict[str, str]:
+    """This environment for a fresh process (kernels are chosen when torch loads): with the
+    native kernels, or with :data:`OTHER_KERNELS`, whatever the suite itself runs under."""
+    from raybench.runtime import KERNEL_VARIABLES
+
+    native = {k: v for k, v in os.environ.items() if k not in KERNEL_VARIABLES}
+    return {**native, **OTHER_KERNELS} if other else native
+
+
 def ctrl_c_as_usual() -> None:
     """``preexec_fn`` of a command a test interrupts: a suite started in the background
     (``nohup ... &``) ignores SIGINT and its children inherit that, so the command must

@@ -6,7 +6,6 @@ smoke runs of the main job that differ only by the kernels that rounded them."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_checks import one_line_error, run_main
+from cli_checks import kernel_env, one_line_error, run_main
 from stores import N_TASKS, run_result
 
 from raybench import api
@@ -23,11 +22,6 @@ from raybench.report.significance import compare, holm
 from raybench.results import ExperimentStore
 
 MEANS = {"maml": 80.0, "fomaml": 79.0, "finetune-full": 45.0}
-OTHER_KERNELS = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "DNNL_MAX_CPU_ISA": "SSE41",
-    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-}
 
 
 def main_job(
@@ -176,10 +170,10 @@ def test_a_main_job_under_other_kernels_agrees_and_one_on_the_same_kernels_is_bi
     kernels are named."""
     job = ["run", "--solvers", "maml,finetune-head", "--preset", "smoke", "--seeds",
            "2", "--backend", "inline", "--out", str(tmp_path)]  # fmt: skip
-    for name, env in (("native", {}), ("again", {}), ("other", OTHER_KERNELS)):
+    for name, other in (("native", False), ("again", False), ("other", True)):
         done = subprocess.run(  # a fresh interpreter: kernels are chosen when torch loads
             [sys.executable, "-m", "raybench", *job, "-e", name],
-            env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
+            env=kernel_env(other), capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
     again = run_main("agree", "--published", "native", "-e", "again", "--out", str(tmp_path),

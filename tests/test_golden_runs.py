@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_checks import kernel_env
 
 from raybench.solvers import SOLVERS
 
@@ -64,13 +65,6 @@ TIMING = {"train_time_s", "ms_per_step"}  # measured, never the same twice
 BITWISE_ONLY = {"params_sha1"}  # parameters: rounding noise of no effect in some (see above)
 REL = 2.0**-24  # float32's precision asked of a float64 run (see the module's docstring)
 ABS = 1e-12  # a value that is zero but for rounding: u64 x operands up to 1e3
-# Kernels other than the native ones that torch honours on every x86-64 CPU: ATen's
-# scalar kernels, oneDNN at SSE4.1, MKL at SSE4.2 (the CI runs the float64 record so)
-OTHER_KERNELS = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "DNNL_MAX_CPU_ISA": "SSE41",
-    "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-}
 DTYPES = ("float32", "float64")
 
 
@@ -246,10 +240,11 @@ def test_every_registered_solver_has_golden_numbers() -> None:
     assert sorted(golden["float32"]) == sorted(golden["float64"]) == sorted(SOLVERS)
 
 
-def check_command(*args: str, env: dict[str, str] | None = None, path: Path | None = None):
-    """``python tests/test_golden_runs.py --check ...`` in a fresh process (other kernels are
-    chosen when torch loads), raybench imported from ``path`` if given."""
-    environment = {**os.environ, **(env or {})}
+def check_command(*args: str, other_kernels: bool, path: Path | None = None):
+    """``python tests/test_golden_runs.py --check ...`` in a fresh process (kernels are chosen
+    when torch loads) on the native or other kernels, raybench imported from ``path`` if
+    given."""
+    environment = kernel_env(other_kernels)
     if path is not None:
         environment["PYTHONPATH"] = os.pathsep.join([str(path), environment.get("PYTHONPATH", "")])
     return subprocess.run(
@@ -265,7 +260,7 @@ def check_command(*args: str, env: dict[str, str] | None = None, path: Path | No
 def test_float64_record_holds_under_other_kernels() -> None:
     """What a user's CPU does that ours does not: the float64 record, every solver, with
     ATen's scalar kernels, oneDNN at SSE4.1 and MKL at SSE4.2."""
-    done = check_command("float64", env=OTHER_KERNELS)
+    done = check_command("float64", other_kernels=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ATen DEFAULT" in done.stdout and f"{len(SOLVERS)} solver(s) agree" in done.stdout
 
@@ -284,11 +279,14 @@ def test_a_one_character_change_to_a_solver_fails_on_both_kernel_sets(tmp_path: 
     source = penalty.read_text()
     line = "total = loss + self.options.lam"
     assert source.count(line) == 1
-    control = check_command("float64", "--within-rounding", "penalty", path=tmp_path)
+    control = check_command("float64", "--within-rounding", "penalty", other_kernels=False,
+                            path=tmp_path)  # fmt: skip
     assert control.returncode == 0, control.stdout + control.stderr
     penalty.write_text(source.replace(line, line.replace("+", "-")))
-    for env in ({}, OTHER_KERNELS):
-        done = check_command("float64", "--within-rounding", "penalty", env=env, path=tmp_path)
+    for other in (False, True):
+        done = check_command(
+            "float64", "--within-rounding", "penalty", other_kernels=other, path=tmp_path
+        )
         assert done.returncode == 1, done.stdout + done.stderr
         assert str(copy) in done.stdout  # the changed copy was the one imported
         assert "penalty (float64).test_acc_mean" in done.stdout or "grad_norm" in done.stdout

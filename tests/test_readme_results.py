@@ -135,3 +135,48 @@ def test_readme_findings_quote_the_store() -> None:
     assert "(12.1 for FOMAML" in text
     maml_fomaml = raybench.compare(STORE, "maml", "fomaml", detect=5.0).iloc[0]
     assert maml_fomaml["seeds_needed"] == 7 and "7 seeds on each side would detect 5" in text
+
+
+AGREEMENT_START = "<!-- results: agreement table"
+OTHER_KERNELS_STORE = ROOT / "benchmarks" / "results" / "quick-default-kernels"
+
+
+def test_the_other_kernels_store_differs_only_by_its_kernels() -> None:
+    """The main job again: the same settings, seeds and training code (as declared
+    equivalent), other kernels on every run, none of them the native ones."""
+    from raybench.code_version import trains_as
+
+    mine, theirs = (pq.read_table(s / "runs").to_pylist() for s in (STORE, OTHER_KERNELS_STORE))
+    assert len(theirs) == 24 and {r["status"] for r in theirs} == {"completed"}
+    key = lambda r: (r["solver"], r["seed"], r["config_fingerprint"])  # noqa: E731
+    assert sorted(map(key, mine)) == sorted(map(key, theirs))
+    assert {trains_as(r["code_fingerprint"]) for r in theirs} == {"db58c425bbdd"}
+    (commit,) = {r["git_commit"] for r in theirs}
+    assert f"`{commit[:7]}`" in readme()
+    (kernels,) = {r["kernels"] for r in theirs}
+    assert "ATen DEFAULT" in kernels and "DNNL_MAX_CPU_ISA=SSE41" in kernels
+    assert not (OTHER_KERNELS_STORE / "checkpoints").exists()
+
+
+def test_readme_agreement_is_what_the_stores_say() -> None:
+    """The agreement table is what ``raybench agree`` prints from the two stores, and the
+    numbers quoted under it are theirs."""
+    text = readme()
+    start = text.index("\n", text.index(AGREEMENT_START)) + 1
+    shown = text[start : text.index(END, start)]
+    found = raybench.api.agreement(STORE, OTHER_KERNELS_STORE)
+    from raybench.report.agreement import agreement_markdown
+
+    assert shown == agreement_markdown(found), (
+        "README's agreement table drifted: regenerate it with the command shown above it"
+    )
+    assert found.agrees and sum(r["bitwise_seeds"] for r in found.rows) == 1
+    assert "One run of 24 gave the published accuracy bitwise" in " ".join(text.split())
+    imaml = next(r for r in found.rows if r["solver"] == "imaml")
+    assert (imaml["published"], imaml["reproduced"]) == ("worse", "tied")
+    quoted = text[text.index("Three verdicts changed") :][:700]
+    for store in (OTHER_KERNELS_STORE, STORE):
+        records = raybench.api.summary_records(raybench.api.open_store(store))
+        row = next(r for r in records if r["solver"] == "imaml")
+        assert f"{row['vs_best']:.2f}" in quoted and f"±{row['vs_best_ci95']:.2f}" in quoted
+        assert f"{row['vs_best_p']:.3f}" in quoted

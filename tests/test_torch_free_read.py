@@ -13,6 +13,8 @@ from stores import comparison_store, write_scaling
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "benchmarks" / "results" / "published"
+QUICK = REPO / "benchmarks" / "results" / "quick"
+QUICK_OTHER_KERNELS = REPO / "benchmarks" / "results" / "quick-default-kernels"
 
 # Any import of torch fails in the child, and its name is printed where it was tried.
 NO_TORCH = """
@@ -41,7 +43,8 @@ def test_the_blocker_blocks(tmp_path: Path) -> None:
 def test_load_compare_report_and_the_cli_without_torch(tmp_path: Path) -> None:
     """In one fresh interpreter (a start-up costs seconds): every table of a fabricated
     store with a scaling study and of the published sweep, the comparison, the replication,
-    the report in every format from Python, and ``raybench report`` through the console
+    the report in every format from Python, the agreement of the main job with its run on
+    other kernels (also through ``raybench agree``), and ``raybench report`` through the console
     script's entry point in three."""
     store, _ = comparison_store(tmp_path / "exp")
     write_scaling(store)
@@ -57,6 +60,11 @@ for fmt in ("markdown", "json", "csv", "latex", "rich"):
     assert raybench.api.report({str(store.root)!r}, fmt=fmt, width=120)
 shapes["compare"] = raybench.compare({str(store.root)!r}, "fomaml", "finetune-full").shape[0]
 shapes["replication"] = raybench.replication({str(PUBLISHED)!r}).shape[0]
+shapes["agreement"] = len(raybench.agreement({str(QUICK)!r}, {str(QUICK_OTHER_KERNELS)!r}).rows)
+try:
+    main(["agree", "--published", {str(QUICK)!r}, "-e", {str(QUICK_OTHER_KERNELS)!r}])
+except SystemExit as exc:
+    assert not exc.code, exc.code
 for fmt in ("rich", "markdown", "json"):
     try:
         main(["report", "-e", {str(PUBLISHED)!r}, "--format", fmt])
@@ -69,5 +77,5 @@ print(json.dumps(shapes))
     shapes = json.loads(proc.stdout.strip().splitlines()[-1])
     assert shapes["published.runs"] == 128 and shapes["published.trials"] == 160
     assert shapes["published.tasks"] > 0 and shapes["exp.scaling"] > 0
-    assert shapes["compare"] >= 1 and shapes["replication"] == 24
+    assert shapes["compare"] >= 1 and shapes["replication"] == 24 and shapes["agreement"] == 8
     assert proc.stdout.count("maml") > 3 and "Traceback" not in proc.stderr
