@@ -139,6 +139,7 @@ def test_readme_findings_quote_the_store() -> None:
 
 AGREEMENT_START = "<!-- results: agreement table"
 OTHER_KERNELS_STORE = ROOT / "benchmarks" / "results" / "quick-default-kernels"
+NATIVE_STORE = ROOT / "benchmarks" / "results" / "quick-native"
 
 
 def test_the_other_kernels_store_differs_only_by_its_kernels() -> None:
@@ -180,3 +181,28 @@ def test_readme_agreement_is_what_the_stores_say() -> None:
         row = next(r for r in records if r["solver"] == "imaml")
         assert f"{row['vs_best']:.2f}" in quoted and f"±{row['vs_best_ci95']:.2f}" in quoted
         assert f"{row['vs_best_p']:.3f}" in quoted
+
+
+def test_the_native_and_other_kernels_runs_differ_only_by_kernels_and_agree() -> None:
+    """Today's main job natively and on other kernels: the same training code, settings and
+    seeds, different kernels; they agree by the statistics and in no run bitwise, as the
+    README says; neither repeats the older published store bitwise."""
+    native, other = (
+        pq.read_table(s / "runs").to_pylist() for s in (NATIVE_STORE, OTHER_KERNELS_STORE)
+    )
+    key = lambda r: (r["solver"], r["seed"], r["config_fingerprint"], r["code_fingerprint"])  # noqa: E731
+    assert len(native) == 24 and sorted(map(key, native)) == sorted(map(key, other))
+    (kernels,) = {r["kernels"] for r in native}
+    assert "ATen AVX2" in kernels and kernels != other[0]["kernels"]
+    (commit,) = {r["git_commit"] for r in native}
+    text = " ".join(readme().split())
+    assert f"`{commit[:7]}`" in text
+    pair = raybench.api.agreement(NATIVE_STORE, OTHER_KERNELS_STORE)
+    assert pair.agrees and sum(r["bitwise_seeds"] for r in pair.rows) == 0
+    nearest = min(pair.rows, key=lambda r: r["shift_p_holm"])
+    assert nearest["solver"] == "neumann"
+    quoted = f"{nearest['shift']:+.2f} ± {nearest['shift_ci95']:.2f}".replace("+", "")
+    assert f"{quoted}, at a Holm-adjusted p of {nearest['shift_p_holm']:.3f}" in text
+    published = raybench.api.agreement(STORE, NATIVE_STORE)
+    assert published.agrees and sum(r["bitwise_seeds"] for r in published.rows) == 0
+    assert "gave no run of 24 bitwise and agrees with it too" in text
