@@ -17,9 +17,10 @@ the fingerprint, never these numbers. Two records, each a smoke run (seed 0, one
   8-bit pixels, integer task draws), so two kernel sets differ only by float64 rounding.
   The comparison asks for float32's precision, ``2**-24`` relative: of float64's 53 bits
   it leaves 29 (5e8) for a run to amplify rounding. The most a smoke run amplified it,
-  over three kernel sets of one CPU (AVX2; default with oneDNN at SSE4.1 and MKL at
-  SSE4.2) and every solver, was 2.5e5 (18 bits: iMAML's conjugate-gradient residual on an
-  indefinite system, 2.8e-11 relative); every other value agreed to 4e-13. A prediction
+  over five kernel sets of one CPU (ATen AVX2, the recording's; ATen default, alone and
+  with oneDNN at SSE4.1 and MKL at SSE4.2; MKL at AVX in its compatible mode) and every
+  solver, was 2.6e5 (18 bits: iMAML's conjugate-gradient residual on an indefinite system,
+  2.9e-11 relative); every other value agreed to 4e-13. A prediction
   flips only where its two logits tie to 1e-11, so accuracies agree exactly, and a
   changed prediction (half a point or more) fails. The parameters themselves are compared
   only bitwise: the pre-batch-norm biases are rounding noise amplified by Adam (6e-7
