@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from cli_checks import run_main
 from matplotlib.collections import PolyCollection
@@ -41,7 +42,7 @@ from raybench.report.plots.labels import label_boxes
 from raybench.report.plots.measurements import fidelity_figure, scaling_figure
 from raybench.report.plots.registry import _KINDS
 from raybench.report.plots.runs import accuracy_time_figure, curves_figure, validation_figure
-from raybench.report.plots.style import SOLVER_COLORS, solver_color
+from raybench.report.plots.style import SOLVER_COLORS, blank_figure, save, solver_color
 from raybench.report.plots.sweep import sweep_figure
 from raybench.results import ExperimentStore
 from raybench.results.store import write_table
@@ -779,3 +780,39 @@ def test_cli_plot_end_to_end(tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("raybench: error: "), lines
     assert "nothing-here" in run_main("plot", "-e", "nothing-here", cwd=tmp_path).stderr
+
+
+def test_a_stored_solver_name_never_becomes_a_path(tmp_path: Path) -> None:
+    """Issue 46, case 1: a runs file whose solver text climbs out of the experiment. Every
+    figure is still written under the plots folder, named by a plain file name, and the
+    file it aimed at is neither created nor overwritten."""
+    from stores import comparison_store
+
+    store, _ = comparison_store(tmp_path / "outputs" / "exp")
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "NAME.png").write_text("mine")
+    hostile = f"x/../../../../{target.name}/NAME"
+    for table in ("runs", "curves"):
+        for path in store.root.joinpath(table).glob("maml-*.parquet"):
+            data = pq.read_table(path)
+            column = data.schema.get_field_index("solver")
+            solver = pa.array([hostile] * data.num_rows, data.schema.field(column).type)
+            pq.write_table(data.set_column(column, "solver", solver), path)
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    done = run_main("plot", "-e", "exp", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    plots = store.root / "plots"
+    assert written and all(p.parent == plots for p in written), sorted(written)
+    assert (target / "NAME.png").read_text() == "mine"
+    named = sorted(p.name for p in written)
+    assert any(n.startswith("curves-x-elsewhere-NAME-") for n in named), named
+
+
+def test_save_refuses_a_figure_name_that_is_a_path(tmp_path: Path) -> None:
+    fig = blank_figure()
+    for stem in ("../up", "a/b", ".hidden", ""):
+        with pytest.raises(RaybenchError, match="not a plain file name"):
+            save(fig, tmp_path, stem)
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ marked.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -190,7 +191,7 @@ def names(groups: Sequence[RunGroup]) -> list[tuple[str, str]]:
         slug = "-".join(slugify(s) for _, s in parts)
         if len(slug) > 40:
             slug = slugify(group.key) or slug[:40]
-        names.append((label, group.solver + (f"-{slug}" if slug else "")))
+        names.append((label, file_stem(group.solver) + (f"-{slug}" if slug else "")))
     seen: dict[str, int] = {}
     for _, slug in names:
         seen[slug] = seen.get(slug, 0) + 1
@@ -207,6 +208,17 @@ def _name_groups(groups: Sequence[RunGroup]) -> None:
 
 def slugify(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.")
+
+
+def file_stem(text: str) -> str:
+    """A file name made from stored text (a solver's name): letters, digits, ``_`` and
+    ``-`` only, never a path; where that changed the text, a hash of the text keeps two
+    names apart (``x/../NAME`` becomes ``x-NAME-<hash>``)."""
+    stem = re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-")
+    if stem == text:
+        return stem
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{stem}-{digest}" if stem else digest
 
 
 def series(

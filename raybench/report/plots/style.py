@@ -139,6 +139,8 @@ def save(fig: Figure, out_dir: Path, stem: str, output: Output | None = None) ->
     atomic write: a hidden temporary file, synced, renamed)."""
     output = output or Output()
     path = Path(out_dir) / f"{stem}.{output.fmt}"
+    if Path(stem).name != stem or stem.startswith(".") or not stem:  # never a path
+        raise RaybenchError(f"refusing a figure name that is not a plain file name: {stem!r}")
     if path.parent.exists() and not path.parent.is_dir():
         raise RaybenchError(f"cannot write figures into {path.parent}: it is a file, not a folder")
     metadata = {"Creator": "raybench"} if output.fmt in ("pdf", "svg") else {"Software": "raybench"}

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from raybench.report.plots.groups import fmt, num, rows_of, run_groups, slugify
+from raybench.report.plots.groups import file_stem, fmt, num, rows_of, run_groups
 from raybench.report.plots.registry import Planned, PlotContext, figure_kind
 from raybench.report.plots.style import (
     STATUS_COLORS,
@@ -209,6 +209,6 @@ def sweep_figures(ctx: PlotContext) -> Iterator[Planned]:
     for solver in solvers:
         yield Planned(
             f"sweep of {solver}",
-            f"sweep-{slugify(solver)}",
+            f"sweep-{file_stem(solver)}",
             lambda s=solver: sweep_figure(trials, s, experiment=ctx.name, runs=runs),
         )
