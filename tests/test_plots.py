@@ -38,6 +38,7 @@ from raybench.report.plots import (
     register_figure,
     run_groups,
 )
+from raybench.report.plots.groups import file_stem
 from raybench.report.plots.labels import label_boxes
 from raybench.report.plots.measurements import fidelity_figure, scaling_figure
 from raybench.report.plots.registry import _KINDS
@@ -783,9 +784,11 @@ def test_cli_plot_end_to_end(tmp_path: Path) -> None:
 
 
 def test_a_stored_solver_name_never_becomes_a_path(tmp_path: Path) -> None:
-    """Issue 46, case 1: a runs file whose solver text climbs out of the experiment. Every
-    figure is still written under the plots folder, named by a plain file name, and the
-    file it aimed at is neither created nor overwritten."""
+    """Issue 46, case 1: runs and curves files whose solver text climbs out of the
+    experiment. ``store check`` names them nonconforming, ``plot`` skips them with a warning
+    and writes every figure under the plots folder; the file they aimed at is neither
+    created nor overwritten. Were such a name read all the same, its figure's name would be
+    a plain one (:func:`file_stem`)."""
     from stores import comparison_store
 
     store, _ = comparison_store(tmp_path / "outputs" / "exp")
@@ -799,15 +802,20 @@ def test_a_stored_solver_name_never_becomes_a_path(tmp_path: Path) -> None:
             column = data.schema.get_field_index("solver")
             solver = pa.array([hostile] * data.num_rows, data.schema.field(column).type)
             pq.write_table(data.set_column(column, "solver", solver), path)
+    checked = run_main("store", "check", "-e", "exp", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert checked.stdout.count("is a path or a hidden name") == 12  # 6 runs, 6 curves files
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
     done = run_main("plot", "-e", "exp", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "skipped outputs/exp/runs/maml-" in done.stderr
     written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
     plots = store.root / "plots"
     assert written and all(p.parent == plots for p in written), sorted(written)
     assert (target / "NAME.png").read_text() == "mine"
-    named = sorted(p.name for p in written)
-    assert any(n.startswith("curves-x-elsewhere-NAME-") for n in named), named
+    stem = file_stem(hostile)
+    assert Path(stem).name == stem and stem.startswith("x-elsewhere-NAME-")
+    assert file_stem("x/NAME") != file_stem("x-NAME") and file_stem("maml") == "maml"
 
 
 def test_save_refuses_a_figure_name_that_is_a_path(tmp_path: Path) -> None:

@@ -194,6 +194,11 @@ IMPLAUSIBLE = [
     ("curves", "val_query_acc_post", [101.0], None, "val_query_acc_post 101.0"),
     ("tasks", "query_acc_post", [150.0], None, "query_acc_post 150.0"),
     ("tasks", "task", [-1], pa.int64(), "task -1"),
+    ("runs", "solver", ["x/../../NAME"], None, "is a path or a hidden name"),
+    ("runs", "experiment", [".hidden"], None, "is a path or a hidden name"),
+    ("curves", "solver", ["a\\b"], None, "is a path or a hidden name"),
+    ("runs", "source", ["tuned\x1b[2J"], None, "holds control characters"),
+    ("tasks", "run_id", ["r" * 201], None, "longer than 200 characters"),
 ]
 
 

@@ -4,7 +4,8 @@ A file is never judged against the other files of its folder (the first by name 
 the reference, so one bad file made every good one look odd): each declared column it has
 must be of the declared kind (an integer column holds integers, an accuracy a number), and
 its values must be plausible: accuracies within 0-100, a known status, seeds, steps, tasks
-and times not negative, settings within their declared bounds. A file that does not
+and times not negative, settings within their declared bounds, names (run, experiment,
+solver, ...) never a path, a hidden name or control characters. A file that does not
 conform is reported and skipped on its own. Rows are identified by their key (one row per
 run, per run and step, per run and task); a row repeated within a file is counted once.
 """
@@ -39,6 +40,21 @@ NON_NEGATIVE = (
     "train_time_s", "ms_per_step", "peak_memory_mb", "n_params", "time_s", "steps",
     "evaluations", "schema_version",
 )  # fmt: skip
+# Names that raybench makes and may turn into file names or print: never a path, a hidden
+# name, control characters or a page of text.
+NAMES = ("run_id", "experiment", "solver", "family", "source", "preset", "trial_id")
+NAME_LENGTH = 200
+
+
+def name_problem(value: str) -> str:
+    """Why a stored name is implausible ("" when it is not)."""
+    if len(value) > NAME_LENGTH:
+        return f"is longer than {NAME_LENGTH} characters"
+    if "/" in value or "\\" in value or value.startswith("."):
+        return "is a path or a hidden name"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "holds control characters"
+    return ""
 
 
 @functools.cache
@@ -132,6 +148,13 @@ def value_problem(table_name: str, table: pa.Table) -> str:
             bad = _first(table, name, lambda v: v < 0 or math.isinf(v))
             if bad is not None:
                 return f"{name} {bad!r} is negative or infinite"
+    for name in (n for n in NAMES if n in names):
+        if not pa.types.is_string(table.schema.field(name).type):
+            continue
+        for value in table.column(name).to_pylist():
+            why = "" if value is None else name_problem(value)
+            if why:
+                return f"{name} {value[:60]!r} {why}"
     statuses = STATUSES.get(table_name)
     if statuses and "status" in names:
         old = file_version(table) < 2  # version 1 left a trial's status empty
