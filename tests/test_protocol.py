@@ -148,6 +148,13 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ("trials: 3\n", ["--trials", "4"], "--trials 4 disagrees with"),
         ("trials: {fomaml: 2, imaml: 3}\n", [], "unequal budgets"),
         ("- 3\n", [], "expected a mapping"),
+        # issue 46: values that failed late, inside numpy, Ray Tune or the planner
+        ("trials: {1: 2}\n", [], "bad trials {1: 2}"),
+        ("search_seed: 4294967296\n", [], "bad search_seed 4294967296"),
+        ("reduction_factor: 1000000000000000000000\n", [], "bad reduction_factor"),
+        ("seeds: [0, 2199023255552]\n", [], "bad seeds"),
+        ("steps: 12\n", ["--search-seed", "-1"], "--search-seed -1 is out of range (a whole"),
+        ("steps: 12\n", ["--final-steps", "10000000000"], "--final-steps 10000000000 is out"),
     ],
 )
 def test_bad_protocols_are_one_line_refusals_before_anything_starts(
@@ -163,3 +170,13 @@ def test_bad_protocols_are_one_line_refusals_before_anything_starts(
     (line,) = proc.stderr.strip().splitlines()
     assert message in line
     assert not (tmp_path / "outputs").exists()  # nothing written
+
+
+def test_a_rule_out_of_range_from_python_names_the_keyword():
+    from raybench.errors import ParameterError
+    from raybench.search.protocol import asked_rules
+
+    for rule, value in (("search_seed", -1), ("reduction_factor", 10**21), ("trials", 0)):
+        with pytest.raises(ParameterError, match=f"^{rule} .* is out of range"):
+            asked_rules({rule: value}, None)
+    assert asked_rules({"search_seed": 2**32 - 1, "seeds": (0, 5)}, None)["search_seed"] > 0

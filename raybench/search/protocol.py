@@ -145,25 +145,40 @@ def read_file(path: Path) -> dict[str, Any]:
     return body
 
 
+# Each rule's whole-number range: a search seed numpy takes, a reduction factor that makes
+# rungs, counts a machine can run (beyond them Ray Tune, numpy or the clock fail late).
+RULE_RANGES = {
+    "trials": (1, 10**6),
+    "steps": (1, 10**9),
+    "final_steps": (1, 10**9),
+    "search_seed": (0, 2**32 - 1),
+    "grace": (1, 10**9),
+    "reduction_factor": (2, 1000),
+}
+SEED_RANGE = (0, 2**31 - 1)  # a run's seed (raybench.config's bound)
+
+
 def _valid(key: str, value: Any) -> bool:
     if key == "seeds":
         return _seeds_ok(value)
     if key == "trials" and isinstance(value, dict):
-        return bool(value) and all(_whole(v, 1) for v in value.values())
-    return _whole(value, {"search_seed": 0, "reduction_factor": 2}.get(key, 1))
+        return bool(value) and all(
+            isinstance(k, str) and _whole(v, *RULE_RANGES["trials"]) for k, v in value.items()
+        )
+    return _whole(value, *RULE_RANGES.get(key, (1, 10**9)))
 
 
-def _whole(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _seeds_ok(value: Any) -> bool:
-    if _whole(value, 1):
+    if _whole(value, 1, 10**4):
         return True  # a count: seeds 0..n-1
     return (
-        isinstance(value, list)
+        isinstance(value, (list, tuple))
         and bool(value)
-        and all(_whole(v, 0) for v in value)
+        and all(_whole(v, *SEED_RANGE) for v in value)
         and len(set(value)) == len(value)
     )
 
@@ -288,6 +303,10 @@ def asked_rules(given: Mapping[str, Any], protocol_file: Path | None) -> dict[st
     for key, value in given.items():
         if value is None:
             continue
+        if key in FILE_KEYS and not _valid(key, value):
+            low, high = RULE_RANGES.get(key, (None, None))
+            within = f" (a whole number, {low} to {high})" if low is not None else ""
+            raise ParameterError("{" + key + "} {value!r} is out of range" + within, value=value)
         if key in values:
             same = (
                 seeds_of(values[key]) == seeds_of(value) if key == "seeds" else values[key] == value
