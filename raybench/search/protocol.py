@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from raybench.config import RUN_BOUNDS
 from raybench.errors import ParameterError, RaybenchError
 
 if TYPE_CHECKING:
@@ -147,15 +148,16 @@ def read_file(path: Path) -> dict[str, Any]:
 
 # Each rule's whole-number range: a search seed numpy takes, a reduction factor that makes
 # rungs, counts a machine can run (beyond them Ray Tune, numpy or the clock fail late).
+_STEPS = (1, int(RUN_BOUNDS["meta_steps"].high or 10**7))  # a run's meta-steps
 RULE_RANGES = {
     "trials": (1, 10**6),
-    "steps": (1, 10**9),
-    "final_steps": (1, 10**9),
+    "steps": _STEPS,
+    "final_steps": _STEPS,
     "search_seed": (0, 2**32 - 1),
-    "grace": (1, 10**9),
+    "grace": _STEPS,
     "reduction_factor": (2, 1000),
 }
-SEED_RANGE = (0, 2**31 - 1)  # a run's seed (raybench.config's bound)
+SEED_RANGE = (0, int(RUN_BOUNDS["seed"].high or 2**31 - 1))  # a run's seed
 
 
 def _valid(key: str, value: Any) -> bool:
