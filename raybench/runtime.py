@@ -41,8 +41,11 @@ def resolve_device(name: str) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = _cpuinfo("model name") or platform.processor() or platform.machine()
-    return f"cpu: {model} ({os.cpu_count() or 0} cores)"
+    return f"cpu: {_cpu_model()} ({os.cpu_count() or 0} cores)"
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def _cpuinfo(*keys: str) -> str:
@@ -68,9 +71,8 @@ KERNEL_VARIABLES = (
 def cpu_identity() -> str:
     """The CPU's model and a hash of its instruction-set flags (what the libraries dispatch
     on): ``AMD EPYC (flags 716e95dd)``."""
-    model = _cpuinfo("model name") or platform.processor() or platform.machine()
     flags = " ".join(sorted(_cpuinfo("flags", "Features").split()))
-    return f"{model} (flags {hashlib.sha1(flags.encode()).hexdigest()[:8]})"
+    return f"{_cpu_model()} (flags {hashlib.sha1(flags.encode()).hexdigest()[:8]})"
 
 
 def kernel_set(device: torch.device | None = None) -> str:

@@ -889,8 +889,8 @@ def agree_command(
     same) and Holm-adjusted p, the shift it would detect with 80% power, the verdict against
     the best on each side and how likely it was to repeat, and how many seeds agree bitwise;
     the kernels of each side under it. Exit code 1 where they disagree: a shift significant
-    after Holm's adjustment, a verdict 99% likely to repeat that changed, or a published
-    configuration without tested runs."""
+    after Holm's adjustment, or a published configuration without tested runs (a verdict
+    99% likely to repeat that changed is named, not counted)."""
     from raybench import api
     from raybench.cli.replicate import show_agreement
 

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from raybench.report import paired
 from raybench.report.power import detectable
-from raybench.report.replication import _best_again, _expected_same, _pct
+from raybench.report.replication import agreement as verdicts_held
+from raybench.report.replication import best_again, expected_same, percent_text
 from raybench.report.significance import ALPHA, compare, holm
 
 if TYPE_CHECKING:
@@ -117,13 +118,18 @@ def _key(record: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(record.get("setting")), str(record["solver"]), str(record.get("config")))
 
 
-def _lined_up(
-    views: Sequence[Mapping[str, Any]], results: Mapping[str, paired.TaskResults], key: tuple
-) -> paired.Runs | None:
-    chosen = [
+def _tested(views: Sequence[Mapping[str, Any]], key: tuple) -> list[Mapping[str, Any]]:
+    """The configuration ``key``'s completed, tested runs."""
+    return [
         v for v in views
         if _key(v) == key and v["status"] == "completed" and v.get("test_acc") is not None
     ]  # fmt: skip
+
+
+def _lined_up(
+    views: Sequence[Mapping[str, Any]], results: Mapping[str, paired.TaskResults], key: tuple
+) -> paired.Runs | None:
+    chosen = _tested(views, key)
     return paired.lined_up(chosen, results) if chosen else None
 
 
@@ -182,10 +188,10 @@ def compare_experiments(
         verdict = row["published"]
         if verdict == "best":
             rivals = [r for r in published if r.get("setting") == record.get("setting")]
-            row["expected"] = _best_again(record, rivals)
+            row["expected"] = best_again(record, rivals)
         elif verdict is not None:
             se, df = record.get("vs_best_se"), record.get("vs_best_df")
-            row["expected"] = _expected_same(verdict, record.get("vs_best"), se, df)
+            row["expected"] = expected_same(verdict, record.get("vs_best"), se, df)
         if verdict is not None and row["reproduced"] is not None:
             row["same"] = row["reproduced"] == verdict
         row["seeds"], row["bitwise_seeds"] = _bitwise_seeds(published_runs, reproduced_runs, key)
@@ -201,13 +207,8 @@ def _bitwise_seeds(
 ) -> tuple[int, int]:
     """(seeds tested on both sides, of them those with bitwise the same test accuracy)."""
 
-    def accuracies(views: Sequence[Mapping[str, Any]]) -> dict[Any, float]:
-        return {
-            v["seed"]: v["test_acc"] for v in views
-            if _key(v) == key and v["status"] == "completed" and v.get("test_acc") is not None
-        }  # fmt: skip
-
-    mine, theirs = accuracies(published), accuracies(reproduced)
+    mine, theirs = ({v["seed"]: v["test_acc"] for v in _tested(views, key)}
+                    for views in (published, reproduced))  # fmt: skip
     shared = set(mine) & set(theirs)
     return len(shared), sum(mine[s] == theirs[s] for s in shared)
 
@@ -228,9 +229,7 @@ def kernel_lines(agreement: Agreement) -> list[str]:
 
 
 def verdict_line(agreement: Agreement) -> str:
-    held = sum(bool(r["same"]) for r in agreement.rows if r["same"] is not None)
-    compared = sum(r["same"] is not None for r in agreement.rows)
-    expected = sum(r["expected"] or 0.0 for r in agreement.rows if r["same"] is not None)
+    held, compared, expected = verdicts_held(agreement.rows)
     verdicts = f"{held} of {compared} verdicts repeated ({expected:.1f} expected by chance alone)"
     if agreement.surprises:
         verdicts += "; changed where near-certain: " + ", ".join(agreement.surprises)
@@ -242,11 +241,12 @@ def verdict_line(agreement: Agreement) -> str:
 def _cells(r: Mapping[str, Any], no: str) -> list[str]:
     same = "—" if r["same"] is None else ("yes" if r["same"] else no)
     shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
+    holm_p = "—" if r["shift_p_holm"] is None else f"{r['shift_p_holm']:.3g}"
+    pct = percent_text
     return [
-        r["solver"], _pct(r["published_acc"]), _pct(r["reproduced_acc"]), shift,
-        "—" if r["shift_p_holm"] is None else f"{r['shift_p_holm']:.3g}",
-        _pct(r["shift_detectable"]), str(r["published"] or "—"), str(r["reproduced"] or "—"),
-        same, _pct(r["expected"]), f"{r['bitwise_seeds']}/{r['seeds']}",
+        r["solver"], pct(r["published_acc"]), pct(r["reproduced_acc"]), shift, holm_p,
+        pct(r["shift_detectable"]), str(r["published"] or "—"), str(r["reproduced"] or "—"),
+        same, pct(r["expected"]), f"{r['bitwise_seeds']}/{r['seeds']}",
     ]  # fmt: skip
 
 

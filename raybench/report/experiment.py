@@ -85,17 +85,20 @@ def agreement_records(published: ExperimentStore, reproduced: ExperimentStore) -
     from raybench.report.agreement import NOT_RECORDED, Agreement, compare_experiments
     from raybench.report.paired import task_results
     from raybench.report.records import run_views, setting_label
+    from raybench.report.records import summary_records as records
+    from raybench.report.tuning import default_selected
 
     def side(store: ExperimentStore) -> tuple[list, list, dict, tuple[str, ...]]:
-        runs = store.read("runs")
+        runs, curves, tasks = store.read("runs"), store.read("curves"), store.read("tasks")
+        trials = store.read("trials") if store.files("trials") else None
+        summary = records(runs, curves, tasks, default_selected=default_selected(trials))
         views = [
             {**view, "setting": setting_label(view["setting_key"])}
             for _, view in run_views(runs, None)
         ]
         kernels = runs.column("kernels").to_pylist() if "kernels" in runs.column_names else []
-        kernels = kernels or [None] * runs.num_rows
-        named = tuple(sorted({k or NOT_RECORDED for k in kernels}))
-        return summary_records(store), views, task_results(store.read("tasks")), named
+        named = tuple(sorted({k or NOT_RECORDED for k in kernels or [None]}))
+        return summary, views, task_results(tasks), named
 
     (mine, my_runs, my_tasks, my_kernels) = side(published)
     (theirs, their_runs, their_tasks, their_kernels) = side(reproduced)

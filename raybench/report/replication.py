@@ -44,7 +44,7 @@ def significance(p: float | None) -> str | None:
     return "significant" if p < ALPHA else "not significant"
 
 
-def _expected_same(
+def expected_same(
     verdict: str, diff: float | None, se: float | None, df: float | None
 ) -> float | None:
     """The probability that a replication with standard error ``se`` repeats ``verdict``
@@ -55,7 +55,7 @@ def _expected_same(
     return power if verdict in ("worse", "significant") else 1.0 - power
 
 
-def _best_again(best: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> float | None:
+def best_again(best: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> float | None:
     """The probability that the best row stays above every other: the product over the
     others of Phi(distance / se) (each comparison's own normal approximation, taken as
     independent)."""
@@ -125,10 +125,10 @@ def compare_replication(
             verdict = r.get("vs_best_verdict")
             if verdict is not None:
                 if verdict == "best":
-                    expected = _best_again(r, list(mine.values()))
+                    expected = best_again(r, list(mine.values()))
                 else:
                     se, df = r.get("vs_best_se"), r.get("vs_best_df")
-                    expected = _expected_same(verdict, r.get("vs_best"), se, df)
+                    expected = expected_same(verdict, r.get("vs_best"), se, df)
                 again = other.get("vs_best_verdict")
                 out.append({
                     **base, "verdict": "vs best", "published": verdict, "replicated": again,
@@ -137,7 +137,7 @@ def compare_replication(
             gain = significance(r.get("tuning_gain_p"))
             if table == "tuned" and gain is not None:
                 again = significance(other.get("tuning_gain_p"))
-                expected = _expected_same(
+                expected = expected_same(
                     gain, r.get("tuning_gain"), r.get("tuning_gain_se"), r.get("tuning_gain_df")
                 )
                 out.append({
@@ -177,14 +177,14 @@ def replication_markdown(rows: list[dict[str, Any]]) -> str:
         shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
         cells = [
             r["table"], r["solver"], r["verdict"], str(r["published"]),
-            str(r["replicated"] or "—"), same, _pct(r["expected"]),
-            _pct(r["published_acc"]), _pct(r["replicated_acc"]), shift,
+            str(r["replicated"] or "—"), same, percent_text(r["expected"]),
+            percent_text(r["published_acc"]), percent_text(r["replicated_acc"]), shift,
         ]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join([*out, "", f"- {agreement_line(rows)}"]) + "\n"
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
+def percent_text(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
@@ -204,7 +204,7 @@ def replication_table(rows: list[dict[str, Any]]) -> Table:
         shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
         table.add_row(
             r["table"], r["solver"], r["verdict"], str(r["published"]),
-            str(r["replicated"] or "—"), same, _pct(r["expected"]),
-            _pct(r["published_acc"]), _pct(r["replicated_acc"]), shift,
+            str(r["replicated"] or "—"), same, percent_text(r["expected"]),
+            percent_text(r["published_acc"]), percent_text(r["replicated_acc"]), shift,
         )  # fmt: skip
     return table

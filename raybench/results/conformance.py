@@ -151,7 +151,7 @@ def value_problem(table_name: str, table: pa.Table) -> str:
     for name in (n for n in NAMES if n in names):
         if not pa.types.is_string(table.schema.field(name).type):
             continue
-        for value in table.column(name).to_pylist():
+        for value in table.column(name).unique().to_pylist():
             why = "" if value is None else name_problem(value)
             if why:
                 return f"{name} {value[:60]!r} {why}"

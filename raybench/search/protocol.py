@@ -167,7 +167,7 @@ def _valid(key: str, value: Any) -> bool:
         return bool(value) and all(
             isinstance(k, str) and _whole(v, *RULE_RANGES["trials"]) for k, v in value.items()
         )
-    return _whole(value, *RULE_RANGES.get(key, (1, 10**9)))
+    return _whole(value, *RULE_RANGES[key])
 
 
 def _whole(value: Any, low: int, high: int) -> bool:
