@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_checks import one_line_error, run_main
 from scipy import stats
-from stores import sweep_store
+from stores import N_TASKS, run_result, sweep_store
 
 from raybench import api
 from raybench.errors import RaybenchError
@@ -158,3 +159,55 @@ def test_the_markdown_table_has_every_verdict_and_the_agreement(tmp_path: Path) 
     assert f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}" in flip
     held, compared, chance = agreement(rows)
     assert f"- {held} of {compared} verdicts replicated; {chance:.1f} expected" in text
+
+
+def test_a_replication_of_another_sweep_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    """Issue 46, case 2: two sweeps named ``sw`` (their protocols differ in one rule). The
+    replication made for the second is refused as the first's, through the CLI before
+    anything is written and from Python, and its runs are never compared with the first's."""
+    import json
+
+    from raybench.results import ExperimentStore
+    from raybench.search.finals import published_identity, replication_plan
+
+    mine, _ = sweep_store(tmp_path / "outputs" / "sw", seeds=range(3))
+    other, _ = sweep_store(tmp_path / "elsewhere" / "sw", seeds=range(3))
+    protocol = json.loads((other.root / "protocol.json").read_text())
+    protocol["steps"] += 1
+    other.write_manifest("protocol", protocol)
+    assert published_identity(mine) != published_identity(other)
+    _, manifest = replication_plan(other, None, ExperimentStore(tmp_path / "outputs" / "theirs"))
+    target, _ = sweep_store(tmp_path / "outputs" / "theirs", seeds=range(3, 6), draw=5)
+    target.write_manifest("replication", manifest)
+    before = (target.root / "replication.json").read_bytes()
+    mixed = run_main("replicate", "-e", "sw", "--into", "theirs", cwd=tmp_path)
+    one_line_error(mixed, "replicates another sweep named sw", "choose another --into")
+    assert (target.root / "replication.json").read_bytes() == before
+    with pytest.raises(RaybenchError, match="replicates another sweep than"):
+        api.replication_records(mine, target)
+    # its own sweep reads it
+    assert api.replication_records(other, target)
+
+
+def test_a_replication_compares_only_the_runs_it_planned(tmp_path: Path) -> None:
+    """Runs of a configuration the sweep never published, and of seeds the replication did
+    not plan, change no row; a folder holding such runs is refused for training into (a
+    manifest of before identities were recorded included)."""
+    from raybench.results import ExperimentStore
+    from raybench.search.finals import replication_plan
+
+    published, _ = sweep_store(tmp_path / "outputs" / "pub", seeds=range(3))
+    where = ExperimentStore(tmp_path / "outputs" / "pub-replication")
+    _, manifest = replication_plan(published, None, where)
+    replicated, _ = sweep_store(where.root, seeds=range(3, 6))
+    replicated.write_manifest("replication", manifest)
+    clean = api.replication_records(published, replicated)
+    for seed, overrides in ((4, {"inner_lr": 0.3}), (9, {})):  # not planned: another config, seed
+        result = run_result("maml", seed, np.full(N_TASKS, 1.0), overrides=overrides)
+        replicated.write_run(result, source="tuned")
+    assert api.replication_records(published, replicated) == clean
+    del manifest["published"]  # written before a replication recorded what it replicates
+    replicated.write_manifest("replication", manifest)
+    assert api.replication_records(published, replicated) == clean
+    refused = run_main("replicate", "-e", "pub", cwd=tmp_path)
+    one_line_error(refused, "does not plan", "choose another --into")

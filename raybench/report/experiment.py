@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from raybench.report.agreement import Agreement
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
@@ -50,18 +52,25 @@ def replication_records(
     verdict on each side, whether it replicated, the probability it should have by chance
     alone, and each accuracy's shift between the seed sets with its interval
     (:mod:`raybench.report.replication`). Both stores are read with the published
-    search's selection, so a solver whose default was selected is one row in both."""
+    search's selection, so a solver whose default was selected is one row in both. Only
+    the runs the replication planned are read from it (the published configurations on its
+    seeds); a replication of another sweep is refused."""
     from raybench.report.paired import task_results
     from raybench.report.records import run_views
     from raybench.report.records import summary_records as records
     from raybench.report.replication import TABLES, compare_replication
     from raybench.report.tuning import default_selected
+    from raybench.search.finals import planned_runs
 
     trials = published.read("trials") if published.files("trials") else None
     selected = default_selected(trials)
+    planned = planned_runs(published, replicated)
 
     def tables(store: ExperimentStore) -> tuple[dict, list, dict]:
-        runs, curves, tasks = store.read("runs"), store.read("curves"), store.read("tasks")
+        keep = planned if store is replicated else None
+        runs, curves, tasks = (
+            only_runs(store.read(name), keep) for name in ("runs", "curves", "tasks")
+        )
         summary = {
             table: records(
                 runs, curves, tasks, defaults=table == "defaults", default_selected=selected
@@ -75,6 +84,16 @@ def replication_records(
         tables(replicated),
     )
     return compare_replication(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
+
+
+def only_runs(table: pa.Table, run_ids: set[str] | None) -> pa.Table:
+    """The rows of ``table`` whose run is one of ``run_ids`` (all where None)."""
+    if run_ids is None or table.num_rows == 0:
+        return table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_in(table.column("run_id"), value_set=pa.array(sorted(run_ids))))
 
 
 def agreement_records(published: ExperimentStore, reproduced: ExperimentStore) -> Agreement:

@@ -103,6 +103,54 @@ def train_finals(
 REPLICATION_MANIFEST = "replication"  # replication.json: what was replicated, on which seeds
 
 
+def published_identity(published: ExperimentStore) -> str:
+    """What a replication replicates, as a content hash: the sweep's protocol and every
+    selected configuration (``best/*.yaml``), each parsed, so two sweeps of one name differ
+    and a reformatted file does not. Reads no torch."""
+    import hashlib
+    import json
+
+    import yaml
+
+    content: dict[str, Any] = {"protocol": published.read_manifest("protocol"), "best": {}}
+    for path in sorted((published.root / "best").glob("*.yaml")):
+        try:
+            content["best"][path.stem] = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise RaybenchError(f"{path}: not a readable configuration ({exc})") from None
+    text = json.dumps(content, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def planned_runs(published: ExperimentStore, replicated: ExperimentStore) -> set[str] | None:
+    """The run ids of ``replicated`` that replicate ``published``: the published runs'
+    configurations on the replication's seeds (every seed not published, where it has no
+    manifest). None where every run is one. Refuses a replication of another sweep."""
+    manifest_path = replicated.root / f"{REPLICATION_MANIFEST}.json"
+    manifest = replicated.read_manifest(REPLICATION_MANIFEST) if manifest_path.is_file() else {}
+    identity = manifest.get("published")
+    if identity is not None and identity != published_identity(published):
+        raise RaybenchError(
+            f"{replicated.root} replicates another sweep than {published.root} "
+            "(its replication.json names other protocol or configurations)"
+        )
+    runs = replicated.read("runs")
+    if runs.num_rows == 0:
+        return None
+    configs = set(published.read("runs").column("config_fingerprint").to_pylist())
+    seeds = manifest.get("seeds")
+    mine = {
+        run_id
+        for run_id, config, seed in zip(
+            runs.column("run_id").to_pylist(),
+            runs.column("config_fingerprint").to_pylist(),
+            runs.column("seed").to_pylist(),
+        )
+        if config in configs and (seeds is None or seed in seeds)
+    }
+    return None if len(mine) == runs.num_rows else mine
+
+
 def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
     """``8-15`` or ``8,9,10`` (or the seeds): distinct non-negative seeds, in order."""
     seeds: list[int] = []
@@ -150,14 +198,24 @@ def replication_plan(
             f"seeds {seed_text(shared)} are the published runs' own: a replication needs "
             f"fresh seeds (the published ones are {seed_text(protocol.seeds)})"
         )
+    plan = final_plan(protocol, published.root / "best", seeds)
     manifest = {
         # relative to the replication's folder, so a committed store names no machine's path
         "of": os.path.relpath(Path(published.root).resolve(), Path(target.root).resolve()),
+        "published": published_identity(published),
         "published_seeds": list(protocol.seeds),
         "seeds": list(seeds),
     }
     if (target.root / f"{REPLICATION_MANIFEST}.json").is_file():
         stored = target.read_manifest(REPLICATION_MANIFEST)
+        if stored.get("published", manifest["published"]) != manifest["published"]:
+            raise ParameterError(
+                "{root} replicates another sweep named {of} (another protocol or selected "
+                "configurations than {published}'s): choose another {into}",
+                root=target.root,
+                of=Path(stored.get("of", "?")).name,
+                published=published.root,
+            )
         if stored.get("seeds") != manifest["seeds"] or Path(stored.get("of", "")).name != (
             Path(manifest["of"]).name
         ):
@@ -168,8 +226,18 @@ def replication_plan(
                 of=Path(stored.get("of", "?")).name,
                 stored=seed_text(stored.get("seeds") or []),
             )
+        foreign = target.finished_ids() - {c.run_id for c in plan.configs}
+        if foreign:
+            raise ParameterError(
+                "{root} holds {n} runs {published} does not plan (for example {run}): "
+                "choose another {into}",
+                root=target.root,
+                n=len(foreign),
+                published=published.root,
+                run=min(foreign),
+            )
     elif target.root.exists() and any(target.root.iterdir()):
         raise ParameterError(
             "{root} exists and is not a replication: choose another {into}", root=target.root
         )
-    return final_plan(protocol, published.root / "best", seeds), manifest
+    return plan, manifest
