@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.api.training import names_text, setting_overrides, settings_dict
 from raybench.errors import ParameterError
@@ -100,7 +102,9 @@ def bench(
     data = load_omniglot(optional_path(data_dir))
     store = experiment_store(experiment or "bench", Path(out), force)
     console = console or Console()
-    console.print(f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {store.root}")
+    console.print(
+        f"[bold]raybench bench[/] {len(configs)} solver(s), experiment {escape(str(store.root))}"
+    )
     table = bench_table(
         configs,
         data,
@@ -169,7 +173,7 @@ def bench_ab(
     try:
         results = []
         for a, b in zip(configs_a, configs_b):
-            console.print(f"[dim]{a.solver}: A and B interleaved...[/]")
+            console.print(f"[dim]{escape(a.solver)}: A and B interleaved...[/]")
             warm = 2 if warmup is None else warmup
             results.append(ab_compare(a, b, data, rounds=rounds or 10, warmup=warm))
     finally:
@@ -280,18 +284,18 @@ def fidelity(
         f"[bold]raybench fidelity[/] {len(points)} point(s) x {per_point} meta-gradients "
         f"({len(study.cases)} solver settings compared with exact MAML, {ref.inner_steps} "
         f"inner steps, inner lr {ref.inner_lr:g}) on {tasks} fixed validation tasks; "
-        f"experiment {store.root}"
+        f"experiment {escape(str(store.root))}"
     )
     if skipped:
         console.print(
-            f"skipped solvers {', '.join(skipped)}: baselines pre-train a classifier and have "
-            "no meta-gradient"
+            f"skipped solvers {escape(', '.join(skipped))}: baselines pre-train a classifier and "
+            "have no meta-gradient"
         )
     for note in notes:
-        console.print(f"skipped point {note}")
+        console.print(f"skipped point {escape(str(note))}")
     tables, files = [], []
     for point in points:
-        console.print(f"  {point.name}: {per_point} meta-gradients")
+        console.print(f"  {escape(point.name)}: {per_point} meta-gradients")
         table = study.run(point, experiment=store.name)
         path = store.path("fidelity", table.column("study_id")[0].as_py())
         write_table(path, table)
@@ -379,10 +383,11 @@ def scaling(
     data = load_omniglot(data_path)  # found (and cached) once, before any measuring process
     console = console or Console()
     console.print(
-        f"[bold]raybench scaling[/] {', '.join(names)} at inner steps "
-        f"{', '.join(map(str, counts))}, preset {preset}, {steps} timed step(s) after {warmup} "
-        f"warm-up; {'a fresh process per measurement' if on.type == 'cpu' else on}; "
-        f"experiment {store.root}"
+        f"[bold]raybench scaling[/] {escape(', '.join(names))} at inner steps "
+        f"{', '.join(map(str, counts))}, preset {escape(str(preset))}, {steps} timed step(s) "
+        f"after {warmup} warm-up; "
+        f"{'a fresh process per measurement' if on.type == 'cpu' else escape(str(on))}; "
+        f"experiment {escape(str(store.root))}"
     )
     table = scaling_table(
         preset=preset,
@@ -395,7 +400,7 @@ def scaling(
         data=data,
         data_dir=data_path,
         experiment=store.name,
-        progress=lambda message: console.print(f"  {message}"),
+        progress=lambda message: console.print(f"  {escape(str(message))}"),
     )
     path = store.path("scaling", table.column("study_id")[0].as_py())
     write_table(path, table)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
@@ -109,8 +111,9 @@ def sensitivity(
     ensure_writable(store.root)
     console = console or Console()
     console.print(
-        f"[bold]raybench sensitivity[/] {solver}: {key} in {{{', '.join(value_list)}}} x "
-        f"{n_seeds} seed(s), experiment {store.root}"
+        f"[bold]raybench sensitivity[/] {escape(solver)}: {escape(key)} in "
+        f"{{{escape(', '.join(value_list))}}} x "
+        f"{n_seeds} seed(s), experiment {escape(str(store.root))}"
     )
     execution = replace(execution or ExecutionOptions(), source="study", label_settings=(key,))
     data = optional_path(data_dir)
@@ -289,8 +292,8 @@ def run(
         store = experiment_store(experiment or default_name, out, force)
     names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
-        f"[bold]raybench[/] {len(configs)} run(s) of {', '.join(names)} "
-        f"({execution.backend} back end), experiment {store.root}"
+        f"[bold]raybench[/] {len(configs)} run(s) of {escape(', '.join(names))} "
+        f"({execution.backend} back end), experiment {escape(str(store.root))}"
     )
     data = optional_path(data_dir)
     execution = replace(execution, source=source, label_settings=labels)

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.api.training import names_text, setting_overrides
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
@@ -178,8 +180,9 @@ def sweep(
     ensure_writable(store.root)
     console = console or Console()
     console.print(
-        f"[bold]raybench sweep[/] {', '.join(names)}; experiment {store.root}\n"
-        + "\n".join(f"  {line}" for line in protocol.lines()),
+        f"[bold]raybench sweep[/] {escape(', '.join(names))}; "
+        f"experiment {escape(str(store.root))}\n"
+        + "\n".join(f"  {escape(line)}" for line in protocol.lines()),
         soft_wrap=True,
     )
     data = optional_path(data_dir)
@@ -285,8 +288,8 @@ def replicate(
         target.root.mkdir(parents=True, exist_ok=True)
         target.write_manifest(REPLICATION_MANIFEST, manifest)
         console.print(
-            f"[bold]raybench replicate[/] {source.root} on seeds "
-            f"{seed_text(manifest['seeds'])} into {target.root}: "
+            f"[bold]raybench replicate[/] {escape(str(source.root))} on seeds "
+            f"{seed_text(manifest['seeds'])} into {escape(str(target.root))}: "
             f"{len(missing)} of {len(plan.configs)} runs to train"
         )
         data = optional_path(data_dir)  # execute opens Ray (backend "ray") for what it trains

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from raybench.cli.reports import report
@@ -68,13 +69,13 @@ def plot(
 
     figures = api.plot(experiment, out, directory=directory, fmt=fmt, dpi=dpi)
     console.print(
-        f"[bold]raybench plot[/] {figures.experiment}: {len(figures.written)} figure(s), "
-        f"{figures.size}, in {figures.directory}"
+        f"[bold]raybench plot[/] {escape(str(figures.experiment))}: {len(figures.written)} "
+        f"figure(s), {escape(str(figures.size))}, in {escape(str(figures.directory))}"
     )
     for path in figures.written:
-        console.print(f"  {path.name}")
+        console.print(f"  {escape(path.name)}")
     for reason in figures.skipped:
-        console.print(f"  [dim]skipped {reason}[/]")
+        console.print(f"  [dim]skipped {escape(str(reason))}[/]")
 
 
 def list_solvers(console: Console) -> None:
@@ -98,7 +99,9 @@ def list_solvers(console: Console) -> None:
 def list_settings(preset: str, console: Console) -> None:
     check_preset(preset)
     values = {**{f.name: f.default for f in dataclasses.fields(RunConfig)}, **PRESETS[preset]}
-    table = Table(title=f"Settings (preset {preset})", title_justify="left", header_style="bold")
+    table = Table(
+        title=f"Settings (preset {escape(preset)})", title_justify="left", header_style="bold"
+    )
     for column in ("Key", "Value", "Allowed", "Meaning"):
         table.add_column(column)
     for key, bound in RUN_BOUNDS.items():
@@ -118,7 +121,7 @@ def fidelity(*, console: Console, **given: Any) -> None:
     measured = api.fidelity(console=console, **given)
     for rendered in fidelity_tables(measured.table):
         console.print(rendered)
-    console.print(f"stored in {measured.experiment.root / 'fidelity'}")
+    console.print(f"stored in {escape(str(measured.experiment.root / 'fidelity'))}")
 
 
 def scaling(*, console: Console, **given: Any) -> None:
@@ -129,4 +132,4 @@ def scaling(*, console: Console, **given: Any) -> None:
     measured = api.scaling(console=console, **given)
     for rendered in scaling_renderables(measured.table):
         console.print(rendered)
-    console.print(f"stored in {measured.experiment.root / 'scaling'}")
+    console.print(f"stored in {escape(str(measured.experiment.root / 'scaling'))}")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from raybench.cli.options import data_dir_option
@@ -76,4 +77,4 @@ def check(
     console.print(cache)
     console.print("Verified:")
     for line in report.verified:
-        console.print(f"  - {line}")
+        console.print(f"  - {escape(str(line))}")

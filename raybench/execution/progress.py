@@ -20,6 +20,7 @@ from datetime import datetime
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -112,7 +113,7 @@ class RunProgress:
         label_settings: Sequence[str] = (),
     ) -> None:
         self.bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             TextColumn("[dim]{task.fields[node]}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -161,7 +162,7 @@ class RunProgress:
         return " ".join([config.solver, *shown, f"seed {config.seed}"])
 
     def skip(self, config: RunConfig, why: str) -> None:
-        self.bars.console.print(f"[dim]{self.label(config)}: {why}[/]")
+        self.bars.console.print(f"[dim]{escape(self.label(config))}: {escape(why)}[/]")
         self.bars.advance(self.overall)
         self.skipped += 1
 

@@ -270,7 +270,8 @@ def run_on_ray(
         driver = driver_identity()
         console.print(
             f"[dim]ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
-            f"{ray.cluster_resources().get('GPU', 0):g} GPUs; each run gets {resources}[/]"
+            f"{ray.cluster_resources().get('GPU', 0):g} GPUs; each run gets "
+            f"{escape(str(resources))}[/]"
         )
         queue = list(configs)
         pending: dict[Any, tuple[RunConfig, Any]] = {}

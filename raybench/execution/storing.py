@@ -77,7 +77,7 @@ class ResultWriter:
             del self.pending[run_id]
             del self.errors[run_id]
             stored.append(result)
-            self.console.print(f"[green]{run_id}: result stored on a later try[/]")
+            self.console.print(f"[green]{escape(run_id)}: result stored on a later try[/]")
         return stored
 
     def report_unstored(self) -> None:

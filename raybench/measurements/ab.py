@@ -185,6 +185,7 @@ def changed_settings(a: RunConfig, b: RunConfig) -> str:
 
 def ab_rich(results: Sequence[ABResult]) -> Any:
     """The A/B results as a terminal table."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="raybench bench --ab: A and B interleaved in one process")
@@ -200,7 +201,7 @@ def ab_rich(results: Sequence[ABResult]) -> Any:
 
     for r in results:
         table.add_row(
-            r.solver, r.changed, f"{r.ms_a:.1f}", f"{r.ms_b:.1f}",
+            escape(r.solver), escape(r.changed), f"{r.ms_a:.1f}", f"{r.ms_b:.1f}",
             f"{r.ratio:.3f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})",
             percent(r.fraction("a")), percent(r.fraction("b")), f"{r.grad_difference:.1e}",
             str(r.rounds),
@@ -209,8 +210,9 @@ def ab_rich(results: Sequence[ABResult]) -> Any:
     threads = results[0].threads if results else 0
     rate = results[0].matmul_gflops if results else None
     table.caption = (
-        f"{device}, {threads} thread(s); matmul {rate:.0f} GFLOP/s in this process. B / A "
-        "below 1: B is faster. grad diff: max |g_B - g_A| / max |g_A| at the common start "
+        f"{escape(str(device))}, {threads} thread(s); matmul {rate:.0f} GFLOP/s in this "
+        "process. B / A below 1: B is faster. grad diff: max |g_B - g_A| / max |g_A| at the "
+        "common start "
         "(about 1e-6 or less: the same meta-gradient up to float32 rounding)."
         if rate
         else None

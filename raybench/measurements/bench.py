@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -292,8 +293,10 @@ def bench_rich(table: pa.Table) -> RenderableType:
     rows = table.to_pylist()
     first = rows[0] if rows else {}
     title = (
-        f"raybench bench: {first.get('device', '?')}, torch {first.get('torch_version', '?')}, "
-        f"preset {first.get('preset', '?')} ({first.get('ways')}-way {first.get('shots')}-shot, "
+        f"raybench bench: {escape(str(first.get('device', '?')))}, torch "
+        f"{escape(str(first.get('torch_version', '?')))}, preset "
+        f"{escape(str(first.get('preset', '?')))} ({first.get('ways')}-way "
+        f"{first.get('shots')}-shot, "
         f"{first.get('query')} query/class, {first.get('meta_batch')} tasks, "
         f"{first.get('inner_steps')} inner steps, {first.get('dtype')})"
     )
@@ -322,9 +325,9 @@ def bench_rich(table: pa.Table) -> RenderableType:
         speed = row["speedup_vs_loop"]
         wide = (row.get("spread") or 0.0) > SPREAD_WARNING
         out.add_row(
-            row["solver"],
-            row["family"],
-            row["implementation"],
+            escape(str(row["solver"])),
+            escape(str(row["family"])),
+            escape(str(row["implementation"])),
             ms(row["ms_per_step"]),
             ms(row["ms_min"]),
             f"[yellow]{ms(row.get('ms_max'))}[/]" if wide else ms(row.get("ms_max")),
@@ -334,12 +337,12 @@ def bench_rich(table: pa.Table) -> RenderableType:
             "—" if row.get("gflops") is None else f"{row['gflops']:.1f}",
             "—" if row.get("peak_fraction") is None else f"{row['peak_fraction']:.0%}",
             format_duration(row["implied_run_s"]),
-            "—" if speed is None else f"{speed:.1f}x vs {row['reference']}",
+            "—" if speed is None else f"{speed:.1f}x vs {escape(str(row['reference']))}",
             end_section=i + 1 < len(rows)
             and rows[i + 1]["implementation"] != row["implementation"],
         )
         if row["error"]:
-            out.add_row("", "", f"[red]{row['error']}[/]", *[""] * 10)
+            out.add_row("", "", f"[red]{escape(str(row['error']))}[/]", *[""] * 10)
     warm = first.get("warmup_steps")
     out.caption = (
         f"memory: {memory_kind_name(first.get('memory_kind'))}; {first.get('threads')} torch "

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+from rich.markup import escape
 from rich.table import Table
 
 from raybench.config import RUN_BOUNDS, RunConfig, did_you_mean
@@ -143,7 +144,7 @@ def sensitivity_rich(table: pa.Table, solver: str, preset: str) -> Table:
     rows = table.to_pylist()
     key = rows[0]["setting"] if rows else "?"
     out = Table(
-        title=f"Sensitivity of {solver} to {key} (preset {preset})",
+        title=f"Sensitivity of {escape(solver)} to {escape(str(key))} (preset {escape(preset)})",
         title_justify="left",
         header_style="bold",
     )
@@ -163,7 +164,7 @@ def sensitivity_rich(table: pa.Table, solver: str, preset: str) -> Table:
         curve = [acc for _, acc in json.loads(row["val_curve_json"])]
         diverged = row["diverged"] + row["failed"]
         out.add_row(
-            row["value"],
+            escape(str(row["value"])),
             str(row["runs"]),
             f"[red]{diverged}[/]" if diverged else "0",
             test,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -124,9 +125,9 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
                 name += " †"
                 pseudo = True
             t.add_row(
-                name,
-                str(row.get("family") or "—"),
-                str(row.get("knob") or "—"),
+                escape(name),
+                escape(str(row.get("family") or "—")),
+                escape(str(row.get("knob") or "—")),
                 _fmt(_num(row.get("knob_value")), "g"),
                 _fmt(_num(row.get("cosine")), ".6f"),
                 _fmt(_num(row.get("rel_error")), ".3e"),
@@ -154,7 +155,7 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
                 f"{EXACT_NOTE}; exact solutions by {'/'.join(methods)}, relative residual "
                 f"at most {worst:.1e}"
             )
-        t.caption = "\n".join(caption)
+        t.caption = escape("\n".join(caption))
         t.caption_justify = "left"
         out.append(t)
     return out
@@ -211,16 +212,18 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
                         cells.append(_fmt(_num(row.get(key)), ".1f"))
                     else:
                         cells.append(_memory(_num(row.get(key))))
-                t.add_row(solver, families[solver], *cells)
+                t.add_row(escape(str(solver)), escape(str(families[solver])), *cells)
             if key == "ms_per_step":
                 t.caption = "K: inner steps; the median of the timed steps of each measurement"
                 t.caption_justify = "left"
             tables.append(t)
-        lines = [Text.from_markup(f"[bold]Scaling with inner steps[/]: {where}")]
+        lines = [Text.from_markup(f"[bold]Scaling with inner steps[/]: {escape(str(where))}")]
         lines += tables
         for v in verdicts(rows):
             style = {True: "green", False: "bold red", None: "dim"}[v.as_expected]
-            lines.append(Text.from_markup(f"  [{style}]{v.solver}[/]: ") + Text(v.text))
+            lines.append(
+                Text.from_markup(f"  [{style}]{escape(str(v.solver))}[/]: ") + Text(v.text)
+            )
         lines.append(Text(f"  {TREND_RULE}", style="dim"))
         errors = [r for r in rows if r.get("error")]
         for row in errors[:3]:

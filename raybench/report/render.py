@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 from raybench.errors import ParameterError, RaybenchError
 
@@ -182,7 +183,7 @@ def _report_rich(
     from raybench.report.measurements import fidelity_tables, scaling_renderables
 
     with _printing_to(output, console) as target:
-        title = f"raybench: {store.name} ({store.root})"
+        title = escape(f"raybench: {store.name} ({store.root})")
         runs = store.read("runs")
         width = target.width
         for name in wanted:

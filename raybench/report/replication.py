@@ -190,6 +190,7 @@ def percent_text(value: float | None, digits: int = 2) -> str:
 
 def replication_table(rows: list[dict[str, Any]]) -> Table:
     """The comparison as a Rich table, the count of verdicts that held under it."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Replication on fresh seeds", caption=agreement_line(rows))
@@ -203,8 +204,9 @@ def replication_table(rows: list[dict[str, Any]]) -> Table:
         same = "—" if r["same"] is None else ("yes" if r["same"] else "[red]no[/]")
         shift = "—" if r["shift"] is None else f"{r['shift']:+.2f} ± {r['shift_ci95']:.2f}"
         table.add_row(
-            r["table"], r["solver"], r["verdict"], str(r["published"]),
-            str(r["replicated"] or "—"), same, percent_text(r["expected"]),
+            escape(r["table"]), escape(str(r["solver"])), escape(r["verdict"]),
+            escape(str(r["published"])), escape(str(r["replicated"] or "—")), same,
+            percent_text(r["expected"]),
             percent_text(r["published_acc"]), percent_text(r["replicated_acc"]), shift,
         )  # fmt: skip
     return table

@@ -329,7 +329,8 @@ def _error_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         if r.get("errors"):
             source = r.get("source")
             name = str(r["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
-            lines.append(f"[red]✗[/] {escape(name)} [dim]{r['config']}[/]: {escape(r['errors'])}")
+            config = escape(str(r["config"]))
+            lines.append(f"[red]✗[/] {escape(name)} [dim]{config}[/]: {escape(r['errors'])}")
     return lines
 
 
@@ -364,7 +365,7 @@ def summary_tables(
     for label, rows in by_setting.items():
         best = _best_values(rows, SUMMARY_BEST)
         cells = [_summary_cells(r, best, first_rows.get((label, r["config"]), {})) for r in rows]
-        out += fitted_tables(f"{label} — {title}", shown, cells, width)
+        out += fitted_tables(f"{escape(label)} — {title}", shown, cells, width)
         protocol = f"[dim]{escape(captions.get(label, ''))}[/]"
         methods = method_note(rows)
         how = [f"[dim]Δ best: {escape(methods)}.[/]"] if methods else []
@@ -432,7 +433,7 @@ def runs_table(
         best = _best_values(members, RUN_BEST)
         label = setting_label(key)
         cells = [_run_cells(v, best) for v in members]
-        out += fitted_tables(f"{label} — {title}", shown, cells, width)
+        out += fitted_tables(f"{escape(label)} — {title}", shown, cells, width)
         out.append(note(f"[dim]{escape(captions.get(label, ''))}[/]"))
     return Group(*out)
 
@@ -445,7 +446,7 @@ def comparison_table(result: Any, detect: float | None = None) -> Table:
 
     c = result.comparison
     table = Table(
-        title=f"{result.a.label} vs {result.b.label} — {result.setting}",
+        title=escape(f"{result.a.label} vs {result.b.label} — {result.setting}"),
         title_justify="left",
         show_header=False,
         header_style="bold",
@@ -456,7 +457,7 @@ def comparison_table(result: Any, detect: float | None = None) -> Table:
         ("A", result.a, result.seeds_a, c.seed_means_a if c else ()),
         ("B", result.b, result.seeds_b, c.seed_means_b if c else ()),
     ):
-        table.add_row(side, f"{escape(config.label)} [dim]config {config.config}[/]")
+        table.add_row(side, f"{escape(config.label)} [dim]config {escape(str(config.config))}[/]")
         if means:
             per_seed = ", ".join(f"seed {s}: {m:.2f}" for s, m in zip(seeds, means))
             table.add_row("  per seed %", f"{per_seed}; mean {sum(means) / len(means):.2f}")

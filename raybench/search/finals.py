@@ -79,11 +79,13 @@ def train_finals(
     """Train, test and store the final runs of :func:`final_plan` (the selected
     configurations in ``<experiment>/best``) on Ray, each trial's resources a run's; one
     configuration where the default was selected. How each run ended, in order."""
+    from rich.markup import escape
+
     from raybench.execution import ExecutionOptions, execute
 
     plan = final_plan(protocol, store.root / "best")
     for name in plan.without_tuned:
-        console.print(f"[red]{name}: no completed trial: its default alone is run[/]")
+        console.print(f"[red]{escape(name)}: no completed trial: its default alone is run[/]")
     execution = ExecutionOptions(
         backend="ray",
         max_concurrent=options.max_concurrent,

@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 from ray.tune import Callback
 from rich.console import Console
+from rich.markup import escape
 
 from raybench.config import RunConfig
 from raybench.configfile import write_config_file
@@ -257,7 +258,7 @@ def sweep_solver(
     if options.resume:
         failed = fail_unfinished(study_db, study_name) if study_db.is_file() else 0
         console.print(
-            f"[dim]{solver}: {len(earlier)} trial(s) recorded, kept; {failed} interrupted, "
+            f"[dim]{escape(solver)}: {len(earlier)} trial(s) recorded, kept; {failed} interrupted, "
             f"{max(0, remaining)} to sample[/]"
         )
     if remaining > 0:
@@ -432,7 +433,7 @@ def run_sweep(
     with ray_session(address, dashboard):
         for space in spaces:
             if sweep_done(store, space.solver) and options.resume:
-                console.print(f"[dim]{space.solver}: sweep already finished, kept[/]")
+                console.print(f"[dim]{escape(space.solver)}: sweep already finished, kept[/]")
                 outcomes[space.solver] = None
                 continue
             outcome = sweep_solver(
@@ -452,6 +453,7 @@ def run_sweep(
                 + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
                 + f"; {best}",
                 soft_wrap=True,
+                markup=False,
             )
             outcomes[space.solver] = outcome
     return outcomes
