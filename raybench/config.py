@@ -401,6 +401,8 @@ def build_config(
     values: dict[str, Any] = {}
     options: dict[str, Any] = dict(solver_option_defaults or {})
     for key, raw in {**PRESETS[preset], **dict(overrides or {})}.items():
+        if not isinstance(key, str):
+            raise RaybenchError(f"setting {key!r}: a setting's name is text, like inner_lr")
         prefix, dot, knob = key.partition(".")
         if dot:
             if prefix not in option_bounds:

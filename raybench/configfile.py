@@ -72,9 +72,17 @@ def read_config_file(path: Path) -> tuple[str, str, dict[str, Any]]:
     unknown = set(body) - {"solver", "preset", "settings"}
     if unknown:
         raise RaybenchError(
-            f"{path}: unknown key {sorted(unknown)[0]!r} (solver, preset, settings)"
+            f"{path}: unknown key {sorted(unknown, key=str)[0]!r} (solver, preset, settings)"
         )
     settings = body.get("settings") or {}
     if not isinstance(settings, dict):
         raise RaybenchError(f"{path}: 'settings' must be a mapping of key: value")
-    return body["solver"], str(body.get("preset", "paper")), dict(settings)
+    named = [key for key in settings if not isinstance(key, str)]
+    if named:
+        raise RaybenchError(f"{path}: setting {named[0]!r} is not a name (like inner_lr)")
+    solver, preset = body["solver"], str(body.get("preset", "paper"))
+    try:  # the file alone is a configuration: its own errors name it
+        make_config(solver, preset, settings)
+    except RaybenchError as exc:
+        raise RaybenchError(f"{path}: {exc}") from None
+    return solver, preset, dict(settings)

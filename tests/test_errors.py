@@ -221,3 +221,59 @@ def test_a_parameter_error_is_spelled_for_its_caller_and_survives_pickling() -> 
     assert error.spelled(API_FLAGS) == "--checkpoint '{x}' not found; or give --seed"
     again = pickle.loads(pickle.dumps(error))
     assert str(again) == str(error) and again.spelled(API_FLAGS) == error.spelled(API_FLAGS)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("solver: maml\nsettings:\n  1: 5\n", ("setting 1 is not a name",)),
+        ("solver: maml\nsettings:\n  null: 5\n", ("setting None is not a name",)),
+        ("solver: maml\n1: 2\nnull: 3\n", ("unknown key 1",)),
+        ("solver: maml\npreset: 3\n", ("unknown preset '3'",)),
+        ("solver: maml\nsettings:\n  inner_lr: [1, 2]\n", ("invalid value [1, 2] for inner_lr",)),
+    ],
+)
+def test_a_config_file_with_settings_that_are_not_settings(
+    tmp_path: Path, body: str, words: tuple[str, ...]
+) -> None:
+    """Issue 46, case 3: keys that are not text, a preset that is not one and a value of
+    the wrong kind: one line naming the file."""
+    (tmp_path / "c.yaml").write_text(body)
+    refused = run_main("run", "--config", "c.yaml", "--backend", "inline", cwd=tmp_path)
+    one_line_error(refused, "c.yaml: ", *words)
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--cpus-per-run", "--max-concurrent", "--gpus-per-run"])
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_resources_beyond_any_machine_are_refused_before_ray(
+    tmp_path: Path, flag: str, command: str
+) -> None:
+    """Issue 46, case 3: ``--cpus-per-run inf`` waited for Ray forever (sweep) or failed
+    after the manifest was written; every resource is a finite number in its range."""
+    value = {"--cpus-per-run": "inf", "--max-concurrent": "1e9", "--gpus-per-run": "nan"}[flag]
+    refused = run_main(command, "--solvers", "maml", "--preset", "smoke", flag, value, cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert flag in refused.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_execution_options_from_python_are_checked_by_keyword() -> None:
+    """Issue 46, case 7: ``max_concurrent=-1`` never returned; every option of where runs
+    execute is a number of the right kind in its range, named by its keyword."""
+    from raybench.errors import ParameterError
+    from raybench.execution import ExecutionOptions
+    from raybench.search.sweep import SweepOptions
+
+    for given in (
+        {"max_concurrent": -1}, {"max_concurrent": 2.5}, {"cpus_per_run": float("inf")},
+        {"cpus_per_run": "2"}, {"gpus_per_run": 9}, {"max_retries": -1},
+        {"log_every": float("nan")}, {"connect_timeout": 0},
+    ):  # fmt: skip
+        (name,) = given
+        with pytest.raises(ParameterError, match=f"^{name} "):
+            ExecutionOptions(**given)
+    with pytest.raises(ParameterError, match=r"^cpus_per_trial inf"):
+        SweepOptions(cpus_per_trial=float("inf"))
+    with pytest.raises(ParameterError, match=r"^max_concurrent 0"):
+        SweepOptions(max_concurrent=0)

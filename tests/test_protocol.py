@@ -180,3 +180,77 @@ def test_a_rule_out_of_range_from_python_names_the_keyword():
         with pytest.raises(ParameterError, match=f"^{rule} .* is out of range"):
             asked_rules({rule: value}, None)
     assert asked_rules({"search_seed": 2**32 - 1, "seeds": (0, 5)}, None)["search_seed"] > 0
+
+
+def interrupted_sweep(tmp_path: Path) -> Path:
+    """A sweep's store as an interrupted ``raybench sweep`` leaves it (fabricated: no
+    trial ran), under ``tmp_path/outputs/sw``."""
+    from stores import sweep_store
+
+    store, _ = sweep_store(tmp_path / "outputs" / "sw", seeds=range(3))
+    store.write_manifest(
+        "sweep",
+        {"solvers": ["maml", "fomaml", "penalty"], "options": {}, "final": True, "spaces": None},
+    )
+    return store.root
+
+
+def test_a_resumed_sweep_refuses_every_changed_flag(tmp_path: Path) -> None:
+    """Issue 46, case 5: --preset, --set, --device, --spaces, --solvers and -e given with
+    --resume and differing from the sweep are refused in one line naming each, before Ray
+    starts; the same values as the sweep's are accepted as far as Ray (not started here)."""
+    from cli_checks import one_line_error, run_main
+
+    root = interrupted_sweep(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    resume = ("sweep", "--resume", "sw", "--no-final")
+    for flags, named in (
+        (("--preset", "smoke"), "--preset changes it (paper was tuned)"),
+        (("--set", "inner_lr=0.2"), "--set changes it"),
+        (("--device", "cuda"), "--device changes it (the sweep ran on auto)"),
+        (("--solvers", "maml,fomaml"), "--solvers changes it"),
+        (("-e", "other"), "--experiment changes it"),
+    ):
+        one_line_error(run_main(*resume, *flags, cwd=tmp_path), "--resume continues", named)
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    for solver in ("maml", "fomaml", "penalty"):
+        text = (Path(__file__).parents[1] / "search_spaces" / f"{solver}.yaml").read_text()
+        (spaces / f"{solver}.yaml").write_text(text)
+    both = run_main(*resume, "--spaces", str(spaces), "--preset", "quick", cwd=tmp_path)
+    one_line_error(both, "--preset changes it")
+    assert "--spaces" not in both.stderr  # the same spaces, elsewhere
+    text = (spaces / "fomaml.yaml").read_text()
+    (spaces / "fomaml.yaml").write_text(text.replace("high: 1.0}", "high: 0.5}", 1))
+    moved = run_main(*resume, "--spaces", str(spaces), cwd=tmp_path)
+    one_line_error(moved, "--spaces changes it")
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        ("optuna", ("optuna.db is not an Optuna study database", "move it away")),
+        ("best", ("maml.yaml", "unknown setting 'inner_lrr'")),
+        ("protocol", ("protocol.json is damaged: bad trials [4, 4]", "move it away")),
+    ],
+)
+def test_a_resumed_sweep_refuses_damaged_files_before_anything_runs(
+    tmp_path: Path, damage: str, words: tuple[str, ...]
+) -> None:
+    """Issue 46, case 3: a study database that is not one, a selected configuration that
+    names no setting, a protocol whose trials are a list: one line naming the file."""
+    from cli_checks import one_line_error, run_main
+
+    root = interrupted_sweep(tmp_path)
+    if damage == "optuna":
+        (root / "optuna.db").write_bytes(b"not a database\n" * 10)
+    elif damage == "best":
+        (root / "best").mkdir()
+        (root / "best" / "maml.yaml").write_text("solver: maml\nsettings:\n  inner_lrr: 0.1\n")
+    else:
+        data = json.loads((root / "protocol.json").read_text())
+        data["trials"] = [4, 4]
+        (root / "protocol.json").write_text(json.dumps(data))
+        one_line_error(run_main("report", "-e", "sw", cwd=tmp_path), *words)
+    one_line_error(run_main("sweep", "--resume", "sw", cwd=tmp_path), *words)

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.api.training import names_text, setting_overrides
+from raybench.errors import ParameterError
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ class Tuned:
 
 
 def sweep(
-    solvers: str | Sequence[str] = "all",
-    preset: str = "paper",
+    solvers: str | Sequence[str] | None = None,
+    preset: str | None = None,
     *,
     settings: Mapping[str, Any] | Sequence[str] | None = None,
     trials: int | None = None,
@@ -72,9 +73,9 @@ def sweep(
     configuration with the same seeds and test them, as ``raybench sweep`` does.
 
     Args:
-        solvers: names, comma-separated text or ``"all"``.
-        preset: the preset; ``settings`` overrides (a mapping or ``key=value`` texts);
-            ``device``: auto, cpu or cuda.
+        solvers: names, comma-separated text or ``"all"`` (the default).
+        preset: the preset (default ``"paper"``); ``settings`` overrides (a mapping or
+            ``key=value`` texts); ``device``: auto, cpu or cuda.
         trials, steps, seeds, final_steps, search_seed: the protocol's rules (trials per
             solver, default 32; meta-steps per trial, default 500; seeds of the final runs,
             a count or the seeds; their length; the sampler's seed), each also readable
@@ -87,7 +88,8 @@ def sweep(
         options: how trials execute (:class:`raybench.search.sweep.SweepOptions`:
             concurrency, GPUs and CPUs per trial, retries); ``address``: a Ray cluster.
         resume: an interrupted sweep's experiment: finished trials and runs are kept,
-            the rest continued under its own protocol (given rules must agree with it).
+            the rest continued under its own protocol (given rules, solvers, preset,
+            settings, device and spaces must agree with it; no other experiment).
         tracker: ``"mlflow"`` and/or ``"tensorboard"`` (``tracker_uri``: MLflow's URI).
         console: where progress goes (a new Rich console by default).
         force: create the experiment even in a system or foreign folder.
@@ -107,6 +109,7 @@ def sweep(
     from rich.console import Console
 
     from raybench.config import check_preset
+    from raybench.configfile import read_config_file
     from raybench.errors import RaybenchError
     from raybench.execution.ray_backend import ray_session
     from raybench.planning import default_seeds, experiment_store, resolve_solvers, resume_store
@@ -119,7 +122,7 @@ def sweep(
         resumed_protocol,
     )
     from raybench.search.spaces import default_spaces
-    from raybench.search.sweep import SweepOptions, check_spaces, run_sweep
+    from raybench.search.sweep import SweepOptions, check_spaces, check_study_db, run_sweep
     from raybench.solvers import make_config
     from raybench.trackers import tracker_spec
 
@@ -145,9 +148,17 @@ def sweep(
                 f"{store.root / 'sweep.json'} is damaged (bad or missing {exc}); move it away"
             ) from None
         protocol = resumed_protocol(store, asked, check_spaces(names, spaces_dir), unequal_budgets)
+        check_study_db(store.root / "optuna.db")
+        for path in sorted((store.root / "best").glob("*.yaml")):
+            read_config_file(path)  # the finals read them: damaged ones refused now
+        refuse_changes(
+            protocol, names, solvers=solvers, preset=preset, settings=settings,
+            device=device, spaces=spaces, experiment=experiment,
+        )  # fmt: skip
     else:
+        preset = "paper" if preset is None else preset
         check_preset(preset)
-        names = resolve_solvers(names_text(solvers))
+        names = resolve_solvers(names_text("all" if solvers is None else solvers))
         overrides = setting_overrides(settings, device=device)
         for name in names:  # every setting checked before anything starts
             make_config(name, preset, overrides)
@@ -206,6 +217,56 @@ def sweep(
                 protocol, store, options, console, data, log_every, connect_timeout, trackers
             )
     return Tuned(Experiment(store, outcomes), protocol)
+
+
+def refuse_changes(
+    protocol: Protocol,
+    names: Sequence[str],
+    *,
+    solvers: str | Sequence[str] | None,
+    preset: str | None,
+    settings: Mapping[str, Any] | Sequence[str] | None,
+    device: str | None,
+    spaces: PathLike | None,
+    experiment: str | None,
+) -> None:
+    """A resumed sweep continues what it started: each of these given (not None) must
+    say what the stored protocol says, else one line naming every change."""
+    from raybench.planning import resolve_solvers
+    from raybench.search.spaces import load_space
+    from raybench.solvers import make_config
+
+    changed: list[tuple[str, str]] = []
+    if experiment is not None:
+        changed.append(("experiment", f"{experiment} is another experiment"))
+    if solvers is not None and set(resolve_solvers(names_text(solvers))) != set(names):
+        changed.append(("solvers", f"{', '.join(names)} were tuned"))
+    if preset is not None and preset != protocol.preset:
+        changed.append(("preset", f"{protocol.preset} was tuned"))
+    if device is not None and device != protocol.overrides.get("device", "auto"):
+        changed.append(("device", f"the sweep ran on {protocol.overrides.get('device', 'auto')}"))
+    if settings:
+        given = {**protocol.overrides, **setting_overrides(settings)}  # a restatement is fine
+        for name in names:
+            before = make_config(name, protocol.preset, protocol.overrides).to_dict()
+            if make_config(name, protocol.preset, given).to_dict() != before:
+                stored = " ".join(f"{k}={v}" for k, v in sorted(protocol.overrides.items()))
+                changed.append(("settings", f"the sweep set {stored or 'none'}"))
+                break
+    if spaces is not None:
+        folder = Path(spaces)
+        given_spaces = {n: load_space(n, folder).describe() for n in names}
+        if given_spaces != {n: protocol.spaces.get(n) for n in names}:
+            changed.append(("spaces", "the sweep's spaces differ"))
+    if changed:
+        raise ParameterError(
+            "{resume} continues the sweep as it was started, and "
+            + "; ".join(
+                f"{{{name}}} changes it ({{why{i}}})" for i, (name, _) in enumerate(changed)
+            )
+            + ": leave them out, or start a new experiment",
+            **{f"why{i}": why for i, (_, why) in enumerate(changed)},
+        )
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,8 @@ def run_command(
 
 @app.command("sweep")
 def sweep_command(
-    solvers: SolversOption = "all",
-    preset: PresetOption = "paper",
+    solvers: SolversOption = None,  # all; None: not given, which --resume needs to know
+    preset: PresetOption = None,  # paper
     settings: SettingsOption = None,
     trials: Annotated[
         int | None,

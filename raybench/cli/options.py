@@ -30,6 +30,8 @@ API_FLAGS = {
     "config_files": "--config",
     "first_seed": "--seed",
     "threads": "--cpus-per-run",
+    "cpus_per_trial": "--cpus-per-run",
+    "gpus_per_trial": "--gpus-per-run",
     "rounds": "--timed-steps",
     "fmt": "--format",
     "protocol_file": "--protocol",
@@ -123,11 +125,11 @@ DataDirOption = Annotated[
     ),
 ]
 SolversOption = Annotated[
-    str,
+    str | None,
     typer.Option("--solvers", metavar="NAMES", help="Comma-separated solver names, or 'all'."),
 ]
 PresetOption = Annotated[
-    str,
+    str | None,
     preset_option(
         metavar="NAME",
         help="Starting configuration: paper (Table 1), quick, smoke, 5w5s, 20w1s, 20w5s, "

@@ -3,6 +3,7 @@ the dispatcher in ``raybench.execution`` and the back ends it calls."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,16 +44,42 @@ class ExecutionOptions:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise RaybenchError(f"unknown backend {self.backend!r} (backends: ray, inline)")
-        if self.gpus_per_run is not None and not 0 <= self.gpus_per_run <= 8:
-            raise ParameterError("{gpus_per_run} {v}: expected 0..8", v=self.gpus_per_run)
-        if self.cpus_per_run <= 0:
-            raise ParameterError("{cpus_per_run} {v}: expected > 0", v=self.cpus_per_run)
-        if self.max_retries < 0:
-            raise ParameterError("{max_retries} {v}: expected >= 0", v=self.max_retries)
-        if self.log_every < 0:
-            raise ParameterError("{log_every} {v}: expected >= 0 seconds", v=self.log_every)
-        if self.connect_timeout <= 0:
-            raise ParameterError("{connect_timeout} {v}: expected > 0", v=self.connect_timeout)
+        within("gpus_per_run", self.gpus_per_run, 0, 8, optional=True)
+        within("cpus_per_run", self.cpus_per_run, 0.01, 1024)
+        within("max_concurrent", self.max_concurrent, 1, 100_000, integer=True, optional=True)
+        within("max_retries", self.max_retries, 0, 1000, integer=True)
+        within("log_every", self.log_every, 0, 1e9)
+        within("connect_timeout", self.connect_timeout, 1e-3, 1e9)
+
+
+def within(
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
+    """A finite number (a whole one where ``integer``) from ``low`` to ``high``, or None
+    where ``optional``; else a :class:`ParameterError` naming ``name``."""
+    if value is None and optional:
+        return
+    kind = "a whole number" if integer else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not float(value).is_integer())
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ParameterError(
+            "{" + name + "} {v!r}: expected {kind} from {low:g} to {high:g}",
+            v=value,
+            kind=kind,
+            low=low,
+            high=high,
+        )
 
 
 # Every command's and the API's defaults for where and how runs execute: read from here,

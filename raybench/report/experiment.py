@@ -37,11 +37,11 @@ def summary_records(store: ExperimentStore, *, defaults: bool = False) -> list[d
 def protocol_lines(store: ExperimentStore) -> list[str]:
     """A sweep's tuning protocol as the report prints it (``protocol.json``); none for an
     experiment that is not a sweep of this kind."""
-    from raybench.search.protocol import from_json
+    from raybench.search.protocol import read_protocol
 
     if not (store.root / "protocol.json").is_file():
         return []
-    return from_json(store.read_manifest("protocol")).lines()
+    return read_protocol(store).lines()
 
 
 def replication_records(

@@ -185,14 +185,14 @@ def replication_plan(
     recorded with them; a one-line error for a store that is not a finished sweep, seeds
     shared with the published runs, or a replication folder of other seeds or another
     experiment."""
-    from raybench.search.protocol import from_json, seed_text
+    from raybench.search.protocol import read_protocol, seed_text
 
     if not (published.root / "protocol.json").is_file():
         raise RaybenchError(
             f"{published.root} is not a sweep under a protocol (no protocol.json): "
             "nothing to replicate"
         )
-    protocol = from_json(published.read_manifest("protocol"))
+    protocol = read_protocol(published)
     seeds = fresh_seeds(protocol.seeds) if seeds is None else seeds
     shared = sorted(set(seeds) & set(protocol.seeds))
     if shared:

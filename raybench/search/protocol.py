@@ -19,8 +19,8 @@ A protocol file (``raybench sweep --protocol FILE``, YAML or JSON) sets any of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,16 +116,29 @@ def seed_text(seeds: Sequence[int]) -> str:
     return ", ".join(str(s) for s in seeds)
 
 
-def from_json(data: Mapping[str, Any]) -> Protocol:
-    """A stored protocol; a damaged one is a one-line error."""
-    known = {f for f in Protocol.__dataclass_fields__}
-    try:
-        values = {k: v for k, v in data.items() if k in known}
-        values["solvers"] = tuple(values["solvers"])
-        values["seeds"] = tuple(values["seeds"])
-        return Protocol(**values)
-    except (KeyError, TypeError) as exc:
-        raise RaybenchError(f"the stored protocol is damaged (bad or missing {exc})") from None
+def from_json(data: Mapping[str, Any], source: object = "the stored protocol") -> Protocol:
+    """A stored protocol, every field checked; a damaged one is a one-line error naming
+    the field and ``source`` (the file)."""
+    if not isinstance(data, Mapping):
+        raise RaybenchError(f"{source} is damaged: expected a mapping of the protocol's rules")
+    known = set(Protocol.__dataclass_fields__)
+    values = {k: v for k, v in data.items() if k in known}
+    for name, field_ in Protocol.__dataclass_fields__.items():
+        required = field_.default is MISSING and field_.default_factory is MISSING
+        if name not in values and not required:
+            continue
+        if name not in values or not _STORED_RULES[name](values[name]):
+            shown = repr(values.get(name, "missing"))
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise RaybenchError(f"{source} is damaged: bad {name} {shown}; move it away")
+    values["solvers"] = tuple(values["solvers"])
+    values["seeds"] = tuple(values["seeds"])
+    return Protocol(**values)
+
+
+def read_protocol(store: ExperimentStore) -> Protocol:
+    """The protocol a sweep's store holds (``protocol.json``), checked."""
+    return from_json(store.read_manifest("protocol"), store.root / "protocol.json")
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -158,6 +171,42 @@ RULE_RANGES = {
     "reduction_factor": (2, 1000),
 }
 SEED_RANGE = (0, int(RUN_BOUNDS["seed"].high or 2**31 - 1))  # a run's seed
+
+
+def _names(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, str) for v in value)
+    )
+
+
+def _text_keys(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+
+
+# What each field of a stored protocol may hold (a file written by hand or damaged is read
+# by report, replicate and sweep --resume).
+_STORED_RULES: dict[str, Callable[[Any], bool]] = {
+    "preset": lambda v: isinstance(v, str),
+    "overrides": _text_keys,
+    "solvers": _names,
+    "trials": lambda v: _text_keys(v) and bool(v) and _valid("trials", dict(v)),
+    "steps": lambda v: _whole(v, *RULE_RANGES["steps"]),
+    "eval_every": lambda v: _whole(v, *RULE_RANGES["steps"]),
+    "seeds": lambda v: not isinstance(v, int) and _seeds_ok(v),
+    "final_steps": lambda v: _whole(v, *RULE_RANGES["final_steps"]),
+    "search_seed": lambda v: _whole(v, *RULE_RANGES["search_seed"]),
+    "grace": lambda v: v is None or _whole(v, *RULE_RANGES["grace"]),
+    "reduction_factor": lambda v: _whole(v, *RULE_RANGES["reduction_factor"]),
+    "sampler": lambda v: isinstance(v, str),
+    "scheduler": lambda v: isinstance(v, str),
+    "defaults_first": lambda v: isinstance(v, bool),
+    "selection": lambda v: isinstance(v, str),
+    "unequal_budgets": lambda v: isinstance(v, bool),
+    "spaces": lambda v: (
+        _text_keys(v)
+        and all(isinstance(d, list) and all(isinstance(x, dict) for x in d) for d in v.values())
+    ),
+}
 
 
 def _valid(key: str, value: Any) -> bool:
@@ -339,7 +388,7 @@ def resumed_protocol(
             f"{store.root} has no protocol.json (a sweep of an older raybench); its trials "
             "and runs are kept, but it cannot be resumed: start a new sweep"
         )
-    stored = from_json(store.read_manifest("protocol"))
+    stored = read_protocol(store)
     values = {k: (seeds_of(v) if k == "seeds" else v) for k, v in asked.items()}
     if "trials" in values and not isinstance(values["trials"], dict):
         values["trials"] = dict.fromkeys(stored.solvers, values["trials"])

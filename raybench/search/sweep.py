@@ -38,6 +38,7 @@ from rich.markup import escape
 from raybench.config import RunConfig
 from raybench.configfile import write_config_file
 from raybench.errors import RaybenchError
+from raybench.execution.options import within
 from raybench.execution.progress import LOG_EVERY
 from raybench.execution.ray_backend import gpu_share
 from raybench.results import ExperimentStore
@@ -67,6 +68,12 @@ class SweepOptions:
     cpus_per_trial: float = 1.0
     max_retries: int = 2
     resume: bool = False
+
+    def __post_init__(self) -> None:  # the bounds of a run's (ExecutionOptions), by name
+        within("max_concurrent", self.max_concurrent, 1, 100_000, integer=True, optional=True)
+        within("gpus_per_trial", self.gpus_per_trial, 0, 8, optional=True)
+        within("cpus_per_trial", self.cpus_per_trial, 0.01, 1024)
+        within("max_retries", self.max_retries, 0, 1000, integer=True)
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,30 @@ class TrialRecorder(Callback):
             write_table(path, trials_table([row]))
         except OSError as exc:  # the search goes on; --resume would sample this trial again
             warn_stderr(f"trial {trial.trial_id} not recorded in {path}: {exc.strerror or exc}")
+
+
+def check_study_db(study_db: Path) -> None:
+    """An Optuna study database a resumed sweep can open (none yet is fine): SQLite, whole,
+    with Optuna's tables; else a one-line error naming the file, before anything runs."""
+    import sqlite3
+
+    if not study_db.exists():
+        return
+    damaged = f"{study_db} is not an Optuna study database (damaged?); move it away"
+    try:
+        with study_db.open("rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise RaybenchError(damaged)
+        connection = sqlite3.connect(f"{study_db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            (verdict,) = connection.execute("PRAGMA quick_check").fetchone()
+            tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        finally:
+            connection.close()
+    except (OSError, sqlite3.Error):
+        raise RaybenchError(damaged) from None
+    if verdict != "ok" or (tables and "studies" not in tables):
+        raise RaybenchError(damaged)
 
 
 def fail_unfinished(study_db: Path, study_name: str) -> int:
