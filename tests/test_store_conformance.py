@@ -199,6 +199,13 @@ IMPLAUSIBLE = [
     ("curves", "solver", ["a\\b"], None, "is a path or a hidden name"),
     ("runs", "source", ["tuned\x1b[2J"], None, "holds control characters"),
     ("tasks", "run_id", ["r" * 201], None, "longer than 200 characters"),
+    # issue 46, case 6: a completed run without its accuracy, counts beyond a run's bounds
+    ("runs", "test_acc_mean", [float("nan")], None, "test_acc_mean is NaN in a completed run"),
+    ("runs", "final_val_acc", [float("nan")], None, "final_val_acc is NaN in a completed run"),
+    ("runs", "steps_done", [10**12], pa.int64(), "steps_done 1000000000000 is beyond"),
+    ("runs", "seed", [2**40], pa.int64(), "seed 1099511627776 is beyond"),
+    ("curves", "step", [10**8], pa.int64(), "step 100000000 is beyond"),
+    ("runs", "test_tasks_n", [10**9], pa.int64(), "test_tasks_n 1000000000 is beyond"),
 ]
 
 
@@ -264,3 +271,59 @@ def test_each_warnings_suggested_command_works_as_written(
         assert proc.returncode == 0, proc.stdout + proc.stderr
     counts, warnings = report_runs(tmp_path)
     assert warnings == [] and counts == {**EXPECTED_RUNS, "fomaml": 2}
+
+
+def test_links_out_of_the_experiment_are_neither_counted_nor_followed(
+    tmp_path: Path, store: ExperimentStore
+) -> None:
+    """Issue 46, case 6: a run file linked in from another experiment is not this one's
+    run; store check names it and --fix moves the link, never the file it names."""
+    other, _ = comparison_store(tmp_path / "elsewhere" / "other", seed=5)
+    extra = run_result_file(other)
+    link = store.root / "runs" / "borrowed.parquet"
+    link.symlink_to(extra)
+    counts, warnings = report_runs(tmp_path)
+    assert counts == EXPECTED_RUNS
+    assert any("borrowed.parquet" in w and "link out of the experiment" in w for w in warnings)
+    assert checked(tmp_path)[1] == {"runs/borrowed.parquet": "foreign"}
+    assert checked(tmp_path, "--fix")[0] == 0
+    assert (store.root / "quarantine" / "runs" / "borrowed.parquet").is_symlink()
+    assert extra.is_file() and not link.exists()
+    assert checked(tmp_path)[1] == {}
+
+
+def test_a_linked_folder_is_not_read_and_fix_never_moves_through_one(
+    tmp_path: Path, store: ExperimentStore
+) -> None:
+    """runs/ linked to another experiment's: none of its runs count; a quarantine/ linked
+    out: --fix refuses in one line and moves nothing, here or there."""
+    other, _ = comparison_store(tmp_path / "elsewhere" / "other", seed=5)
+    theirs = sorted(p.name for p in (other.root / "runs").iterdir())
+    quarantine = tmp_path / "elsewhere" / "q"
+    quarantine.mkdir()
+    (store.root / "quarantine").symlink_to(quarantine)
+    replace_column(fomaml_file(store, "runs"), "seed", [-1], pa.int64())  # a finding to move
+    refused = run_main("store", "check", "-e", "exp", "--fix", cwd=tmp_path)
+    one_line_error(refused, "leads out of the experiment", "nothing was moved")
+    assert fomaml_file(store, "runs").is_file() and not any(quarantine.iterdir())
+    (store.root / "quarantine").unlink()
+    for path in (store.root / "runs").iterdir():
+        path.unlink()
+    (store.root / "runs").rmdir()
+    (store.root / "runs").symlink_to(other.root / "runs")
+    assert store.read("runs").num_rows == 0
+    found = run_main("store", "check", "-e", "exp", cwd=tmp_path)
+    assert "runs" in found.stdout and "link out of the experiment" in found.stdout
+    assert run_main("store", "check", "-e", "exp", "--fix", cwd=tmp_path).returncode == 0
+    assert (store.root / "quarantine" / "runs").is_symlink()
+    assert sorted(p.name for p in (other.root / "runs").iterdir()) == theirs
+
+
+def run_result_file(other: ExperimentStore) -> Path:
+    """A completed run of ``other`` that the experiment under test does not hold (fomaml,
+    seed 7): were it read through a link, fomaml would count 4 runs."""
+    import numpy as np
+    from stores import run_result
+
+    other.write_run(run_result("fomaml", 7, np.full(N_TASKS, 70.0)))
+    return fomaml_file(other, "runs", seed=7)

@@ -8,7 +8,8 @@ of another type than raybench declares, an implausible value:
 duplicates (every row they hold is held by another file: a copy under another name),
 orphans (a training state of a run that is finished or is not its file's run, curves,
 per-task results or a checkpoint without a run) and leftovers (the temporary file of a
-write that was killed). Readers already skip all of these and count repeated rows once;
+write that was killed), and links out of the experiment (a file or a folder: neither read
+nor followed). Readers already skip all of these and count repeated rows once;
 ``--fix`` moves them to ``<experiment>/quarantine/`` (never deletes), keeping their path
 inside the experiment, and writes a file with repeated rows again with each row once.
 """
@@ -22,9 +23,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from raybench.errors import RaybenchError
 from raybench.results.conformance import IDENTITY, repeated_rows, without_rows
 from raybench.results.locks import LOCKS, holder, is_locked
-from raybench.results.store import KEPT, ExperimentStore, scan_table, statuses, write_table
+from raybench.results.store import (
+    KEPT,
+    LINK_OUT,
+    ExperimentStore,
+    leaves,
+    scan_table,
+    statuses,
+    write_table,
+)
 
 QUARANTINE = "quarantine"
 PER_RUN = ("curves", "tasks")
@@ -46,7 +56,11 @@ def check_store(store: ExperimentStore) -> list[Finding]:
     if (root / "runs").exists() and not (root / "runs").is_dir():
         # no run can be known: nothing is called an orphan, nothing of a run moved
         return [Finding("foreign", root / "runs", "a file where the runs/ folder belongs")]
-    for table in ("runs", *PER_RUN, "trials", "fidelity", "scaling"):
+    tables = ("runs", *PER_RUN, "trials", "fidelity", "scaling")
+    out = {p.name for p in root.iterdir() if p.is_symlink() and leaves(p, root)}
+    for name in sorted(out - set(tables)):  # the tables' own scans find theirs
+        findings.append(Finding("foreign", root / name, LINK_OUT.partition(": ")[2]))
+    for table in tables:
         scan = scan_table(table, root / table)
         for entry in scan.bad:
             kind, _, why = entry.problem.partition(": ")
@@ -78,9 +92,12 @@ def check_store(store: ExperimentStore) -> list[Finding]:
                 lost = [u for u in units if u not in runs]
                 if lost:
                     findings.append(Finding("orphaned", entry.path, f"no run {lost[0]} in runs/"))
-    findings += _states(root, kept)
+    findings += _states(root, kept) if "progress" not in out else []
+    checkpoints = root / "checkpoints"
     for path in (
-        sorted((root / "checkpoints").glob("*.pt")) if (root / "checkpoints").is_dir() else []
+        sorted(checkpoints.glob("*.pt"))
+        if checkpoints.is_dir() and "checkpoints" not in out
+        else []
     ):
         if not path.name.startswith(".") and path.stem not in runs:
             findings.append(Finding("orphaned", path, f"no run {path.stem} in runs/"))
@@ -124,7 +141,11 @@ def _leftovers(root: Path) -> list[Finding]:
     found = []
     for folder in [
         root,
-        *(p for p in root.iterdir() if p.is_dir() and p.name not in (QUARANTINE, LOCKS)),
+        *(
+            p
+            for p in root.iterdir()
+            if p.is_dir() and not p.is_symlink() and p.name not in (QUARANTINE, LOCKS)
+        ),
     ]:
         for path in sorted(folder.glob(".tmp-*")):
             found.append(Finding("leftover", path, "the temporary file of an interrupted write"))
@@ -145,6 +166,14 @@ def quarantine(store: ExperimentStore, findings: list[Finding]) -> list[tuple[Pa
     already taken there gets a numbered suffix. A file with repeated rows is moved too,
     and written again in its place with each row once: its runs stay in the store.
     Returns (from, to) pairs."""
+    for finding in findings:  # every move checked before any is made
+        into = store.root / QUARANTINE / finding.path.relative_to(store.root)
+        for folder in (finding.path.parent, into.parent):
+            if leaves(folder, store.root):
+                raise RaybenchError(
+                    f"{folder} leads out of the experiment (a link): nothing was moved; "
+                    "remove the link first"
+                )
     moved = []
     for finding in findings:
         relative = finding.path.relative_to(store.root)

@@ -3,9 +3,10 @@
 A file is never judged against the other files of its folder (the first by name used to be
 the reference, so one bad file made every good one look odd): each declared column it has
 must be of the declared kind (an integer column holds integers, an accuracy a number), and
-its values must be plausible: accuracies within 0-100, a known status, seeds, steps, tasks
-and times not negative, settings within their declared bounds, names (run, experiment,
-solver, ...) never a path, a hidden name or control characters. A file that does not
+its values must be plausible: accuracies within 0-100 (and a number in a completed run),
+a known status, seeds, steps, tasks and times not negative, seeds and steps within a run's
+declared bounds, settings within theirs, names (run, experiment, solver, ...) never a path,
+a hidden name or control characters. A file that does not
 conform is reported and skipped on its own. Rows are identified by their key (one row per
 run, per run and step, per run and task); a row repeated within a file is counted once.
 """
@@ -40,6 +41,12 @@ NON_NEGATIVE = (
     "train_time_s", "ms_per_step", "peak_memory_mb", "n_params", "time_s", "steps",
     "evaluations", "schema_version",
 )  # fmt: skip
+# Counts and steps beyond any run's declared bounds (``raybench.config.RUN_BOUNDS``): the
+# setting each may not exceed.
+AT_MOST = {
+    "seed": "seed", "step": "meta_steps", "steps_done": "meta_steps",
+    "resumed_from_step": "meta_steps", "test_tasks_n": "test_tasks",
+}  # fmt: skip
 # Names that raybench makes and may turn into file names or print: never a path, a hidden
 # name, control characters or a page of text.
 NAMES = ("run_id", "experiment", "solver", "family", "source", "preset", "trial_id")
@@ -148,6 +155,11 @@ def value_problem(table_name: str, table: pa.Table) -> str:
             bad = _first(table, name, lambda v: v < 0 or math.isinf(v))
             if bad is not None:
                 return f"{name} {bad!r} is negative or infinite"
+            if name in AT_MOST:
+                high = _upper_bound(AT_MOST[name])
+                bad = _first(table, name, lambda v, high=high: v > high)
+                if bad is not None:
+                    return f"{name} {bad!r} is beyond any run's ({AT_MOST[name]} at most {high})"
     for name in (n for n in NAMES if n in names):
         if not pa.types.is_string(table.schema.field(name).type):
             continue
@@ -162,7 +174,30 @@ def value_problem(table_name: str, table: pa.Table) -> str:
             if value not in statuses and not (value is None and old):
                 return f"status {value!r} is none of {', '.join(statuses)}"
     if table_name == "runs":
-        return _settings_problem(table)
+        return _untested_problem(table) or _settings_problem(table)
+    return ""
+
+
+@functools.cache
+def _upper_bound(setting: str) -> float:
+    from raybench.config import RUN_BOUNDS
+
+    high = RUN_BOUNDS[setting].high
+    return math.inf if high is None else float(high)
+
+
+def _untested_problem(table: pa.Table) -> str:
+    """A completed run has its accuracies: NaN (never a percentage) marks a damaged row
+    (the report would count the run and average without it)."""
+    if "status" not in table.column_names:
+        return ""
+    done = [s == "completed" for s in table.column("status").to_pylist()]
+    for name in ("test_acc_mean", "final_val_acc"):
+        if name not in table.column_names:
+            continue
+        for value, completed in zip(table.column(name).to_pylist(), done):
+            if completed and isinstance(value, float) and math.isnan(value):
+                return f"{name} is NaN in a completed run"
     return ""
 
 

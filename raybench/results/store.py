@@ -176,10 +176,25 @@ class TableScan:
     bad: list[StoredFile]
 
 
+def leaves(path: Path, root: Path) -> bool:
+    """Whether ``path``, its links followed, is outside ``root``."""
+    return not path.resolve().is_relative_to(root.resolve())
+
+
+LINK_OUT = "foreign: a link out of the experiment"
+
+
 def scan_table(table_name: str, folder: Path) -> TableScan:
     """Choose, for every unit (run, solver, study), the one file that holds it: the file
-    named after it first, then the others by name."""
-    entries = [read_file(table_name, p) for p in table_paths(folder)]
+    named after it first, then the others by name. A link out of the experiment (the
+    folder's parent), the folder's or a file's, is neither read nor counted."""
+    root = folder.parent
+    if folder.is_dir() and leaves(folder, root):
+        return TableScan([], [], [StoredFile(folder, None, LINK_OUT)])
+    entries = [
+        StoredFile(p, None, LINK_OUT) if leaves(p, root) else read_file(table_name, p)
+        for p in table_paths(folder)
+    ]
     good = [e for e in entries if e.table is not None]
     bad = [e for e in entries if e.table is None]
 
