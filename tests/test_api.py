@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from rich.console import Console
 from stores import comparison_store, write_scaling
 
 import raybench
-from raybench.errors import RaybenchError
+from raybench import api
+from raybench.errors import ParameterError, RaybenchError
 from raybench.report.records import SUMMARY_SCHEMA, summary_records
 from raybench.report.significance import compare
 from raybench.results.schema import RUNS_SCHEMA
@@ -132,3 +134,92 @@ def test_run_from_python_is_the_cli_path(tmp_path: Path) -> None:
         by_cli[columns].sort_values("run_id").reset_index(drop=True)
         .equals(exp.runs[columns].sort_values("run_id").reset_index(drop=True))
     )  # fmt: skip
+
+
+# The arguments each API function needs beyond the one under test (never reached: the
+# check comes first).
+NEEDED = {
+    "compare": {"experiment": "x", "a": "maml", "b": "fomaml"},
+    "bench_ab": {"solvers": "maml", "ab": ["hidden=32"]},
+    "sensitivity": {"solver": "maml", "param": "inner_lr", "values": "0.1,0.2"},
+    "replicate": {"published": "x"},
+    "agreement": {"published": "x"},
+    "replication": {"published": "x"},
+}
+
+
+def checked_functions() -> list:
+    return [getattr(api, name) for name in api.__all__ if hasattr(getattr(api, name), "checked_by")]
+
+
+def test_every_api_function_is_checked_by_its_commands_declarations() -> None:
+    """Issue 46, case 7: every function of the API that a command calls checks its
+    arguments (all of the API's functions but the store-level record builders)."""
+    from raybench.api.parameters import declared_ranges
+
+    names = {f.__name__ for f in checked_functions()}
+    assert names == {
+        "agreement", "bench", "bench_ab", "compare", "fidelity", "load", "plot", "replicate",
+        "replication", "report", "run", "scaling", "sensitivity", "summary", "sweep",
+    }  # fmt: skip
+    assert declared_ranges("run")["max_concurrent"] == (1, None)
+    assert declared_ranges("bench")["rounds"] == declared_ranges("bench")["timed_steps"]
+
+
+def test_a_number_below_its_flags_range_is_refused_from_python(tmp_path: Path) -> None:
+    """Every keyword whose flag declares a range, one below its low end (and above its
+    high end), from every checked function: a ParameterError naming the keyword, and
+    nothing written, no Ray, no hang."""
+    import inspect
+
+    from raybench.api.parameters import declared_ranges
+
+    tried = 0
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for function in checked_functions():
+            command, extra = function.checked_by
+            parameters = inspect.signature(function).parameters
+            for keyword, (low, high) in {**declared_ranges(command), **extra}.items():
+                if keyword not in parameters:
+                    continue
+                for value in (low - 1 if low is not None else None, (high or 0) * 2 or None):
+                    if value is None:
+                        continue
+                    given = {**NEEDED.get(function.__name__, {}), keyword: value}
+                    with pytest.raises(ParameterError, match=rf"^{keyword} "):
+                        function(**given)
+                    tried += 1
+    finally:
+        os.chdir(cwd)
+    assert tried >= 30 and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("function", "given", "keyword"),
+    [
+        ("run", {"seeds": "3"}, "seeds"),
+        ("run", {"out": None}, "out"),
+        ("run", {"settings": {1: 2}}, "settings"),
+        ("compare", {"experiment": "x", "a": 1, "b": 2}, "a"),
+        ("plot", {"dpi": "100"}, "dpi"),
+        ("report", {"columns": []}, "columns"),
+        ("report", {"width": -5}, "width"),
+        ("sweep", {"seeds": [1, 1]}, "seeds"),
+        ("sweep", {"options": {"cpus_per_trial": 2}}, "options"),
+        ("replicate", {"published": "x", "seeds": 5}, "seeds"),
+        ("load", {"experiment": 3}, "experiment"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_by_keyword(
+    tmp_path: Path, function: str, given: dict, keyword: str
+) -> None:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(ParameterError, match=rf"^{keyword} "):
+            getattr(api, function)(**given)
+    finally:
+        os.chdir(cwd)
+    assert not any(tmp_path.iterdir())

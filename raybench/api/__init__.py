@@ -15,7 +15,10 @@ it returns: reading (:mod:`raybench.api.reading`: load, summary, compare, report
 replication, agreement), training (:mod:`raybench.api.training`: run, sensitivity), measuring
 (:mod:`raybench.api.measuring`: bench, bench_ab, fidelity, scaling), tuning
 (:mod:`raybench.api.tuning`: sweep, replicate). An error is a
-:class:`~raybench.errors.RaybenchError` naming the parameter as spelled here.
+:class:`~raybench.errors.RaybenchError` naming the parameter as spelled here. Every argument
+is checked before anything runs (:mod:`raybench.api.parameters`): a value of another kind
+than annotated, or a number beyond the range its flag declares on the command line, is a
+:class:`~raybench.errors.ParameterError` naming the keyword.
 """
 
 from __future__ import annotations

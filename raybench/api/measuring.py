@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from raybench.api.parameters import checked
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.api.training import names_text, setting_overrides, settings_dict
 from raybench.errors import ParameterError
@@ -45,6 +46,7 @@ def _overrides(
     return setting_overrides(settings, device=device)
 
 
+@checked("bench")
 def bench(
     solvers: str | Sequence[str] = "all",
     preset: str = "paper",
@@ -120,6 +122,7 @@ def bench(
     return Measurement(Experiment(store), table, [path])
 
 
+@checked("bench")
 def bench_ab(
     solvers: str | Sequence[str],
     ab: Mapping[str, Any] | Sequence[str],
@@ -181,6 +184,7 @@ def bench_ab(
     return results
 
 
+@checked("fidelity")
 def fidelity(
     solvers: str | Sequence[str] = "all",
     preset: str = "paper",
@@ -320,6 +324,7 @@ def parse_counts(spec: str | Sequence[int]) -> list[int]:
     return counts
 
 
+@checked("scaling")
 def scaling(
     solvers: str | Sequence[str] = "all",
     preset: str = "paper",

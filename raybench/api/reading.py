@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from raybench.report.comparison import PairedResult
     from raybench.results import ExperimentStore
 
+from raybench.api.parameters import checked
 from raybench.report.experiment import (
     agreement_records,
     paired_results,
@@ -137,6 +138,7 @@ class Experiment:
         return pd.DataFrame(rows, columns=names)
 
 
+@checked(None)
 def load(experiment: PathLike | None = None, out: PathLike = "outputs") -> Experiment:
     """A stored experiment: by name under ``out``, by folder, or the newest (None). Its
     tables are DataFrames: ``load("paper").runs``, ``.curves``, ``.tasks``, ``.summary``,
@@ -144,6 +146,7 @@ def load(experiment: PathLike | None = None, out: PathLike = "outputs") -> Exper
     return Experiment(open_store(experiment, out))
 
 
+@checked(None)
 def replication(
     published: PathLike, replicated: PathLike | None = None, out: PathLike = "outputs"
 ) -> pd.DataFrame:
@@ -163,6 +166,7 @@ def replication(
     return pd.DataFrame(replication_records(store, other), columns=list(FIELDS))
 
 
+@checked("agree")
 def agreement(
     published: PathLike, experiment: PathLike | None = None, out: PathLike = "outputs"
 ) -> Agreement:
@@ -192,6 +196,7 @@ def agreement(
     return found
 
 
+@checked(None)
 def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd.DataFrame:
     """The report's table as a DataFrame: one row per setting, solver and configuration,
     with test accuracy and its interval, the paired comparison with the best row
@@ -208,6 +213,7 @@ def _comparison_frame(results: Sequence[PairedResult], detect: float | None = No
     return pd.DataFrame(records, columns=list(RECORD_COLUMNS))
 
 
+@checked("compare")
 def compare(
     experiment: PathLike | None,
     a: str,
@@ -237,6 +243,7 @@ class Figures:
     size: str = ""
 
 
+@checked("report", width=(20, 10_000))
 def report(
     experiment: PathLike | None = None,
     out: PathLike = "outputs",
@@ -275,10 +282,13 @@ def report(
 
         print(raybench.api.report("benchmarks/results/published", compact=True))
     """
+    from raybench.errors import ParameterError
     from raybench.report.render import report_text
 
     if columns is not None and not isinstance(columns, str):
         columns = ",".join(columns)
+    if columns is not None and not columns.strip(", "):
+        raise ParameterError("{columns} {given!r}: expected at least one column", given=columns)
     return report_text(
         open_store(experiment, out),
         fmt,
@@ -291,6 +301,7 @@ def report(
     )
 
 
+@checked("plot")
 def plot(
     experiment: PathLike | None = None,
     out: PathLike = "outputs",

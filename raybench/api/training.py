@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from raybench.api.parameters import checked
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
@@ -38,6 +39,7 @@ class Sensitivity:
         return any(o.status == "failed" for o in self.experiment.outcomes)
 
 
+@checked("sensitivity")
 def sensitivity(
     solver: str,
     param: str,
@@ -157,6 +159,7 @@ def names_text(value: str | Sequence[str]) -> str:
     return value if isinstance(value, str) else ",".join(value)
 
 
+@checked("run")
 def run(
     solvers: str | Sequence[str] = "all",
     preset: str | Sequence[str] = "paper",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from raybench.api.parameters import checked
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.api.training import names_text, setting_overrides
 from raybench.errors import ParameterError
@@ -39,6 +40,7 @@ class Tuned:
         return any(o.status == "failed" for o in self.experiment.outcomes)
 
 
+@checked("sweep")
 def sweep(
     solvers: str | Sequence[str] | None = None,
     preset: str | None = None,
@@ -285,6 +287,7 @@ class Replicated:
         return sum(1 for r in self.rows if r["same"])
 
 
+@checked("replicate")
 def replicate(
     published: PathLike,
     into: str | None = None,
