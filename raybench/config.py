@@ -54,9 +54,11 @@ class Bound:
             elif self.kind is int:
                 if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                     raise ValueError
+                if isinstance(raw, str) and "_" in raw:  # Python reads 1_0 as 10; people do not
+                    raise ValueError
                 value = int(raw) if not isinstance(raw, str) else int(raw.strip())
             elif self.kind is float:
-                if isinstance(raw, bool):
+                if isinstance(raw, bool) or (isinstance(raw, str) and "_" in raw):
                     raise ValueError
                 value = float(raw)
                 if value != value or value in (float("inf"), float("-inf")):
@@ -370,15 +372,25 @@ def check_preset(name: str) -> None:
         )
 
 
-def parse_assignments(items: Iterable[str]) -> dict[str, str]:
-    """``["inner_lr=0.4", "imaml.lam=2"]`` -> ``{"inner_lr": "0.4", "imaml.lam": "2"}``."""
+def parse_assignments(items: Iterable[str], parameter: str = "settings") -> dict[str, str]:
+    """``["inner_lr=0.4", "imaml.lam=2"]`` -> ``{"inner_lr": "0.4", "imaml.lam": "2"}``; a
+    key given twice with two values is an error (which one was meant?), named as
+    ``parameter`` (``settings``: ``--set``)."""
     out: dict[str, str] = {}
+    named = "{" + parameter + "}"
     for item in items:
+        if not isinstance(item, str):
+            raise ParameterError(named + " expects key=value texts, got {item!r}", item=item)
         key, sep, value = item.partition("=")
-        key = key.strip()
+        key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise ParameterError("{settings} expects key=value, got {item!r}", item=item)
-        out[key] = value.strip()
+            raise ParameterError(named + " expects key=value, got {item!r}", item=item)
+        if key in out and out[key] != value:
+            raise ParameterError(
+                named + " gives {key} twice ({first}, {second}): give it once",
+                key=key, first=out[key], second=value,
+            )  # fmt: skip
+        out[key] = value
     return out
 
 
@@ -424,6 +436,8 @@ def build_config(
         else:
             raise RaybenchError(f"unknown setting {key!r}{did_you_mean(key, RUN_BOUNDS)}")
     config = RunConfig(solver=solver, preset=preset, solver_options=options, **values)
+    if config.cuda_graph and config.device == "cpu":
+        raise RaybenchError("cuda_graph=true replays CUDA graphs: it needs device cuda or auto")
     if config.shots + config.query > 20:
         raise RaybenchError(
             f"shots + query = {config.shots + config.query}: Omniglot has 20 drawings per class"

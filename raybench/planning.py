@@ -146,7 +146,10 @@ def default_seeds(presets: Sequence[str]) -> int:
 
 def experiment_name(name: str) -> str:
     if not name or "/" in name or name.startswith("."):
-        raise RaybenchError(f"invalid experiment name {name!r}: use a plain folder name")
+        raise ParameterError(
+            "{experiment} {name!r}: a plain visible folder name, or a folder as a path (./x)",
+            name=name,
+        )
     return name
 
 
@@ -194,12 +197,21 @@ def experiment_store(experiment: str, out: Path, force: bool = False) -> Experim
     a folder; refused in one line where results cannot or should not be written (a system
     or foreign folder unless ``force``, a kernel file system, an unwritable place)."""
     from raybench.results import ExperimentStore
+    from raybench.results.conformance import name_problem
     from raybench.results.store import claim_folder, ensure_writable
 
-    if "/" in experiment or experiment.startswith("."):
+    if "/" in experiment or experiment in (".", ".."):
         store = ExperimentStore(Path(experiment))
     else:
         store = ExperimentStore(out / experiment_name(experiment))
+    name = store.root.resolve().name  # every stored row names the experiment so
+    if not name or name_problem(name):
+        raise ParameterError(
+            "{experiment} {given!r}: the experiment's folder is named {name!r}, which every "
+            "stored row would carry; choose a plain visible name (like sweep-2)",
+            given=experiment,
+            name=name,
+        )
     ensure_writable(store.root)
     claim_folder(store.root, force)
     return store

@@ -277,3 +277,71 @@ def test_execution_options_from_python_are_checked_by_keyword() -> None:
         SweepOptions(cpus_per_trial=float("inf"))
     with pytest.raises(ParameterError, match=r"^max_concurrent 0"):
         SweepOptions(max_concurrent=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("bench", "--solvers", "maml", "--preset", "smoke", "--ab", "hidden=32"),
+         ("--ab changes hidden", "another network")),
+        (("bench", "--solvers", "maml", "--preset", "smoke", "--ab", "foo"),
+         ("--ab expects key=value",)),
+        (("bench", "--solvers", "maml", "--preset", "smoke", "--ab", "inner_lrr=3"),
+         ("--ab: unknown setting 'inner_lrr'",)),
+        ((*SMOKE, "--set", "seed=7"), ("--set seed=7", "--seeds")),
+        ((*SMOKE, "--set", "ways=1_0"), ("'1_0' for ways",)),
+        ((*SMOKE, "--set", "inner_lr=0.1", "--set", "inner_lr=0.2"),
+         ("--set gives inner_lr twice (0.1, 0.2)",)),
+        ((*SMOKE, "-e", ".hidden"), ("--experiment '.hidden'",)),
+        ((*SMOKE, "-e", "./x/.h"), ("folder is named '.h'",)),
+        (("sweep", "--solvers", "maml", "--preset", "smoke", "--set", "seed=1"), ("--set seed=1",)),
+    ],
+)  # fmt: skip
+def test_small_things_refused_in_one_line_before_anything_runs(
+    tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    """Issue 46, case 8: an A/B whose B needs another network, --ab's own errors naming
+    --ab, a seed given as a setting (it was overwritten), 1_0 read as 10, one setting given
+    twice (the last won), a hidden experiment name (written in the current folder)."""
+    one_line_error(run_main(*args, cwd=tmp_path), *words)
+    nothing_written(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["outputs"])  # no ./.hidden
+
+
+def test_cuda_graphs_without_a_gpu_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for extra in (("--backend", "inline"), ("--backend", "ray"), ("--device", "cpu")):
+        proc = run_main(*SMOKE, "--set", "cuda_graph=true", *extra, cwd=tmp_path)
+        one_line_error(proc, "cuda_graph=true")
+        assert "ray:" not in proc.stdout
+    swept = run_main(
+        "sweep", "--solvers", "maml", "--preset", "smoke", "--set", "cuda_graph=true",
+        cwd=tmp_path,
+    )  # fmt: skip
+    one_line_error(swept, "cuda_graph=true needs a CUDA device")
+    nothing_written(tmp_path)
+
+
+def test_a_column_suggested_is_one_the_table_has(tmp_path: Path) -> None:
+    from stores import comparison_store
+
+    comparison_store(tmp_path / "outputs" / "exp")
+    proc = run_main("report", "-e", "exp", "--table", "runs", "--columns", "reference",
+                    cwd=tmp_path)  # fmt: skip
+    line = one_line_error(proc, "unknown column 'reference'")
+    assert "did you mean" not in line  # 'references' was suggested, and refused in turn
+
+
+def test_replicate_into_a_missing_folder_is_refused_before_training(tmp_path: Path) -> None:
+    from stores import sweep_store
+
+    sweep_store(tmp_path / "outputs" / "pub", seeds=range(3))
+    proc = run_main("replicate", "-e", "pub", "-o", "missing/x.json", cwd=tmp_path)
+    one_line_error(proc, "missing/x.json", "does not exist")
+    assert not (tmp_path / "outputs" / "pub-replication").exists()
+    agreed = run_main("agree", "--published", "pub", "-e", "pub", "-o", "missing/y.md",
+                      cwd=tmp_path)  # fmt: skip
+    one_line_error(agreed, "missing/y.md")

@@ -17,7 +17,7 @@ from rich.markup import escape
 from raybench.api.parameters import checked
 from raybench.api.reading import Experiment, PathLike, optional_path
 from raybench.api.training import names_text, setting_overrides, settings_dict
-from raybench.errors import ParameterError
+from raybench.errors import ParameterError, RaybenchError
 from raybench.measurements.defaults import DEFAULT_INNER_STEPS, DEFAULT_TASKS, DEFAULT_WARMUP
 
 if TYPE_CHECKING:
@@ -161,14 +161,21 @@ def bench_ab(
     from rich.console import Console
 
     from raybench.data import load_omniglot
-    from raybench.measurements.ab import ab_compare
+    from raybench.measurements.ab import ab_compare, check_pair
     from raybench.planning import build_configs, one_preset, resolve_solvers
 
     preset = one_preset("bench", preset)
     overrides = _overrides(preset, settings, device)
     names = resolve_solvers(names_text(solvers))
     configs_a = build_configs(names, preset, overrides, [0])
-    configs_b = build_configs(names, preset, {**overrides, **settings_dict(ab)}, [0])
+    try:  # A built: what fails now is B's change
+        configs_b = build_configs(names, preset, {**overrides, **settings_dict(ab, "ab")}, [0])
+    except ParameterError:
+        raise
+    except RaybenchError as exc:
+        raise ParameterError("{ab}: {why}", why=exc) from None
+    for a, b in zip(configs_a, configs_b):
+        check_pair(a, b)  # before the data is loaded
     data = load_omniglot(optional_path(data_dir))
     console = console or Console()
     previous = torch.get_num_threads()  # the caller's (a notebook's), given back after

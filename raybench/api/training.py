@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from raybench.api.parameters import checked
 from raybench.api.reading import Experiment, PathLike, optional_path
+from raybench.errors import ParameterError
 from raybench.execution.options import DEFAULTS as RUN_DEFAULTS
 
 if TYPE_CHECKING:
@@ -125,17 +126,28 @@ def sensitivity(
     return Sensitivity(Experiment(store, outcomes), solver, key, preset, table)
 
 
-def settings_dict(settings: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
-    """Settings as the API takes them (a mapping, ``key=value`` texts, or one text)."""
+def settings_dict(
+    settings: Mapping[str, Any] | Sequence[str] | None, parameter: str = "settings"
+) -> dict[str, Any]:
+    """Settings as the API takes them (a mapping, ``key=value`` texts, or one text); errors
+    name ``parameter``. A run's seed is never a setting: the seeds flags set it."""
     from raybench.config import parse_assignments
 
     if settings is None:
         return {}
     if isinstance(settings, Mapping):
-        return dict(settings)
-    if isinstance(settings, str):
-        return parse_assignments([settings])
-    return parse_assignments(settings)
+        found = dict(settings)
+    elif isinstance(settings, str):
+        found = parse_assignments([settings], parameter)
+    else:
+        found = parse_assignments(settings, parameter)
+    if "seed" in found:
+        raise ParameterError(
+            "{" + parameter + "} seed={seed}: a run's seed is not a setting; {seeds} (and "
+            "{first_seed} for run) choose the seeds",
+            seed=found["seed"],
+        )
+    return found
 
 
 def setting_overrides(
@@ -214,7 +226,6 @@ def run(
 
     from raybench.config import MATRIX_PRESETS
     from raybench.configfile import read_config_file
-    from raybench.errors import ParameterError
     from raybench.execution import ExecutionOptions, execute
     from raybench.planning import (
         build_configs,

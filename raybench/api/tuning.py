@@ -113,6 +113,7 @@ def sweep(
     from raybench.config import check_preset
     from raybench.configfile import read_config_file
     from raybench.errors import RaybenchError
+    from raybench.execution import ExecutionOptions, check_local_devices
     from raybench.execution.ray_backend import ray_session
     from raybench.planning import default_seeds, experiment_store, resolve_solvers, resume_store
     from raybench.results.store import ensure_writable
@@ -162,8 +163,9 @@ def sweep(
         check_preset(preset)
         names = resolve_solvers(names_text("all" if solvers is None else solvers))
         overrides = setting_overrides(settings, device=device)
-        for name in names:  # every setting checked before anything starts
-            make_config(name, preset, overrides)
+        # every setting checked before anything starts, CUDA where it is asked for too
+        firsts = [make_config(name, preset, overrides) for name in names]
+        check_local_devices(firsts, ExecutionOptions(address=address))
         spaces_dir = spaces_dir if spaces_dir is not None else default_spaces()
         protocol = make_protocol(
             solvers=names,

@@ -845,9 +845,10 @@ def replicate_command(
     should by chance alone, and each accuracy's shift between the seed sets. Runs already
     in the replication are kept: run it again to continue an interrupted one."""
     from raybench import api
-    from raybench.cli.replicate import show
+    from raybench.cli.replicate import check_output, show
     from raybench.execution import ExecutionOptions
 
+    check_output(output)
     execution = ExecutionOptions(  # checked before anything is read, as for `run`
         backend=backend,
         address=address,
@@ -892,8 +893,9 @@ def agree_command(
     after Holm's adjustment, or a published configuration without tested runs (a verdict
     99% likely to repeat that changed is named, not counted)."""
     from raybench import api
-    from raybench.cli.replicate import show_agreement
+    from raybench.cli.replicate import check_output, show_agreement
 
+    check_output(output)
     found = api.agreement(published, experiment, out)
     show_agreement(found, stdout(), fmt.value, output)
     if not found.agrees:

@@ -12,10 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from raybench.errors import RaybenchError
+
 if TYPE_CHECKING:
     from rich.table import Table
 
     from raybench.report.agreement import Agreement
+
+
+def check_output(output: Path | None) -> None:
+    """``-o``'s file can be written: checked before any training or reading."""
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        where = "is a folder" if output.is_dir() else f"folder {output.parent} does not exist"
+        raise RaybenchError(f"cannot write to {output}: {where}")
 
 
 def emit(

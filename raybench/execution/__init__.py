@@ -33,14 +33,20 @@ def check_local_devices(configs: Sequence[RunConfig], options: ExecutionOptions)
     (where this machine is the one that trains: inline, or an embedded Ray)."""
     if options.backend == "ray" and options.address is not None:
         return  # the cluster's GPUs are checked once connected
-    if any(c.device == "cuda" for c in configs):
+    if any(c.device == "cuda" or c.cuda_graph for c in configs):
         import torch
 
-        if not torch.cuda.is_available():
+        if torch.cuda.is_available():
+            return
+        if any(c.device == "cuda" for c in configs):
             raise ParameterError(
                 "device=cuda was asked for but torch sees no CUDA device here; use {device} "
                 "auto or cpu, or a machine (or {address} cluster) with a GPU"
             )
+        raise ParameterError(
+            "cuda_graph=true needs a CUDA device and torch sees none here: set it false "
+            "({settings} cuda_graph=false), or use a machine (or {address} cluster) with a GPU"
+        )
 
 
 def execute(

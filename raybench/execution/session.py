@@ -213,8 +213,10 @@ def start_reaper(since: float) -> subprocess.Popen | None:
 
 def check_cluster_devices(configs: Sequence[RunConfig]) -> None:
     """Runs that ask for CUDA on a cluster without GPUs, refused before any is submitted."""
-    if any(c.device == "cuda" for c in configs) and not ray.cluster_resources().get("GPU"):
+    if any(c.device == "cuda" or c.cuda_graph for c in configs) and not (
+        ray.cluster_resources().get("GPU")
+    ):
         raise RaybenchError(
-            "device=cuda was asked for but the Ray cluster has no GPU; use --device auto "
-            "or cpu, or a cluster with GPU nodes"
+            "device=cuda or cuda_graph=true was asked for but the Ray cluster has no GPU; use "
+            "--device auto or cpu and cuda_graph=false, or a cluster with GPU nodes"
         )

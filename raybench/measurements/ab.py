@@ -27,6 +27,8 @@ from raybench.errors import ParameterError
 
 # What must be equal for the two sides to draw the same batch and be one comparison.
 SAME_BATCH = ("solver", "ways", "shots", "query", "meta_batch", "rotations", "split", "dtype")
+# What must be equal for B to start from A's parameters: the network's shape.
+SAME_NETWORK = ("hidden", "bn", "activation", "pooling")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,17 @@ class ABResult:
         return gflop / (ms / 1000) / self.matmul_gflops
 
 
-def _check(a: RunConfig, b: RunConfig) -> None:
+def check_pair(a: RunConfig, b: RunConfig) -> None:
+    """A and B one comparison: the same network and the same batch."""
+    for key in SAME_NETWORK:
+        if getattr(a, key) != getattr(b, key):
+            raise ParameterError(
+                "{ab} changes {key}: B would need another network than A's starting point; "
+                "an A/B keeps {kept} equal (time two networks with two `raybench bench` "
+                "runs)",
+                key=key,
+                kept=", ".join(SAME_NETWORK),
+            )
     for key in SAME_BATCH:
         if getattr(a, key) != getattr(b, key):
             raise ParameterError(
@@ -125,7 +137,7 @@ def ab_compare(
     from raybench.speed import configure_device
     from raybench.tasks import TaskSampler, make_split
 
-    _check(a, b)
+    check_pair(a, b)
     device = resolve_device(a.device)
     dtype = getattr(torch, a.dtype)
     split = make_split(a.split, data.characters, data.background)

@@ -113,13 +113,13 @@ def parse_columns(
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in items if n.strip()]
     record_names = {n for members in groups.values() for n in members}
+    known = [*groups, *(a for a, k in COLUMN_ALIASES.items() if k in groups or k in record_names)]
     out: list[str] = []
     for name in names:
         key = COLUMN_ALIASES.get(name, name)
         if key not in groups and key not in record_names:
             raise RaybenchError(
-                f"unknown column {name!r}{did_you_mean(name, [*groups, *COLUMN_ALIASES])} "
-                f"(columns: {', '.join(groups)})"
+                f"unknown column {name!r}{did_you_mean(name, known)} (columns: {', '.join(groups)})"
             )
         if key not in out:
             out.append(key)
