@@ -296,3 +296,24 @@ def test_measuring_defaults_are_read_from_one_place() -> None:
     assert default(api.scaling, "inner_steps") == default(scaling_table, "inner_steps")
     assert default(api.scaling, "warmup") == default(scaling_table, "warmup")
     assert default(scaling_table, "inner_steps") == defaults.DEFAULT_INNER_STEPS
+
+
+def test_every_flags_range_is_the_apis() -> None:
+    """Issue 46, case 7: each numeric flag's min and max, in every command, is the range
+    the API checks the same keyword by (raybench.api.parameters.RANGES): one declaration."""
+    import typing
+
+    from raybench.api.parameters import declared_ranges
+    from raybench.cli import app
+
+    compared = 0
+    for info in app.registered_commands:
+        hints = typing.get_type_hints(info.callback, include_extras=True)
+        for name, hint in hints.items():
+            for option in getattr(hint, "__metadata__", ()):
+                low, high = getattr(option, "min", None), getattr(option, "max", None)
+                if (low is None and high is None) or name.startswith("old_"):
+                    continue
+                assert declared_ranges(info.name)[name] == (low, high), (info.name, name)
+                compared += 1
+    assert compared >= 40

@@ -201,7 +201,7 @@ def planted(base: Path, folder: Path, column: str, text: str) -> Path:
     return root
 
 
-@settings(PROPERTY, max_examples=25)
+@settings(PROPERTY, max_examples=15)
 @given(column=st.sampled_from(TEXT_COLUMNS), text=HOSTILE_TEXT)
 def test_text_in_a_store_is_data(base_store: Path, column: str, text: str) -> None:
     """Any text in any text column of a run: report (every format), compare and store check
@@ -222,7 +222,7 @@ def test_text_in_a_store_is_data(base_store: Path, column: str, text: str) -> No
         assert files_outside(top, root) == before
 
 
-@settings(PROPERTY, max_examples=4)
+@settings(PROPERTY, max_examples=3)
 @given(column=st.sampled_from(("solver", "preset", "experiment", "family")), text=HOSTILE_TEXT)
 def test_figures_of_any_stored_text_stay_in_the_experiment(
     base_store: Path, column: str, text: str

@@ -29,7 +29,12 @@ def test_cuda_graph_without_cuda_is_an_error(omniglot: OmniglotImages) -> None:
     params, batch = params64(model), tiny_batch(1)
     with pytest.raises(RaybenchError, match="cuda_graph=true needs a CUDA device"):
         meta_step(solver, params, batch, cuda_graph=True, device=torch.device("cpu"))
-    config = make_config("fomaml", "smoke", {"cuda_graph": "true", "device": "cpu"})
+    with pytest.raises(RaybenchError, match="needs device cuda or auto"):
+        make_config("fomaml", "smoke", {"cuda_graph": "true", "device": "cpu"})
+    if torch.cuda.is_available():
+        return
+    # commands refuse it up front (tests/test_errors.py); a run given it anyway fails, stored
+    config = make_config("fomaml", "smoke", {"cuda_graph": "true", "device": "auto"})
     assert config.cuda_graph is True
     result = train(config, omniglot)
     assert result.status == "failed" and "needs a CUDA device" in result.error

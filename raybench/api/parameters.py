@@ -4,10 +4,10 @@ parses its flags with, so Python and the command line refuse the same values.
 Each argument is checked against its annotation (``int | None``, ``Sequence[str]``,
 ``PathLike``, ...): a value of another kind is a :class:`~raybench.errors.ParameterError`
 naming the keyword, never a ``TypeError`` from deep inside. A number is then checked against
-the range its flag declares (``typer.Option(min=..., max=...)`` of the command that calls
-the function; a keyword spelled otherwise on the command line is found through
-:data:`raybench.cli.options.API_FLAGS`), and against ``extra`` ranges for the keywords the
-command line does not have. Everything else (a solver's name, a setting's value) is checked
+the range its flag declares (:data:`RANGES`, with which the CLI declares ``typer.Option(min=,
+max=)``; a keyword spelled otherwise on the command line is found through
+:data:`API_FLAGS`), and against ``extra`` ranges for the keywords the command line does not
+have. Everything else (a solver's name, a setting's value) is checked
 by the code it concerns, as for the CLI.
 """
 
@@ -17,7 +17,6 @@ import functools
 import inspect
 import math
 import os
-import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -140,25 +139,54 @@ def _is_one(value: Any, kind: str) -> bool:
     return True  # a kind not described here is checked where it is used
 
 
+# The API's parameters whose flag is not ``--name-with-dashes``: an error about one of them
+# (:class:`raybench.errors.ParameterError`) names the flag on the command line, and the flag's
+# range is the keyword's.
+API_FLAGS = {
+    "settings": "--set",
+    "source": "--from",
+    "checkpoints": "--checkpoint",
+    "sweeps": "--sweep",
+    "config_files": "--config",
+    "first_seed": "--seed",
+    "threads": "--cpus-per-run",
+    "rounds": "--timed-steps",
+    "fmt": "--format",
+    "protocol_file": "--protocol",
+    "cpus_per_trial": "--cpus-per-run",
+    "gpus_per_trial": "--gpus-per-run",
+}
+
+# Each numeric flag's range, by its keyword: the CLI declares its options with these
+# (:func:`bounds`, typer's ``min``/``max``) and the API checks its arguments by them.
+RANGES: dict[str, Range] = {
+    "seed": (0, None), "seeds": (1, None), "steps": (1, None), "trials": (1, None),
+    "final_steps": (1, None), "tasks": (1, None), "timed_steps": (1, None), "warmup": (0, None),
+    "gpus_per_run": (0, None), "cpus_per_run": (0.01, None), "max_concurrent": (1, None),
+    "max_retries": (0, None), "connect_timeout": (1, None), "log_every": (0, None),
+    "detect": (0.01, 100.0), "dpi": (10, 1200),
+}  # fmt: skip
+# A command whose flag has a range of its own: bench and scaling time whole torch threads.
+COMMAND_RANGES: dict[str, dict[str, Range]] = {
+    "bench": {"cpus_per_run": (1, None)},
+    "scaling": {"cpus_per_run": (1, None)},
+}
+
+
+def bounds(keyword: str, command: str | None = None) -> dict[str, float]:
+    """typer's ``min``/``max`` for the flag of ``keyword`` (in ``command``)."""
+    low, high = {**RANGES, **COMMAND_RANGES.get(command or "", {})}[keyword]
+    return {k: v for k, v in (("min", low), ("max", high)) if v is not None}
+
+
 @functools.cache
 def declared_ranges(command: str | None) -> dict[str, Range]:
-    """Each API keyword's range as the CLI command declares its flag (``min``/``max``)."""
+    """Each API keyword's range in ``command`` (None: a function no command calls)."""
     if command is None:
         return {}
-    from raybench.cli import app
-    from raybench.cli.options import API_FLAGS
-
-    callback = next(c.callback for c in app.registered_commands if (c.name or "") == command)
-    hints = typing.get_type_hints(callback, include_extras=True)
-    by_flag: dict[str, Range] = {}
-    for name, hint in hints.items():
-        for info in getattr(hint, "__metadata__", ()):
-            low, high = getattr(info, "min", None), getattr(info, "max", None)
-            if low is not None or high is not None:
-                by_flag[name] = (low, high)
-    ranges = dict(by_flag)
+    ranges = {**RANGES, **COMMAND_RANGES.get(command, {})}
     for keyword, flag in API_FLAGS.items():
-        cli_name = flag.removeprefix("--").replace("-", "_")
-        if cli_name in by_flag:
-            ranges[keyword] = by_flag[cli_name]
+        name = flag.removeprefix("--").replace("-", "_")
+        if name in ranges:
+            ranges[keyword] = ranges[name]
     return ranges

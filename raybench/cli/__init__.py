@@ -40,6 +40,7 @@ from raybench.cli.options import (
     TrackerOption,
     TrackerUriOption,
     backend_option,
+    bounds,
     cpus_per_run_option,
     deprecated,
     experiment_option,
@@ -155,7 +156,7 @@ def run_command(
         ),
     ] = None,
     seeds: SeedsOption = None,
-    seed: Annotated[int, seed_option(min=0, metavar="N", help="First seed.")] = 0,
+    seed: Annotated[int, seed_option(**bounds("seed"), metavar="N", help="First seed.")] = 0,
     steps: MetaStepsOption = None,
     device: DeviceOption = None,
     experiment: ExperimentOption = None,
@@ -238,14 +239,16 @@ def sweep_command(
         int | None,
         typer.Option(
             "--trials",
-            min=1,
+            **bounds("trials"),
             metavar="N",
             help="Trials per solver, the default first. [default: 32]",
         ),
     ] = None,
     steps: Annotated[
         int | None,
-        steps_option(min=1, metavar="N", help="Meta-steps of each trial. [default: 500]"),
+        steps_option(
+            **bounds("steps"), metavar="N", help="Meta-steps of each trial. [default: 500]"
+        ),
     ] = None,
     seeds: SeedsOption = None,
     final: Annotated[
@@ -259,7 +262,7 @@ def sweep_command(
         int | None,
         typer.Option(
             "--final-steps",
-            min=1,
+            **bounds("final_steps"),
             metavar="N",
             help="Meta-steps of the final runs (default: the preset's).",
         ),
@@ -302,7 +305,7 @@ def sweep_command(
     gpus_per_run: Annotated[
         float | None,
         gpus_per_run_option(
-            min=0,
+            **bounds("gpus_per_run"),
             metavar="FRACTION",
             help="GPU share of each trial and final run. Default: the visible GPUs divided "
             "among the concurrent trials.",
@@ -311,14 +314,18 @@ def sweep_command(
     cpus_per_run: Annotated[
         float | None,
         cpus_per_run_option(
-            min=0.01,
+            **bounds("cpus_per_run"),
             metavar="N",
             help="CPUs of each trial and final run (its torch threads and the CPUs Ray "
             "reserves for it). Default 1.",
         ),
     ] = None,
-    gpus_per_trial: Annotated[float | None, hidden_option("--gpus-per-trial", min=0)] = None,
-    cpus_per_trial: Annotated[float | None, hidden_option("--cpus-per-trial", min=0.01)] = None,
+    gpus_per_trial: Annotated[
+        float | None, hidden_option("--gpus-per-trial", **bounds("gpus_per_run"))
+    ] = None,
+    cpus_per_trial: Annotated[
+        float | None, hidden_option("--cpus-per-trial", **bounds("cpus_per_run"))
+    ] = None,
     max_concurrent: ConcurrencyOption = None,
     max_retries: RetriesOption = RUN_DEFAULTS.max_retries,
     dashboard: DashboardOption = False,
@@ -485,7 +492,7 @@ def bench_command(
     timed_steps: Annotated[
         int | None,
         timed_steps_option(
-            min=1,
+            **bounds("timed_steps"),
             metavar="N",
             help="Timed meta-steps (default: 20 on a GPU; on a CPU at least 5, more up to 50 "
             "until 15 s are timed).",
@@ -493,7 +500,11 @@ def bench_command(
     ] = None,
     warmup: Annotated[
         int | None,
-        warmup_option(min=0, metavar="N", help="Untimed meta-steps first (default: 5 GPU, 2 CPU)."),
+        warmup_option(
+            **bounds("warmup"),
+            metavar="N",
+            help="Untimed meta-steps first (default: 5 GPU, 2 CPU).",
+        ),
     ] = None,
     reference: Annotated[
         bool, typer.Option(help="Also time the per-task MAML and FOMAML loops (the reference).")
@@ -501,14 +512,16 @@ def bench_command(
     cpus_per_run: Annotated[
         float | None,
         cpus_per_run_option(
-            min=1,
+            **bounds("cpus_per_run", "bench"),
             metavar="N",
             help="CPUs of each measurement: its torch threads (CPU only; default 1, as a run "
             "gets).",
         ),
     ] = None,
-    old_steps: Annotated[int | None, hidden_option("--steps", min=1)] = None,
-    old_threads: Annotated[int | None, hidden_option("--threads", min=1)] = None,
+    old_steps: Annotated[int | None, hidden_option("--steps", **bounds("timed_steps"))] = None,
+    old_threads: Annotated[
+        int | None, hidden_option("--threads", **bounds("cpus_per_run", "bench"))
+    ] = None,
     device: DeviceOption = None,
     experiment: ExperimentOption = None,
     out: OutOption = Path("outputs"),
@@ -708,8 +721,7 @@ def compare_command(
         typer.Option(
             "--detect",
             metavar="POINTS",
-            min=0.01,
-            max=100.0,
+            **bounds("detect"),
             help="Also say how many seeds on each side would detect a true difference of "
             "POINTS accuracy points with 80% power, from the observed variances.",
         ),
@@ -762,8 +774,7 @@ def plot_command(
         int,
         typer.Option(
             "--dpi",
-            min=10,
-            max=1200,
+            **bounds("dpi"),
             metavar="N",
             help="Resolution: a figure is 12 x 6 inches, so 100 gives 1200x600 pixels, 300 "
             "gives 3600x1800 (PDF and SVG stay vector graphics).",
@@ -829,11 +840,15 @@ def replicate_command(
     max_concurrent: ConcurrencyOption = None,
     cpus_per_run: Annotated[
         float,
-        cpus_per_run_option(min=0.01, metavar="N", help="CPUs of each run (its torch threads)."),
+        cpus_per_run_option(
+            **bounds("cpus_per_run"), metavar="N", help="CPUs of each run (its torch threads)."
+        ),
     ] = 1.0,
     gpus_per_run: Annotated[
         float | None,
-        gpus_per_run_option(min=0, metavar="FRACTION", help="GPU share of each run."),
+        gpus_per_run_option(
+            **bounds("gpus_per_run"), metavar="FRACTION", help="GPU share of each run."
+        ),
     ] = None,
     connect_timeout: ConnectTimeoutOption = RUN_DEFAULTS.connect_timeout,
     log_every: LogEveryOption = RUN_DEFAULTS.log_every,
@@ -960,11 +975,14 @@ def fidelity_command(
         ),
     ] = None,
     tasks: Annotated[
-        int, typer.Option("--tasks", min=1, metavar="N", help="Fixed validation tasks, one batch.")
+        int,
+        typer.Option(
+            "--tasks", **bounds("tasks"), metavar="N", help="Fixed validation tasks, one batch."
+        ),
     ] = DEFAULT_TASKS,
     seed: Annotated[
         int | None,
-        seed_option(min=0, metavar="N", help="Seed of the init point (default 0)."),
+        seed_option(**bounds("seed"), metavar="N", help="Seed of the init point (default 0)."),
     ] = None,
     device: DeviceOption = None,
     out: OutOption = Path("outputs"),
@@ -1016,24 +1034,28 @@ def scaling_command(
     timed_steps: Annotated[
         int | None,
         timed_steps_option(
-            min=1, metavar="N", help="Timed meta-steps per measurement (default: 2 CPU, 5 GPU)."
+            **bounds("timed_steps"),
+            metavar="N",
+            help="Timed meta-steps per measurement (default: 2 CPU, 5 GPU).",
         ),
     ] = None,
     warmup: Annotated[
         int,
-        warmup_option(min=0, metavar="N", help="Untimed meta-steps before them."),
+        warmup_option(**bounds("warmup"), metavar="N", help="Untimed meta-steps before them."),
     ] = DEFAULT_WARMUP,
     cpus_per_run: Annotated[
         float | None,
         cpus_per_run_option(
-            min=1,
+            **bounds("cpus_per_run", "scaling"),
             metavar="N",
             help="CPUs of each measuring process: its torch threads (default: torch's, "
             "one per core).",
         ),
     ] = None,
-    old_steps: Annotated[int | None, hidden_option("--steps", min=1)] = None,
-    old_threads: Annotated[int | None, hidden_option("--threads", min=1)] = None,
+    old_steps: Annotated[int | None, hidden_option("--steps", **bounds("timed_steps"))] = None,
+    old_threads: Annotated[
+        int | None, hidden_option("--threads", **bounds("cpus_per_run", "bench"))
+    ] = None,
     device: DeviceOption = None,
     out: OutOption = Path("outputs"),
     data_dir: DataDirOption = None,

@@ -16,26 +16,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from raybench.api.parameters import API_FLAGS as API_FLAGS  # where the CLI finds it
+from raybench.api.parameters import bounds
 from raybench.errors import RaybenchError
 
 HELP_NAMES = ["-h", "--help"]
-
-# The API's parameters whose flag is not ``--name-with-dashes``: an error about one of them
-# (:class:`raybench.errors.ParameterError`) names the flag on the command line.
-API_FLAGS = {
-    "settings": "--set",
-    "source": "--from",
-    "checkpoints": "--checkpoint",
-    "sweeps": "--sweep",
-    "config_files": "--config",
-    "first_seed": "--seed",
-    "threads": "--cpus-per-run",
-    "cpus_per_trial": "--cpus-per-run",
-    "gpus_per_trial": "--gpus-per-run",
-    "rounds": "--timed-steps",
-    "fmt": "--format",
-    "protocol_file": "--protocol",
-}
 
 
 # Each flag is declared by one factory (a test counts them): the shared options below use
@@ -148,7 +133,7 @@ SettingsOption = Annotated[
 SeedsOption = Annotated[
     int | None,
     seeds_option(
-        min=1,
+        **bounds("seeds"),
         metavar="N",
         help="Seeds per configuration (default: 3, the fewest that let the report's "
         "intervals and significance tests see seed-to-seed variation; 1 with the smoke "
@@ -158,7 +143,7 @@ SeedsOption = Annotated[
 ]
 MetaStepsOption = Annotated[
     int | None,
-    steps_option(min=1, metavar="N", help="Meta-steps of training (meta_steps)."),
+    steps_option(**bounds("steps"), metavar="N", help="Meta-steps of training (meta_steps)."),
 ]
 ExperimentOption = Annotated[
     str | None,
@@ -179,7 +164,7 @@ DeviceOption = Annotated[
 CpusOption = Annotated[
     float | None,
     cpus_per_run_option(
-        min=0.01,
+        **bounds("cpus_per_run"),
         metavar="N",
         help="CPUs of each run: its torch threads (the whole part, at least 1) and, on Ray, "
         "the CPUs it reserves (a fraction lets runs share a core). Default 1.",
@@ -189,7 +174,7 @@ CpusOption = Annotated[
 GpusOption = Annotated[
     float | None,
     gpus_per_run_option(
-        min=0,
+        **bounds("gpus_per_run"),
         metavar="FRACTION",
         help="GPU share of each run (e.g. 0.25). Default: the visible GPUs divided among "
         "the concurrent runs; 0 without GPUs.",
@@ -214,24 +199,34 @@ ConnectTimeoutOption = Annotated[
     float,
     typer.Option(
         "--connect-timeout",
-        min=1,
+        **bounds("connect_timeout"),
         metavar="SECONDS",
         help="Seconds to reach the Ray cluster at --address before giving up.",
     ),
 ]
 RetriesOption = Annotated[
     int,
-    typer.Option("--max-retries", min=0, metavar="N", help="Retries of a run whose worker dies."),
+    typer.Option(
+        "--max-retries",
+        **bounds("max_retries"),
+        metavar="N",
+        help="Retries of a run whose worker dies.",
+    ),
 ]
 ConcurrencyOption = Annotated[
     int | None,
-    typer.Option("--max-concurrent", min=1, metavar="N", help="Most runs training at once."),
+    typer.Option(
+        "--max-concurrent",
+        **bounds("max_concurrent"),
+        metavar="N",
+        help="Most runs training at once.",
+    ),
 ]
 LogEveryOption = Annotated[
     float,
     typer.Option(
         "--log-every",
-        min=0,
+        **bounds("log_every"),
         metavar="SECONDS",
         help="When the output is not a terminal (a log, tee, nohup): a plain progress line "
         "per run (step, validation accuracy, ms/step, ETA) and the overall ETA at least "

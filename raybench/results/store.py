@@ -33,6 +33,7 @@ from raybench.errors import ParameterError, RaybenchError
 from raybench.results.conformance import (
     IDENTITY,
     cast_declared,
+    name_problem,
     repeated_rows,
     type_problem,
     value_problem,
@@ -176,6 +177,14 @@ class TableScan:
     bad: list[StoredFile]
 
 
+def member(folder: Path, name: str) -> Path:
+    """``folder / name`` for a file named after a run: a plain file name, never a path out
+    of ``folder`` (a run id is made of checked names; this holds it to that)."""
+    if name_problem(name) or name.startswith("."):
+        raise RaybenchError(f"{name[:60]!r} is not a plain file name (in {folder})")
+    return folder / name
+
+
 def leaves(path: Path, root: Path) -> bool:
     """Whether ``path``, its links followed, is outside ``root``."""
     return not path.resolve().is_relative_to(root.resolve())
@@ -254,11 +263,11 @@ class ExperimentStore:
             self._warn(message)
 
     def path(self, table: str, run_id: str) -> Path:
-        return self.root / table / f"{run_id}.parquet"
+        return member(self.root / table, f"{run_id}.parquet")
 
     def progress_path(self, run_id: str) -> Path:
         """Where a run in progress keeps its training state (``raybench.resume``)."""
-        return self.root / "progress" / f"{run_id}.pt"
+        return member(self.root / "progress", f"{run_id}.pt")
 
     def has_run(self, run_id: str) -> bool:
         return self.path("runs", run_id).exists()
@@ -293,7 +302,7 @@ class ExperimentStore:
         run_id = result.config.run_id
         checkpoint = None
         if result.params is not None:
-            ckpt = self.root / "checkpoints" / f"{run_id}.pt"
+            ckpt = member(self.root / "checkpoints", f"{run_id}.pt")
             save_checkpoint(ckpt, result.params)
             checkpoint = str(ckpt.relative_to(self.root))
         write_table(self.path("curves", run_id), curve_rows(result, self.name))
