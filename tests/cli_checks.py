@@ -128,3 +128,15 @@ def descendants(root: int) -> dict[int, str]:
             found[pid] = command.decode(errors="replace")
             todo.append(pid)
     return found
+
+
+# The arguments each API function needs beyond one under test, for calls that a check
+# refuses before anything runs (tests/test_api.py, tests/test_hostile_properties.py).
+API_NEEDS = {
+    "compare": {"experiment": "x", "a": "maml", "b": "fomaml"},
+    "bench_ab": {"solvers": "maml", "ab": ["hidden=32"]},
+    "sensitivity": {"solver": "maml", "param": "inner_lr", "values": "0.1,0.2"},
+    "replicate": {"published": "x"},
+    "agreement": {"published": "x"},
+    "replication": {"published": "x"},
+}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_checks import API_NEEDS
 from rich.console import Console
 from stores import comparison_store, write_scaling
 
@@ -136,18 +137,6 @@ def test_run_from_python_is_the_cli_path(tmp_path: Path) -> None:
     )  # fmt: skip
 
 
-# The arguments each API function needs beyond the one under test (never reached: the
-# check comes first).
-NEEDED = {
-    "compare": {"experiment": "x", "a": "maml", "b": "fomaml"},
-    "bench_ab": {"solvers": "maml", "ab": ["hidden=32"]},
-    "sensitivity": {"solver": "maml", "param": "inner_lr", "values": "0.1,0.2"},
-    "replicate": {"published": "x"},
-    "agreement": {"published": "x"},
-    "replication": {"published": "x"},
-}
-
-
 def checked_functions() -> list:
     return [getattr(api, name) for name in api.__all__ if hasattr(getattr(api, name), "checked_by")]
 
@@ -187,7 +176,7 @@ def test_a_number_below_its_flags_range_is_refused_from_python(tmp_path: Path) -
                 for value in (low - 1 if low is not None else None, (high or 0) * 2 or None):
                     if value is None:
                         continue
-                    given = {**NEEDED.get(function.__name__, {}), keyword: value}
+                    given = {**API_NEEDS.get(function.__name__, {}), keyword: value}
                     with pytest.raises(ParameterError, match=rf"^{keyword} "):
                         function(**given)
                     tried += 1

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from cli_checks import API_NEEDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -201,7 +202,7 @@ def planted(base: Path, folder: Path, column: str, text: str) -> Path:
     return root
 
 
-@settings(PROPERTY, max_examples=15)
+@settings(PROPERTY, max_examples=10)
 @given(column=st.sampled_from(TEXT_COLUMNS), text=HOSTILE_TEXT)
 def test_text_in_a_store_is_data(base_store: Path, column: str, text: str) -> None:
     """Any text in any text column of a run: report (every format), compare and store check
@@ -222,7 +223,7 @@ def test_text_in_a_store_is_data(base_store: Path, column: str, text: str) -> No
         assert files_outside(top, root) == before
 
 
-@settings(PROPERTY, max_examples=3)
+@settings(PROPERTY, max_examples=2)
 @given(column=st.sampled_from(("solver", "preset", "experiment", "family")), text=HOSTILE_TEXT)
 def test_figures_of_any_stored_text_stay_in_the_experiment(
     base_store: Path, column: str, text: str
@@ -261,14 +262,6 @@ def probes() -> list[tuple[str, Any]]:
 
 
 PROBES = probes()
-NEEDED = {
-    "compare": {"experiment": "x", "a": "maml", "b": "fomaml"},
-    "bench_ab": {"solvers": "maml", "ab": ["hidden=32"]},
-    "sensitivity": {"solver": "maml", "param": "inner_lr", "values": "0.1,0.2"},
-    "replicate": {"published": "x"},
-    "agreement": {"published": "x"},
-    "replication": {"published": "x"},
-}
 
 
 @settings(PROPERTY, max_examples=150)
@@ -283,7 +276,7 @@ def test_every_api_keyword_is_checked_or_refused_by_name(data: st.DataObject) ->
     parameters = inspect.signature(probe).parameters
     keyword = data.draw(st.sampled_from(sorted(parameters)))
     value = data.draw(VALUES)
-    given = {**NEEDED.get(name, {}), keyword: value}
+    given = {**API_NEEDS.get(name, {}), keyword: value}
     try:
         assert probe(**given) == "ran"
     except ParameterError as exc:
