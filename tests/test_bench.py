@@ -16,7 +16,6 @@ from rich.console import Console
 from raybench.data import OmniglotImages
 from raybench.measurements.bench import (
     BENCH_SCHEMA,
-    bench_rich,
     bench_table,
     bench_warnings,
     default_timing,
@@ -26,6 +25,7 @@ from raybench.measurements.bench import (
 from raybench.measurements.measure import keep_timing, measure
 from raybench.models import build_model
 from raybench.reference import LoopReference, loop_meta_grad
+from raybench.report.measurements import bench_rich
 from raybench.solvers import make_config, make_solver
 
 RAYBENCH = Path(sys.executable).parent / "raybench"

@@ -150,3 +150,17 @@ def test_results_depend_on_declarations_never_on_training_or_search() -> None:
     for module, deps in results.items():
         wrong = sorted(d for d in deps if d.startswith(above))
         assert not wrong, f"{module} imports {wrong}"
+
+
+def test_measurements_never_import_the_report() -> None:
+    """Issue 47: measurements measure and store; report/ renders them (its measurement
+    tables, bench's, A/B's and a study's included). The import goes one way."""
+    graph = import_graph()
+    back = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("raybench.measurements")
+        for target in targets
+        if target.startswith("raybench.report")
+    }
+    assert not back, sorted(back)

@@ -14,7 +14,8 @@ from cli_checks import run_main
 
 from raybench.config import MATRIX_PRESETS, PRESETS
 from raybench.errors import RaybenchError
-from raybench.measurements.sensitivity import setting_key, sparkline
+from raybench.measurements.sensitivity import setting_key
+from raybench.report.measurements import sparkline
 from raybench.solvers import make_config
 
 RAYBENCH = Path(sys.executable).parent / "raybench"

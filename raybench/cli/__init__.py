@@ -435,7 +435,7 @@ def sensitivity_command(
     report's Reptile learning-rate study for any solver and setting."""
     from raybench import api
     from raybench.execution import ExecutionOptions
-    from raybench.measurements.sensitivity import sensitivity_rich
+    from raybench.report.measurements import sensitivity_rich
     from raybench.trackers import tracker_spec
 
     execution = ExecutionOptions(

@@ -33,7 +33,7 @@ def run(*, show_report: bool, out: Path, console: Console, **given: Any) -> None
 def bench(*, console: Console, **given: Any) -> None:
     """``raybench bench``: :func:`raybench.api.bench`, then its table."""
     from raybench import api
-    from raybench.measurements.bench import bench_rich
+    from raybench.report.measurements import bench_rich
 
     console.print(bench_rich(api.bench(console=console, **given).table))
 
@@ -41,7 +41,7 @@ def bench(*, console: Console, **given: Any) -> None:
 def bench_ab(*, console: Console, **given: Any) -> None:
     """``raybench bench --ab``: :func:`raybench.api.bench_ab`, then its table."""
     from raybench import api
-    from raybench.measurements.ab import ab_rich
+    from raybench.report.measurements import ab_rich
 
     console.print(ab_rich(api.bench_ab(console=console, **given)))
 

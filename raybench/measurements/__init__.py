@@ -6,6 +6,7 @@ meta-gradient fidelity, memory and time scaling, the sensitivity study's configu
 ``measure``: how both ``scaling`` and ``bench`` time a meta-step and read its memory.
 
 Each returns a pyarrow table (stored by ``raybench.results``, shown by
-``raybench.report.measurements``); the CLI wires them up. Nothing is imported here, so that
+``raybench.report.measurements``, which draws the bench, A/B and study tables too: nothing
+here imports the report); the CLI wires them up. Nothing is imported here, so that
 ``python -m raybench.measurements.measure`` (a fresh process per CPU measurement) stays light.
 """

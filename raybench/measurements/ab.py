@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -193,40 +192,3 @@ def changed_settings(a: RunConfig, b: RunConfig) -> str:
         elif getattr(a, key) != value:
             out.append(f"{key}={value}")
     return " ".join(out) or "nothing"
-
-
-def ab_rich(results: Sequence[ABResult]) -> Any:
-    """The A/B results as a terminal table."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title="raybench bench --ab: A and B interleaved in one process")
-    for name, justify in (
-        ("solver", "left"), ("B changes", "left"), ("A ms/step", "right"),
-        ("B ms/step", "right"), ("B / A (min-max)", "right"), ("A % matmul", "right"),
-        ("B % matmul", "right"), ("grad diff", "right"), ("rounds", "right"),
-    ):  # fmt: skip
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-
-    def percent(x: float | None) -> str:
-        return "—" if x is None else f"{100 * x:.1f}%"
-
-    for r in results:
-        table.add_row(
-            escape(r.solver), escape(r.changed), f"{r.ms_a:.1f}", f"{r.ms_b:.1f}",
-            f"{r.ratio:.3f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})",
-            percent(r.fraction("a")), percent(r.fraction("b")), f"{r.grad_difference:.1e}",
-            str(r.rounds),
-        )  # fmt: skip
-    device = results[0].device if results else ""
-    threads = results[0].threads if results else 0
-    rate = results[0].matmul_gflops if results else None
-    table.caption = (
-        f"{escape(str(device))}, {threads} thread(s); matmul {rate:.0f} GFLOP/s in this "
-        "process. B / A below 1: B is faster. grad diff: max |g_B - g_A| / max |g_A| at the "
-        "common start "
-        "(about 1e-6 or less: the same meta-gradient up to float32 rounding)."
-        if rate
-        else None
-    )
-    return table

@@ -25,10 +25,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from rich.console import Group, RenderableType
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from raybench.config import RunConfig
 
@@ -282,78 +278,3 @@ def bench_warnings(table: pa.Table) -> list[str]:
             f"{cores} cores): times are longer and noisier than on a quiet machine"
         )
     return out
-
-
-def bench_rich(table: pa.Table) -> RenderableType:
-    """The bench table (median, min and max of the timed steps, how many) and, under it,
-    the warnings of :func:`bench_warnings`."""
-    from raybench.measurements.scaling import memory_kind_name
-    from raybench.report.records import format_duration, format_memory
-
-    rows = table.to_pylist()
-    first = rows[0] if rows else {}
-    title = (
-        f"raybench bench: {escape(str(first.get('device', '?')))}, torch "
-        f"{escape(str(first.get('torch_version', '?')))}, preset "
-        f"{escape(str(first.get('preset', '?')))} ({first.get('ways')}-way "
-        f"{first.get('shots')}-shot, "
-        f"{first.get('query')} query/class, {first.get('meta_batch')} tasks, "
-        f"{first.get('inner_steps')} inner steps, {first.get('dtype')})"
-    )
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (
-        ("Solver", "left"),
-        ("Family", "left"),
-        ("Implementation", "left"),
-        ("ms/step (median)", "right"),
-        ("min", "right"),
-        ("max", "right"),
-        ("steps", "right"),
-        ("Peak mem.", "right"),
-        ("GFLOP/step", "right"),
-        ("GFLOP/s", "right"),
-        ("of matmul", "right"),
-        (f"{first.get('meta_steps', '?')} steps", "right"),
-        ("x its loop", "right"),
-    ):
-        out.add_column(name, justify=justify)  # type: ignore[arg-type]
-
-    def ms(value: float | None) -> str:
-        return "—" if value is None else f"{value:.1f}"
-
-    for i, row in enumerate(rows):
-        speed = row["speedup_vs_loop"]
-        wide = (row.get("spread") or 0.0) > SPREAD_WARNING
-        out.add_row(
-            escape(str(row["solver"])),
-            escape(str(row["family"])),
-            escape(str(row["implementation"])),
-            ms(row["ms_per_step"]),
-            ms(row["ms_min"]),
-            f"[yellow]{ms(row.get('ms_max'))}[/]" if wide else ms(row.get("ms_max")),
-            "—" if row.get("timed_steps") is None else str(row["timed_steps"]),
-            format_memory(row["peak_memory_mb"]),
-            "—" if not row.get("flops_per_step") else f"{row['flops_per_step'] / 1e9:.2f}",
-            "—" if row.get("gflops") is None else f"{row['gflops']:.1f}",
-            "—" if row.get("peak_fraction") is None else f"{row['peak_fraction']:.0%}",
-            format_duration(row["implied_run_s"]),
-            "—" if speed is None else f"{speed:.1f}x vs {escape(str(row['reference']))}",
-            end_section=i + 1 < len(rows)
-            and rows[i + 1]["implementation"] != row["implementation"],
-        )
-        if row["error"]:
-            out.add_row("", "", f"[red]{escape(str(row['error']))}[/]", *[""] * 10)
-    warm = first.get("warmup_steps")
-    out.caption = (
-        f"memory: {memory_kind_name(first.get('memory_kind'))}; {first.get('threads')} torch "
-        f"thread(s); median, min and max of the timed steps"
-        + (f" after {warm} warm-up step(s)" if warm is not None else " after warm-up")
-        + "; device synchronised around each step; a step here is meta_grad + Adam on one "
-        "fixed batch (no task sampling, no evaluation); GFLOP/step: convolutions and matrix "
-        "products of meta_grad, counted on the per-task form; of matmul: the achieved GFLOP/s "
-        "over a float32 1024x1024 matmul's in the same process"
-        + (f" ({first['matmul_gflops']:.0f} GFLOP/s)" if first.get("matmul_gflops") else "")
-    )
-    out.caption_justify = "left"
-    warnings = [Text(f"warning: {w}", style="yellow") for w in bench_warnings(table)]
-    return Group(out, *warnings) if warnings else out

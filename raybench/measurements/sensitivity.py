@@ -15,13 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from rich.markup import escape
-from rich.table import Table
 
 from raybench.config import RUN_BOUNDS, RunConfig, did_you_mean
 from raybench.errors import ParameterError
-
-SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def setting_key(solver: str, param: str) -> str:
@@ -127,48 +123,3 @@ def _setting_value(config: RunConfig, key: str) -> Any:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def sparkline(values: Sequence[float], low: float = 0.0, high: float = 100.0) -> str:
-    """Accuracies (%) as one line of block characters, on a fixed 0..100 scale so lines
-    compare."""
-    if not values:
-        return ""
-    span = (high - low) or 1.0
-    return "".join(
-        SPARKS[min(len(SPARKS) - 1, max(0, int((v - low) / span * len(SPARKS))))] for v in values
-    )
-
-
-def sensitivity_rich(table: pa.Table, solver: str, preset: str) -> Table:
-    rows = table.to_pylist()
-    key = rows[0]["setting"] if rows else "?"
-    out = Table(
-        title=f"Sensitivity of {escape(solver)} to {escape(str(key))} (preset {escape(preset)})",
-        title_justify="left",
-        header_style="bold",
-    )
-    for column, justify in (
-        (key, "right"),
-        ("Runs", "right"),
-        ("Diverged", "right"),
-        ("Test acc. % (mean ± std)", "right"),
-        ("Val. acc. %", "right"),
-        ("Validation accuracy over meta-steps (0-100%)", "left"),
-    ):
-        out.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for row in rows:
-        acc, std = row["test_acc_mean"], row["test_acc_std"]
-        test = "—" if acc is None else f"{acc:.2f}" + ("" if std is None else f" ± {std:.2f}")
-        val = "—" if row["final_val_acc"] is None else f"{row['final_val_acc']:.2f}"
-        curve = [acc for _, acc in json.loads(row["val_curve_json"])]
-        diverged = row["diverged"] + row["failed"]
-        out.add_row(
-            escape(str(row["value"])),
-            str(row["runs"]),
-            f"[red]{diverged}[/]" if diverged else "0",
-            test,
-            val,
-            sparkline(curve),
-        )
-    return out

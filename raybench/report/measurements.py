@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from rich.console import Group, RenderableType
@@ -13,9 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from raybench.assumption_checks import VIOLATIONS, solver_assumptions, violations
+from raybench.measurements.bench import SPREAD_WARNING, bench_warnings
 from raybench.measurements.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
 from raybench.report.records import format_memory
 from raybench.solver_catalog import family_rank
+
+if TYPE_CHECKING:
+    from raybench.measurements.ab import ABResult
 
 PSEUDO_NOTE = (
     "† pseudo-gradient theta - phi: not a gradient of the MAML objective; its norm follows "
@@ -232,3 +237,159 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
             )
         out.append(Group(*lines))
     return out
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], low: float = 0.0, high: float = 100.0) -> str:
+    """Accuracies (%) as one line of block characters, on a fixed 0..100 scale so lines
+    compare."""
+    if not values:
+        return ""
+    span = (high - low) or 1.0
+    return "".join(
+        SPARKS[min(len(SPARKS) - 1, max(0, int((v - low) / span * len(SPARKS))))] for v in values
+    )
+
+
+def sensitivity_rich(table: pa.Table, solver: str, preset: str) -> Table:
+    rows = table.to_pylist()
+    key = rows[0]["setting"] if rows else "?"
+    out = Table(
+        title=f"Sensitivity of {escape(solver)} to {escape(str(key))} (preset {escape(preset)})",
+        title_justify="left",
+        header_style="bold",
+    )
+    for column, justify in (
+        (key, "right"),
+        ("Runs", "right"),
+        ("Diverged", "right"),
+        ("Test acc. % (mean ± std)", "right"),
+        ("Val. acc. %", "right"),
+        ("Validation accuracy over meta-steps (0-100%)", "left"),
+    ):
+        out.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        acc, std = row["test_acc_mean"], row["test_acc_std"]
+        test = "—" if acc is None else f"{acc:.2f}" + ("" if std is None else f" ± {std:.2f}")
+        val = "—" if row["final_val_acc"] is None else f"{row['final_val_acc']:.2f}"
+        curve = [acc for _, acc in json.loads(row["val_curve_json"])]
+        diverged = row["diverged"] + row["failed"]
+        out.add_row(
+            escape(str(row["value"])),
+            str(row["runs"]),
+            f"[red]{diverged}[/]" if diverged else "0",
+            test,
+            val,
+            sparkline(curve),
+        )
+    return out
+
+
+def bench_rich(table: pa.Table) -> RenderableType:
+    """The bench table (median, min and max of the timed steps, how many) and, under it,
+    the warnings of :func:`bench_warnings`."""
+    from raybench.report.records import format_duration
+
+    rows = table.to_pylist()
+    first = rows[0] if rows else {}
+    title = (
+        f"raybench bench: {escape(str(first.get('device', '?')))}, torch "
+        f"{escape(str(first.get('torch_version', '?')))}, preset "
+        f"{escape(str(first.get('preset', '?')))} ({first.get('ways')}-way "
+        f"{first.get('shots')}-shot, "
+        f"{first.get('query')} query/class, {first.get('meta_batch')} tasks, "
+        f"{first.get('inner_steps')} inner steps, {first.get('dtype')})"
+    )
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for name, justify in (
+        ("Solver", "left"),
+        ("Family", "left"),
+        ("Implementation", "left"),
+        ("ms/step (median)", "right"),
+        ("min", "right"),
+        ("max", "right"),
+        ("steps", "right"),
+        ("Peak mem.", "right"),
+        ("GFLOP/step", "right"),
+        ("GFLOP/s", "right"),
+        ("of matmul", "right"),
+        (f"{first.get('meta_steps', '?')} steps", "right"),
+        ("x its loop", "right"),
+    ):
+        out.add_column(name, justify=justify)  # type: ignore[arg-type]
+
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1f}"
+
+    for i, row in enumerate(rows):
+        speed = row["speedup_vs_loop"]
+        wide = (row.get("spread") or 0.0) > SPREAD_WARNING
+        out.add_row(
+            escape(str(row["solver"])),
+            escape(str(row["family"])),
+            escape(str(row["implementation"])),
+            ms(row["ms_per_step"]),
+            ms(row["ms_min"]),
+            f"[yellow]{ms(row.get('ms_max'))}[/]" if wide else ms(row.get("ms_max")),
+            "—" if row.get("timed_steps") is None else str(row["timed_steps"]),
+            format_memory(row["peak_memory_mb"]),
+            "—" if not row.get("flops_per_step") else f"{row['flops_per_step'] / 1e9:.2f}",
+            "—" if row.get("gflops") is None else f"{row['gflops']:.1f}",
+            "—" if row.get("peak_fraction") is None else f"{row['peak_fraction']:.0%}",
+            format_duration(row["implied_run_s"]),
+            "—" if speed is None else f"{speed:.1f}x vs {escape(str(row['reference']))}",
+            end_section=i + 1 < len(rows)
+            and rows[i + 1]["implementation"] != row["implementation"],
+        )
+        if row["error"]:
+            out.add_row("", "", f"[red]{escape(str(row['error']))}[/]", *[""] * 10)
+    warm = first.get("warmup_steps")
+    out.caption = (
+        f"memory: {memory_kind_name(first.get('memory_kind'))}; {first.get('threads')} torch "
+        f"thread(s); median, min and max of the timed steps"
+        + (f" after {warm} warm-up step(s)" if warm is not None else " after warm-up")
+        + "; device synchronised around each step; a step here is meta_grad + Adam on one "
+        "fixed batch (no task sampling, no evaluation); GFLOP/step: convolutions and matrix "
+        "products of meta_grad, counted on the per-task form; of matmul: the achieved GFLOP/s "
+        "over a float32 1024x1024 matmul's in the same process"
+        + (f" ({first['matmul_gflops']:.0f} GFLOP/s)" if first.get("matmul_gflops") else "")
+    )
+    out.caption_justify = "left"
+    warnings = [Text(f"warning: {w}", style="yellow") for w in bench_warnings(table)]
+    return Group(out, *warnings) if warnings else out
+
+
+def ab_rich(results: Sequence[ABResult]) -> Any:
+    """The A/B results as a terminal table."""
+    table = Table(title="raybench bench --ab: A and B interleaved in one process")
+    for name, justify in (
+        ("solver", "left"), ("B changes", "left"), ("A ms/step", "right"),
+        ("B ms/step", "right"), ("B / A (min-max)", "right"), ("A % matmul", "right"),
+        ("B % matmul", "right"), ("grad diff", "right"), ("rounds", "right"),
+    ):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+
+    def percent(x: float | None) -> str:
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    for r in results:
+        table.add_row(
+            escape(r.solver), escape(r.changed), f"{r.ms_a:.1f}", f"{r.ms_b:.1f}",
+            f"{r.ratio:.3f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})",
+            percent(r.fraction("a")), percent(r.fraction("b")), f"{r.grad_difference:.1e}",
+            str(r.rounds),
+        )  # fmt: skip
+    device = results[0].device if results else ""
+    threads = results[0].threads if results else 0
+    rate = results[0].matmul_gflops if results else None
+    table.caption = (
+        f"{escape(str(device))}, {threads} thread(s); matmul {rate:.0f} GFLOP/s in this "
+        "process. B / A below 1: B is faster. grad diff: max |g_B - g_A| / max |g_A| at the "
+        "common start "
+        "(about 1e-6 or less: the same meta-gradient up to float32 rounding)."
+        if rate
+        else None
+    )
+    return table

@@ -176,11 +176,10 @@ def _report_rich(
     output: Path | None,
     chosen: list[str] | None,
 ) -> None:
-    from raybench.measurements.bench import bench_rich
     from raybench.report import tables
     from raybench.report.experiment import protocol_lines
     from raybench.report.measurement_records import STUDY_RECORDS, bench_tables
-    from raybench.report.measurements import fidelity_tables, scaling_renderables
+    from raybench.report.measurements import bench_rich, fidelity_tables, scaling_renderables
 
     with _printing_to(output, console) as target:
         title = escape(f"raybench: {store.name} ({store.root})")
