@@ -137,6 +137,12 @@ def proc_status_mb(key: str) -> float | None:
     return None
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's; a CPU has none): before a clock is read."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class PeakMemory:
     """Peak memory of the code between :meth:`reset` and :meth:`read`.
 

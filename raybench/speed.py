@@ -38,6 +38,14 @@ def outer_optimiser(params: Params, lr: float, device: torch.device) -> torch.op
     return torch.optim.Adam(list(params.values()), lr=lr, fused=device.type == "cuda")
 
 
+def outer_step(params: Params, grads: Params, optimiser: torch.optim.Optimizer) -> None:
+    """The outer update: each meta-gradient as its parameter's gradient, then one step of
+    the optimiser (training, bench and the A/B all step so)."""
+    for name, p in params.items():
+        p.grad = grads[name]
+    optimiser.step()
+
+
 def _rebuild(batch: Any, tensors: list[Tensor]) -> Any:
     return type(batch)(*tensors) if hasattr(batch, "_fields") else tuple(tensors)
 

@@ -29,7 +29,7 @@ from raybench.models import Params, model_for
 from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import PeakMemory, device_name, git_commit, kernel_set, resolve_device
 from raybench.solvers import Solver, make_solver
-from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
+from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser, outer_step
 from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
 
 STATUSES = ("completed", "diverged", "failed")
@@ -249,10 +249,8 @@ def _train(
         if step == first_step:  # which metrics this solver reports in training
             reported = [m in metrics for m in TRAIN_METRICS]
             present[: len(TRAIN_METRICS)] = torch.tensor(reported)
-        for name, p in params.items():
-            p.grad = grads[name]
         grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
-        optimiser.step()
+        outer_step(params, grads, optimiser)
         step_means = torch.stack(
             [metrics[m].mean() if m in metrics else nan for m in TRAIN_METRICS] + [grad_norm]
         )

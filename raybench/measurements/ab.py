@@ -97,13 +97,12 @@ class _Side:
 
     def step(self) -> float:
         """One timed meta-step (gradient and outer Adam), in ms."""
-        from raybench.measurements.measure import sync
+        from raybench.runtime import sync
+        from raybench.speed import outer_step
 
         start = time.perf_counter()
         grads, _ = self.meta(self.batch)
-        for name, p in self.params.items():
-            p.grad = grads[name]
-        self.optimiser.step()
+        outer_step(self.params, grads, self.optimiser)
         sync(self.device)
         return 1000 * (time.perf_counter() - start)
 

@@ -50,7 +50,7 @@ from raybench.metrics import CURVE_FIELDS
 from raybench.models import Params, model_for
 from raybench.results.store import ExperimentStore, load_checkpoint
 from raybench.resume import progress_params
-from raybench.runtime import device_name, git_commit, resolve_device
+from raybench.runtime import device_name, git_commit, resolve_device, sync
 from raybench.solvers import SOLVERS, make_config, make_solver, solver_class
 from raybench.solvers._implicit import ImplicitSolver
 from raybench.solvers.base import Solver
@@ -221,11 +221,6 @@ def fixed_tasks(
     return sampler.gather(sampler.fixed_index(n_tasks, seed))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @dataclass(frozen=True)
 class Case:
     """One row to compute: a solver with one value of its knob (or none)."""
@@ -327,10 +322,10 @@ class FidelityStudy:
 
         def compute(config: RunConfig) -> tuple[Tensor, float, Solver]:
             solver = make_solver(config, self.model)
-            _sync(self.device)
+            sync(self.device)
             start = time.perf_counter()
             grads, _ = solver.meta_grad(params, self.batch)
-            _sync(self.device)
+            sync(self.device)
             return flat(grads), 1000 * (time.perf_counter() - start), solver
 
         notify(f"{point.name}: reference (maml, {self.reference.inner_steps} inner steps)")

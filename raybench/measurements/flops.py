@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from raybench.runtime import sync
+
 MATMUL_SIZE = 1024
 
 
@@ -45,12 +47,10 @@ def matmul_gflops(
     b = torch.randn(n, n, generator=generator, dtype=dtype, device=device)
     times = []
     for i in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         torch.mm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         if i >= 2:
             times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times) / 1e9

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from raybench.config import RunConfig
-from raybench.runtime import proc_status_mb
+from raybench.runtime import proc_status_mb, sync
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,6 @@ def _current_mb(device: torch.device) -> float:
         return torch.cuda.memory_allocated(device) / 2**20
     resident = proc_status_mb("VmRSS")
     return math.nan if resident is None else resident
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def return_freed_memory() -> bool:
@@ -115,7 +110,13 @@ def measure(
     from raybench.models import model_for
     from raybench.runtime import PeakMemory, device_name, resolve_device
     from raybench.solvers import make_solver
-    from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser
+    from raybench.speed import (
+        MetaStep,
+        configure_device,
+        meta_step,
+        outer_optimiser,
+        outer_step,
+    )
     from raybench.tasks import TaskSampler, make_split
 
     device = resolve_device(config.device)
@@ -152,9 +153,7 @@ def measure(
 
     def step(meta: MetaStep = timed) -> None:
         grads, _ = meta(batch)
-        for name, p in params.items():
-            p.grad = grads[name]
-        optimiser.step()
+        outer_step(params, grads, optimiser)
 
     memory = PeakMemory(device)
     times: list[float] = []
