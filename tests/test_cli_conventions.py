@@ -300,7 +300,7 @@ def test_measuring_defaults_are_read_from_one_place() -> None:
 
 def test_every_flags_range_is_the_apis() -> None:
     """Issue 46, case 7: each numeric flag's min and max, in every command, is the range
-    the API checks the same keyword by (raybench.api.parameters.RANGES): one declaration."""
+    the API checks the same keyword by (raybench.limits): one declaration."""
     import typing
 
     from raybench.api.parameters import declared_ranges

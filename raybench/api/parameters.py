@@ -4,9 +4,9 @@ parses its flags with, so Python and the command line refuse the same values.
 Each argument is checked against its annotation (``int | None``, ``Sequence[str]``,
 ``PathLike``, ...): a value of another kind is a :class:`~raybench.errors.ParameterError`
 naming the keyword, never a ``TypeError`` from deep inside. A number is then checked against
-the range its flag declares (:data:`RANGES`, with which the CLI declares ``typer.Option(min=,
-max=)``; a keyword spelled otherwise on the command line is found through
-:data:`API_FLAGS`), and against ``extra`` ranges for the keywords the command line does not
+the range its flag declares (:mod:`raybench.limits`, with which the CLI declares
+``typer.Option(min=, max=)``; a keyword spelled otherwise on the command line is found
+through :data:`API_FLAGS`), and against ``extra`` ranges for the keywords the command line does not
 have. Everything else (a solver's name, a setting's value) is checked
 by the code it concerns, as for the CLI.
 """
@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from raybench.errors import ParameterError
+from raybench.limits import RANGES, Range, range_of, within
 
 F = TypeVar("F", bound=Callable[..., Any])
-Range = tuple[float | None, float | None]  # (low, high), None: unbounded
 
 # Names the API's annotations use for its own classes: a value is of one when its class,
 # or a base of it, has the name (no import of what it names).
@@ -68,24 +67,8 @@ def check_argument(name: str, value: Any, annotation: str, bounds: Range | None)
             "{" + name + "} {value}: expected {kind}", value=_shown(value), kind=annotation
         )
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if bounds is None or not number:
-        return
-    low, high = bounds
-    if (
-        math.isnan(value)
-        or (low is not None and value < low)
-        or (high is not None and value > high)
-    ):
-        within = (
-            f"from {low:g} to {high:g}"
-            if low is not None and high is not None
-            else f"at least {low:g}"
-            if low is not None
-            else f"at most {high:g}"
-        )
-        raise ParameterError(
-            "{" + name + "} {value!r}: expected {within}", value=value, within=within
-        )
+    if bounds is not None and number:
+        within(name, value, bounds)
 
 
 def _shown(value: Any) -> str:
@@ -157,34 +140,13 @@ API_FLAGS = {
     "gpus_per_trial": "--gpus-per-run",
 }
 
-# Each numeric flag's range, by its keyword: the CLI declares its options with these
-# (:func:`bounds`, typer's ``min``/``max``) and the API checks its arguments by them.
-RANGES: dict[str, Range] = {
-    "seed": (0, None), "seeds": (1, None), "steps": (1, None), "trials": (1, None),
-    "final_steps": (1, None), "tasks": (1, None), "timed_steps": (1, None), "warmup": (0, None),
-    "gpus_per_run": (0, None), "cpus_per_run": (0.01, None), "max_concurrent": (1, None),
-    "max_retries": (0, None), "connect_timeout": (1, None), "log_every": (0, None),
-    "detect": (0.01, 100.0), "dpi": (10, 1200),
-}  # fmt: skip
-# A command whose flag has a range of its own: bench and scaling time whole torch threads.
-COMMAND_RANGES: dict[str, dict[str, Range]] = {
-    "bench": {"cpus_per_run": (1, None)},
-    "scaling": {"cpus_per_run": (1, None)},
-}
-
-
-def bounds(keyword: str, command: str | None = None) -> dict[str, float]:
-    """typer's ``min``/``max`` for the flag of ``keyword`` (in ``command``)."""
-    low, high = {**RANGES, **COMMAND_RANGES.get(command or "", {})}[keyword]
-    return {k: v for k, v in (("min", low), ("max", high)) if v is not None}
-
 
 @functools.cache
 def declared_ranges(command: str | None) -> dict[str, Range]:
     """Each API keyword's range in ``command`` (None: a function no command calls)."""
     if command is None:
         return {}
-    ranges = {**RANGES, **COMMAND_RANGES.get(command, {})}
+    ranges = {k: range_of(k, command) for k in RANGES}
     for keyword, flag in API_FLAGS.items():
         name = flag.removeprefix("--").replace("-", "_")
         if name in ranges:

@@ -17,8 +17,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from raybench.api.parameters import API_FLAGS as API_FLAGS  # where the CLI finds it
-from raybench.api.parameters import bounds
 from raybench.errors import RaybenchError
+from raybench.limits import bounds
 
 HELP_NAMES = ["-h", "--help"]
 

@@ -3,16 +3,22 @@ the dispatcher in ``raybench.execution`` and the back ends it calls."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from raybench.errors import ParameterError, RaybenchError
+from raybench.errors import RaybenchError
+from raybench.limits import RANGES, within
 
 if TYPE_CHECKING:
     from raybench.trackers import TrackerSpec
 
 BACKENDS = ("ray", "inline")
+# The numeric options checked by their range (raybench.limits): (name, whole, may be None).
+OPTION_KINDS = (
+    ("gpus_per_run", False, True), ("cpus_per_run", False, False),
+    ("max_concurrent", True, True), ("max_retries", True, False),
+    ("log_every", False, False), ("connect_timeout", False, False),
+)  # fmt: skip
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 
 
@@ -44,42 +50,8 @@ class ExecutionOptions:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise RaybenchError(f"unknown backend {self.backend!r} (backends: ray, inline)")
-        within("gpus_per_run", self.gpus_per_run, 0, 8, optional=True)
-        within("cpus_per_run", self.cpus_per_run, 0.01, 1024)
-        within("max_concurrent", self.max_concurrent, 1, 100_000, integer=True, optional=True)
-        within("max_retries", self.max_retries, 0, 1000, integer=True)
-        within("log_every", self.log_every, 0, 1e9)
-        within("connect_timeout", self.connect_timeout, 1e-3, 1e9)
-
-
-def within(
-    name: str,
-    value: object,
-    low: float,
-    high: float,
-    *,
-    integer: bool = False,
-    optional: bool = False,
-) -> None:
-    """A finite number (a whole one where ``integer``) from ``low`` to ``high``, or None
-    where ``optional``; else a :class:`ParameterError` naming ``name``."""
-    if value is None and optional:
-        return
-    kind = "a whole number" if integer else "a number"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (integer and not float(value).is_integer())
-        or not math.isfinite(value)
-        or not low <= value <= high
-    ):
-        raise ParameterError(
-            "{" + name + "} {v!r}: expected {kind} from {low:g} to {high:g}",
-            v=value,
-            kind=kind,
-            low=low,
-            high=high,
-        )
+        for name, integer, optional in OPTION_KINDS:
+            within(name, getattr(self, name), RANGES[name], integer=integer, optional=optional)
 
 
 # Every command's and the API's defaults for where and how runs execute: read from here,

@@ -38,9 +38,9 @@ from rich.markup import escape
 from raybench.config import RunConfig
 from raybench.configfile import write_config_file
 from raybench.errors import RaybenchError
-from raybench.execution.options import within
 from raybench.execution.progress import LOG_EVERY
 from raybench.execution.ray_backend import gpu_share
+from raybench.limits import RANGES, within
 from raybench.results import ExperimentStore
 from raybench.results.store import warn_stderr, write_table
 from raybench.results.trials import trials_table
@@ -69,11 +69,12 @@ class SweepOptions:
     max_retries: int = 2
     resume: bool = False
 
-    def __post_init__(self) -> None:  # the bounds of a run's (ExecutionOptions), by name
-        within("max_concurrent", self.max_concurrent, 1, 100_000, integer=True, optional=True)
-        within("gpus_per_trial", self.gpus_per_trial, 0, 8, optional=True)
-        within("cpus_per_trial", self.cpus_per_trial, 0.01, 1024)
-        within("max_retries", self.max_retries, 0, 1000, integer=True)
+    def __post_init__(self) -> None:  # a trial's resources are a run's (raybench.limits)
+        within("max_concurrent", self.max_concurrent, RANGES["max_concurrent"], integer=True,
+               optional=True)  # fmt: skip
+        within("gpus_per_trial", self.gpus_per_trial, RANGES["gpus_per_run"], optional=True)
+        within("cpus_per_trial", self.cpus_per_trial, RANGES["cpus_per_run"])
+        within("max_retries", self.max_retries, RANGES["max_retries"], integer=True)
 
 
 @dataclass(frozen=True)
