@@ -60,16 +60,15 @@ def replication_records(
     from raybench.report.records import summary_records as records
     from raybench.report.replication import TABLES, compare_replication
     from raybench.report.tuning import default_selected
-    from raybench.search.finals import planned_runs
+    from raybench.search.finals import planned_runs, replicated_seeds
 
+    seeds = replicated_seeds(published, replicated)  # refuses another sweep's replication
     trials = published.read("trials") if published.files("trials") else None
     selected = default_selected(trials)
-    planned = planned_runs(published, replicated)
 
-    def tables(store: ExperimentStore) -> tuple[dict, list, dict]:
-        keep = planned if store is replicated else None
+    def tables(store: ExperimentStore, runs: pa.Table, keep: set[str] | None) -> tuple:
         runs, curves, tasks = (
-            only_runs(store.read(name), keep) for name in ("runs", "curves", "tasks")
+            only_runs(table, keep) for table in (runs, store.read("curves"), store.read("tasks"))
         )
         summary = {
             table: records(
@@ -79,10 +78,10 @@ def replication_records(
         }
         return summary, [view for _, view in run_views(runs, None)], task_results(tasks)
 
-    (mine, my_runs, my_tasks), (theirs, their_runs, their_tasks) = (
-        tables(published),
-        tables(replicated),
-    )
+    published_runs, replicated_runs = published.read("runs"), replicated.read("runs")
+    planned = planned_runs(published_runs, replicated_runs, seeds)
+    mine, my_runs, my_tasks = tables(published, published_runs, None)
+    theirs, their_runs, their_tasks = tables(replicated, replicated_runs, planned)
     return compare_replication(mine, theirs, my_runs, their_runs, my_tasks, their_tasks)
 
 

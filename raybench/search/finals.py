@@ -18,6 +18,7 @@ from raybench.search.protocol import Protocol
 if TYPE_CHECKING:
     from typing import Any
 
+    import pyarrow as pa
     from rich.console import Console
 
     from raybench.execution import RunSummary
@@ -124,33 +125,38 @@ def published_identity(published: ExperimentStore) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def planned_runs(published: ExperimentStore, replicated: ExperimentStore) -> set[str] | None:
-    """The run ids of ``replicated`` that replicate ``published``: the published runs'
-    configurations on the replication's seeds (every seed not published, where it has no
-    manifest). None where every run is one. Refuses a replication of another sweep."""
-    manifest_path = replicated.root / f"{REPLICATION_MANIFEST}.json"
-    manifest = replicated.read_manifest(REPLICATION_MANIFEST) if manifest_path.is_file() else {}
+def replicated_seeds(published: ExperimentStore, replicated: ExperimentStore) -> list | None:
+    """The seeds ``replicated`` planned (None where it has no manifest); a replication of
+    another sweep than ``published`` (its manifest names another) is refused."""
+    if not (replicated.root / f"{REPLICATION_MANIFEST}.json").is_file():
+        return None
+    manifest = replicated.read_manifest(REPLICATION_MANIFEST)
     identity = manifest.get("published")
     if identity is not None and identity != published_identity(published):
         raise RaybenchError(
             f"{replicated.root} replicates another sweep than {published.root} "
             "(its replication.json names other protocol or configurations)"
         )
-    runs = replicated.read("runs")
-    if runs.num_rows == 0:
-        return None
-    configs = set(published.read("runs").column("config_fingerprint").to_pylist())
-    seeds = manifest.get("seeds")
-    mine = {
+    return manifest.get("seeds")
+
+
+def planned_runs(published: pa.Table, replicated: pa.Table, seeds: list | None) -> set[str]:
+    """The run ids of the ``replicated`` runs that replicate the ``published`` runs: their
+    configurations, on ``seeds`` (any seed where None)."""
+    configs = (
+        set(published.column("config_fingerprint").to_pylist()) if published.num_rows else set()
+    )
+    if replicated.num_rows == 0:
+        return set()
+    return {
         run_id
         for run_id, config, seed in zip(
-            runs.column("run_id").to_pylist(),
-            runs.column("config_fingerprint").to_pylist(),
-            runs.column("seed").to_pylist(),
+            replicated.column("run_id").to_pylist(),
+            replicated.column("config_fingerprint").to_pylist(),
+            replicated.column("seed").to_pylist(),
         )
         if config in configs and (seeds is None or seed in seeds)
     }
-    return None if len(mine) == runs.num_rows else mine
 
 
 def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
