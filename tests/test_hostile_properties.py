@@ -1,8 +1,9 @@
 """Hostile input, generated (Hypothesis): protocol files, stored protocols, config files,
 text in a store's columns and every API keyword. Whatever is drawn, raybench answers with
 a result or a one-line error (a RaybenchError; exit 2 from the CLI), never another
-exception, never a write outside the experiment, never a hang (each example has a
-deadline). Issue 46."""
+exception, never a write outside the experiment. No example is timed (a deadline would fail
+on a slow or busy machine): the API keywords go through probes whose body does nothing, so
+nothing there can hang. Issue 46."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from raybench.errors import ParameterError, RaybenchError
 
 PROPERTY = settings(
     max_examples=60,
-    deadline=10_000,  # ms: a hang fails the example
+    deadline=None,  # no clock: a slow or busy machine must not fail an example
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,  # the same examples on every run and machine
 )
