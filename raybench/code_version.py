@@ -27,6 +27,7 @@ TRAINING_PATH: tuple[str, ...] = (
     "tasks.py",
     "data/*.py",
     "train.py",
+    "run_setup.py",
     "speed.py",
     "batching.py",
     "autodiff.py",
@@ -53,6 +54,10 @@ EQUIVALENT: dict[str, str] = {
     # one outer step (speed.outer_step) for training, bench and the A/B (issue 47): the same
     # operations in the same order; the float32 golden runs bitwise those of 2d0b85ce664b
     "0f0909d2b9cd": "2d0b85ce664b",
+    # one run setup (raybench.run_setup) and a training loop in named stages over one loop
+    # state (issue 47): the same objects built from the same seeds, the same operations in
+    # the same order; the float32 golden runs bitwise those of 2d0b85ce664b
+    "b14f8318f524": "0f0909d2b9cd",
 }
 
 

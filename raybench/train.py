@@ -25,12 +25,13 @@ from raybench.code_version import code_fingerprint
 from raybench.config import RunConfig
 from raybench.data import OmniglotImages
 from raybench.metrics import METRICS, PERCENT, TASK_METRICS, TRAIN_METRICS
-from raybench.models import Params, model_for
+from raybench.models import Params
 from raybench.resume import TrainingState, load_state, save_state
+from raybench.run_setup import RunSetup, build_run
 from raybench.runtime import PeakMemory, device_name, git_commit, kernel_set, resolve_device
-from raybench.solvers import Solver, make_solver
-from raybench.speed import MetaStep, configure_device, meta_step, outer_optimiser, outer_step
-from raybench.tasks import TEST_TASKS_SEED, VAL_TASKS_SEED, TaskIndex, TaskSampler, make_split
+from raybench.solvers import Solver
+from raybench.speed import MetaStep, meta_step, outer_step
+from raybench.tasks import TaskIndex, TaskSampler
 
 STATUSES = ("completed", "diverged", "failed")
 # The per-task test results stored in the ``tasks`` table (accuracies in %, losses in nats).
@@ -156,6 +157,143 @@ def train(
     return result
 
 
+@dataclass
+class LoopState:
+    """Everything the rest of a run depends on after a step: the live meta-parameters,
+    outer optimiser and task generator, and the record so far. Resume saves it whole at
+    every evaluation point and restores it whole; its fields are those of the stored
+    :class:`raybench.resume.TrainingState`, one for one."""
+
+    step: int  # the last meta-step done
+    params: Params
+    optimiser: torch.optim.Optimizer
+    generator: torch.Generator
+    curves: list[dict[str, float | None]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    interval_ms: list[float] = field(default_factory=list)
+    val_acc: float | None = None  # %, at the last evaluation
+    wall_time_s: float = 0.0  # of the run's earlier segments, if resumed
+    peak_memory_mb: float | None = None  # of the run's earlier segments, if resumed
+    started_at: str = ""  # ISO time of the run's first start
+
+    def saved(self, wall_time_s: float, peak_memory_mb: float) -> TrainingState:
+        """The state as stored, with the wall time and peak memory of the run so far."""
+        return TrainingState(
+            step=self.step,
+            params=self.params,
+            optimiser=self.optimiser.state_dict(),
+            generator=self.generator.get_state(),
+            curves=self.curves,
+            train_time_s=self.train_time_s,
+            interval_ms=self.interval_ms,
+            val_acc=self.val_acc,
+            wall_time_s=wall_time_s,
+            peak_memory_mb=peak_memory_mb,
+            started_at=self.started_at,
+        )
+
+    def restore(self, state: TrainingState) -> None:
+        """Continue from a stored state: every field of it, into the live objects."""
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(state.params[name])
+        self.optimiser.load_state_dict(state.optimiser)
+        self.generator.set_state(state.generator)
+        self.step, self.curves = state.step, list(state.curves)
+        self.train_time_s, self.interval_ms = state.train_time_s, list(state.interval_ms)
+        self.val_acc, self.wall_time_s = state.val_acc, state.wall_time_s
+        self.peak_memory_mb, self.started_at = state.peak_memory_mb, state.started_at
+
+
+class Interval:
+    """The training metrics of the steps since the last evaluation point, summed on the
+    device: nothing here waits for it until :meth:`close`."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        n = len(TRAIN_METRICS) + 1  # and the meta-gradient's norm
+        scales = [PERCENT.get(m, 1.0) for m in TRAIN_METRICS] + [1.0]
+        self.scale = torch.tensor(scales, dtype=torch.float64, device=device)
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        self.sums = torch.zeros(n, dtype=torch.float64, device=device)
+        self.nan = torch.tensor(math.nan, dtype=dtype, device=device)
+        self.present = torch.ones(n, dtype=torch.bool, device=device)
+        self.reported: list[bool] = []  # which metrics this solver reports in training
+        self.restart()
+
+    def restart(self) -> None:
+        self.sums.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, metrics: dict[str, Tensor], grad_norm: Tensor) -> None:
+        if not self.reported:
+            self.reported = [m in metrics for m in TRAIN_METRICS]
+            self.present[: len(TRAIN_METRICS)] = torch.tensor(self.reported)
+        step_means = torch.stack(
+            [metrics[m].mean() if m in metrics else self.nan for m in TRAIN_METRICS] + [grad_norm]
+        )
+        self.finite &= (torch.isfinite(step_means) | ~self.present).all()  # no mask: no sync
+        self.sums += step_means
+        self.steps += 1
+
+    def close(self, loop: LoopState) -> tuple[dict[str, float | None], bool]:
+        """The interval's curve row and whether the run diverged: the sync point."""
+        diverged = not bool(self.finite)
+        elapsed = time.perf_counter() - self.start
+        loop.train_time_s += elapsed
+        loop.interval_ms.append(1000 * elapsed / self.steps)
+        row: dict[str, float | None] = {"step": loop.step, "train_time_s": loop.train_time_s}
+        means = (self.sums * self.scale / self.steps).tolist()
+        row.update(  # a metric this solver does not report stays empty
+            {
+                f"train_{m}": v if on else None
+                for m, v, on in zip(TRAIN_METRICS, means, self.reported)
+            }
+        )
+        row["grad_norm"] = means[-1]
+        row["ms_per_step"] = loop.interval_ms[-1]
+        return row, diverged
+
+    def ms_per_step(self, loop: LoopState) -> float:
+        """As the host sees the open interval; the last interval's right after a close."""
+        if not self.steps:
+            return loop.interval_ms[-1]
+        return 1000 * (time.perf_counter() - self.start) / self.steps
+
+
+@dataclass
+class Run:
+    """One training run under way: its setup, loop state and the rest of its context."""
+
+    setup: RunSetup
+    loop: LoopState
+    result: RunResult
+    notify: ProgressHook
+    memory: PeakMemory
+    resume: Path | None
+    started: float  # perf_counter at this segment's start
+    probe: Probe | None = None
+    step_fn: MetaStep | None = None  # built on the first batch: a CUDA graph needs its shapes
+
+    @property
+    def config(self) -> RunConfig:
+        return self.setup.config
+
+    def evaluate(self, part: str) -> dict[str, Tensor]:
+        config = self.config
+        return evaluate(
+            self.setup.solver,
+            self.loop.params,
+            self.setup.tasks(part),
+            self.setup.fixed_index(part),
+            config.adapt_steps_eval,
+            config.eval_batch,
+            config.eval_adaptation,
+        )
+
+    def peak_mb(self) -> float:
+        return max(self.loop.peak_memory_mb or 0.0, self.memory.read_mb())
+
+
 def _train(
     config: RunConfig,
     data: OmniglotImages,
@@ -165,181 +303,135 @@ def _train(
     resume: Path | None,
     started: float,
 ) -> None:
+    run = _set_up(config, data, result, notify, resume, started)
+    _restore(run)
+    interval = Interval(run.setup.device, getattr(torch, config.dtype))
+    hold = rendezvous.hold_for(config.run_id)  # None unless fault tests set gates
+    try:
+        for step in range(run.loop.step + 1, config.meta_steps + 1):
+            _step(run, interval)
+            if step % config.eval_every == 0 or step == config.meta_steps:
+                row, diverged = interval.close(run.loop)
+                if diverged:
+                    _diverge(run, row)
+                    break
+                _validate(run, row)
+                _checkpoint(run)
+                interval.restart()
+            ms = interval.ms_per_step(run.loop)
+            notify(
+                Progress(config.run_id, step, config.meta_steps, run.loop.val_acc, ms_per_step=ms)
+            )
+            if hold is not None:
+                interval.start += hold(step)
+    finally:
+        _record(run)
+    _finish(run, test)
+
+
+def _set_up(
+    config: RunConfig,
+    data: OmniglotImages,
+    result: RunResult,
+    notify: ProgressHook,
+    resume: Path | None,
+    started: float,
+) -> Run:
+    """The run's device and memory instruments, its setup, what pairs it with other runs
+    of its seed, and the assumption probe (implicit solvers only)."""
     device = resolve_device(config.device)
-    dtype = getattr(torch, config.dtype)
-    result.device = device_name(device)
-    result.kernels = kernel_set(device)
+    result.device, result.kernels = device_name(device), kernel_set(device)
     memory = PeakMemory(device)
     memory.reset()
     result.memory_kind = memory.kind
-
-    split = make_split(config.split, data.characters, data.background)
-    images = data.images
-
-    def sampler(part: str) -> TaskSampler:
-        return TaskSampler(
-            images,
-            split.part(part),
-            ways=config.ways,
-            shots=config.shots,
-            query=config.query,
-            rotations=config.rotations,
-            device=device,
-            dtype=dtype,
-        )
-
-    train_tasks, val_tasks, test_tasks = sampler("train"), sampler("val"), sampler("test")
-    if not set(train_tasks.characters).isdisjoint(split.test):
-        raise RuntimeError("training would see test characters")
-    val_index = val_tasks.fixed_index(config.val_tasks, VAL_TASKS_SEED)
-    test_index = test_tasks.fixed_index(config.test_tasks, TEST_TASKS_SEED)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-
-    model = model_for(config)
-    solver = make_solver(config, model)
+    setup = build_run(config, data, device=device)
+    solver, train_tasks = setup.solver, setup.tasks("train")
     result.family = solver.family
-    params = solver.init_params(config.seed, device, dtype, train_tasks)
-    result.init_fingerprint = pairing.init_fingerprint(model, config.seed)
+    result.init_fingerprint = pairing.init_fingerprint(setup.model, config.seed)
     result.stream_fingerprint = pairing.stream_fingerprint(
         solver.train_batch, train_tasks, config.meta_batch, config.seed, device
     )
-    probe = Probe.for_run(solver, config, val_tasks, val_index)  # implicit solvers only
-    result.n_params = sum(p.numel() for p in params.values())
-    optimiser = outer_optimiser(params, config.outer_lr, device)
-    configure_device(device)
-    step_fn: MetaStep | None = None
-    hold = rendezvous.hold_for(config.run_id)  # None unless fault tests set gates
+    result.n_params = sum(p.numel() for p in setup.params.values())
+    started_at = result.started_at.isoformat() if result.started_at else ""
+    loop = LoopState(0, setup.params, setup.optimiser, setup.generator(), started_at=started_at)
+    run = Run(setup, loop, result, notify, memory, resume, started)
+    run.probe = Probe.for_run(solver, config, setup.tasks("val"), setup.fixed_index("val"))
+    return run
 
-    eval_steps = config.adapt_steps_eval
-    scale = torch.tensor(
-        [PERCENT.get(m, 1.0) for m in TRAIN_METRICS] + [1.0], dtype=torch.float64, device=device
-    )
-    finite = torch.ones((), dtype=torch.bool, device=device)
-    train_sums = torch.zeros(len(TRAIN_METRICS) + 1, dtype=torch.float64, device=device)
-    interval_ms: list[float] = []
-    train_time = 0.0
-    val_acc: float | None = None
-    earlier_peak_mb = 0.0
-    first_step = 1
-    state = load_state(resume, config) if resume is not None else None
-    if state is not None:
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(state.params[name])
-        optimiser.load_state_dict(state.optimiser)
-        generator.set_state(state.generator)
-        result.curves = list(state.curves)
-        result.final_val_acc = val_acc = state.val_acc
-        result.steps_done = result.resumed_from_step = state.step
-        result.wall_time_s = state.wall_time_s
-        result.started_at = datetime.fromisoformat(state.started_at)
-        train_time, interval_ms = state.train_time_s, list(state.interval_ms)
-        earlier_peak_mb = state.peak_memory_mb or 0.0
-        first_step = state.step + 1
-        notify(Progress(config.run_id, state.step, config.meta_steps, val_acc))
-    interval_start, interval_steps = time.perf_counter(), 0
 
-    nan = torch.tensor(math.nan, dtype=dtype, device=device)
-    present = torch.ones(len(TRAIN_METRICS) + 1, dtype=torch.bool, device=device)
-    for step in range(first_step, config.meta_steps + 1):
-        batch = solver.train_batch(train_tasks, config.meta_batch, generator)
-        if step_fn is None:  # built on the first batch: a CUDA graph needs its shapes
-            step_fn = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
-        grads, metrics = step_fn(batch)
-        if step == first_step:  # which metrics this solver reports in training
-            reported = [m in metrics for m in TRAIN_METRICS]
-            present[: len(TRAIN_METRICS)] = torch.tensor(reported)
-        grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
-        outer_step(params, grads, optimiser)
-        step_means = torch.stack(
-            [metrics[m].mean() if m in metrics else nan for m in TRAIN_METRICS] + [grad_norm]
+def _restore(run: Run) -> None:
+    """Continue from the run's saved state, if ``resume`` holds one for it."""
+    config, loop = run.config, run.loop
+    state = load_state(run.resume, config) if run.resume is not None else None
+    if state is None:
+        return
+    loop.restore(state)
+    run.result.resumed_from_step = state.step
+    run.result.started_at = datetime.fromisoformat(state.started_at)
+    run.notify(Progress(config.run_id, state.step, config.meta_steps, state.val_acc))
+
+
+def _step(run: Run, interval: Interval) -> None:
+    """One meta-step: a training draw, its meta-gradient, the outer update."""
+    setup, loop = run.setup, run.loop
+    config = setup.config
+    batch = setup.solver.train_batch(setup.tasks("train"), config.meta_batch, loop.generator)
+    if run.step_fn is None:
+        run.step_fn = meta_step(
+            setup.solver, loop.params, batch, cuda_graph=config.cuda_graph, device=setup.device
         )
-        finite &= (torch.isfinite(step_means) | ~present).all()  # no mask indexing: no sync
-        train_sums += step_means
-        interval_steps += 1
-        result.steps_done = step
+    grads, metrics = run.step_fn(batch)
+    grad_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()]))
+    outer_step(loop.params, grads, loop.optimiser)
+    interval.add(metrics, grad_norm)
+    loop.step += 1
 
-        if step % config.eval_every == 0 or step == config.meta_steps:
-            diverged = not bool(finite)  # the sync point of the interval
-            elapsed = time.perf_counter() - interval_start
-            train_time += elapsed
-            interval_ms.append(1000 * elapsed / interval_steps)
-            row: dict[str, float | None] = {"step": step, "train_time_s": train_time}
-            means = (train_sums * scale / interval_steps).tolist()
-            row.update(  # a metric this solver does not report stays empty
-                {
-                    f"train_{m}": v if on else None
-                    for m, v, on in zip(TRAIN_METRICS, means, reported)
-                }
-            )
-            row["grad_norm"] = means[-1]
-            row["ms_per_step"] = interval_ms[-1]
-            if diverged:
-                row.update({f"val_{m}": math.nan for m in METRICS})
-                result.curves.append(row)
-                result.status = "diverged"
-                result.error = f"non-finite loss or meta-gradient by step {step}"
-                break
-            val = evaluate(
-                solver,
-                params,
-                val_tasks,
-                val_index,
-                eval_steps,
-                config.eval_batch,
-                config.eval_adaptation,
-            )
-            val_means = {m: v.mean().item() for m, v in val.items()}
-            row.update({f"val_{m}": val_means[m] for m in METRICS})
-            if probe is not None:  # the solver's assumptions, on a few validation tasks
-                row.update(probe(params))
-            result.curves.append(row)
-            val_acc = val_means["query_acc_post"]
-            result.final_val_acc = val_acc
-            if resume is not None:
-                save_state(
-                    resume,
-                    config,
-                    TrainingState(
-                        step=step,
-                        params=params,
-                        optimiser=optimiser.state_dict(),
-                        generator=generator.get_state(),
-                        curves=result.curves,
-                        train_time_s=train_time,
-                        interval_ms=interval_ms,
-                        val_acc=val_acc,
-                        wall_time_s=result.wall_time_s + time.perf_counter() - started,
-                        peak_memory_mb=max(earlier_peak_mb, memory.read_mb()),
-                        started_at=result.started_at.isoformat() if result.started_at else "",
-                    ),
-                )
-            train_sums.zero_()
-            interval_steps = 0
-            interval_start = time.perf_counter()
-        host_ms = 1000 * (time.perf_counter() - interval_start) / max(interval_steps, 1)
-        ms = host_ms if interval_steps else interval_ms[-1]
-        notify(Progress(config.run_id, step, config.meta_steps, val_acc, ms_per_step=ms))
-        if hold is not None:
-            interval_start += hold(step)
 
-    result.train_time_s = train_time
-    result.ms_per_step = statistics.median(interval_ms) if interval_ms else None
-    result.params = {k: v.detach().cpu() for k, v in params.items()}
+def _diverge(run: Run, row: dict[str, float | None]) -> None:
+    row.update({f"val_{m}": math.nan for m in METRICS})
+    run.loop.curves.append(row)
+    run.result.status = "diverged"
+    run.result.error = f"non-finite loss or meta-gradient by step {run.loop.step}"
+
+
+def _validate(run: Run, row: dict[str, float | None]) -> None:
+    """The validation tasks' metrics (and the solver's assumptions) into the curve row."""
+    val_means = {m: v.mean().item() for m, v in run.evaluate("val").items()}
+    row.update({f"val_{m}": val_means[m] for m in METRICS})
+    if run.probe is not None:  # the solver's assumptions, on a few validation tasks
+        row.update(run.probe(run.loop.params))
+    run.loop.curves.append(row)
+    run.loop.val_acc = val_means["query_acc_post"]
+
+
+def _checkpoint(run: Run) -> None:
+    """Save the loop state, if the run is resumable (``raybench.resume``)."""
+    if run.resume is None:
+        return
+    wall = run.loop.wall_time_s + time.perf_counter() - run.started
+    save_state(run.resume, run.config, run.loop.saved(wall, run.peak_mb()))
+
+
+def _record(run: Run) -> None:
+    """The loop's record so far into the result, whether the loop ended or failed."""
+    loop, result = run.loop, run.result
+    result.steps_done, result.curves = loop.step, loop.curves
+    result.final_val_acc, result.wall_time_s = loop.val_acc, loop.wall_time_s
+
+
+def _finish(run: Run, test: bool) -> None:
+    """Times, the trained parameters, the test tasks (a completed run, unless a search
+    trial), peak memory."""
+    config, loop, result = run.config, run.loop, run.result
+    result.train_time_s = loop.train_time_s
+    result.ms_per_step = statistics.median(loop.interval_ms) if loop.interval_ms else None
+    result.params = {k: v.detach().cpu() for k, v in loop.params.items()}
     if result.status == "completed" and test:
-        notify(Progress(config.run_id, result.steps_done, config.meta_steps, val_acc, "test"))
-        tested = evaluate(
-            solver,
-            params,
-            test_tasks,
-            test_index,
-            eval_steps,
-            config.eval_batch,
-            config.eval_adaptation,
-        )
+        run.notify(Progress(config.run_id, loop.step, config.meta_steps, loop.val_acc, "test"))
+        tested = run.evaluate("test")
         accs = tested["query_acc_post"]
         result.test_acc_mean, result.test_acc_ci95 = mean_ci95(accs)
         result.test_tasks_n = accs.numel()
         result.tasks = {m: tested[m].double().tolist() for m in TASK_METRICS}
-        result.task_keys = test_tasks.task_keys(test_index)
-    result.peak_memory_mb = max(earlier_peak_mb, memory.read_mb())
+        result.task_keys = run.setup.tasks("test").task_keys(run.setup.fixed_index("test"))
+    result.peak_memory_mb = run.peak_mb()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-import raybench.train as train_module
+import raybench.run_setup as run_setup
 from raybench import pairing
 from raybench.data import OmniglotImages
 from raybench.solvers import SOLVERS, make_config
@@ -35,7 +35,7 @@ def spied_run(
     """Train one tiny run, keeping its initial parameters and the training draws of its
     generator (the draws the fingerprint makes with a generator of its own are set apart)."""
     seen = Spied(result=RunResult(config=make_config(solver, "smoke", TINY), family=""))
-    made = train_module.make_solver
+    made = run_setup.make_solver
     by_generator: dict[int, list[list[torch.Tensor]]] = {}
     last: list[int] = []
 
@@ -59,7 +59,7 @@ def spied_run(
         return built
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "make_solver", spy)
+        patch.setattr(run_setup, "make_solver", spy)
         seen.result = train(make_config(solver, "smoke", {**TINY, **overrides}), omniglot)
     assert seen.result.status == "completed", seen.result.error
     seen.draws = by_generator[last[0]]  # the training loop's, not the fingerprint's own

@@ -9,11 +9,12 @@ import torch
 
 from raybench.data import OmniglotImages
 from raybench.models import Params
+from raybench.resume import TrainingState, load_state, save_state
 from raybench.runtime import kernel_set
 from raybench.solvers import METRICS, SOLVERS, make_config
 from raybench.solvers.fomaml import FOMAML
 from raybench.tasks import TaskBatch
-from raybench.train import mean_ci95, train
+from raybench.train import LoopState, mean_ci95, train
 
 TINY = {"hidden": 8, "meta_steps": 4, "eval_every": 2, "val_tasks": 6, "test_tasks": 10}
 
@@ -183,6 +184,50 @@ def test_a_resumed_run_equals_one_never_stopped(
     for name, p in whole.params.items():
         assert torch.equal(resumed.params[name], p), name
     assert resumed.train_time_s >= resumed.curves[1]["train_time_s"] > 0
+
+
+def adam_loop(seed: int, step: int = 0) -> LoopState:
+    """A loop state over two parameters, after ``step`` Adam steps and generator draws."""
+    torch.manual_seed(seed)
+    params = {"w": torch.randn(3, 2, requires_grad=True), "b": torch.randn(2, requires_grad=True)}
+    optimiser = torch.optim.Adam(list(params.values()), lr=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    loop = LoopState(step, params, optimiser, generator)
+    for _ in range(step):
+        for p in params.values():
+            p.grad = torch.randn(p.shape, generator=generator)
+        optimiser.step()
+    return loop
+
+
+def test_the_loop_state_is_saved_and_restored_whole(tmp_path) -> None:
+    """Every field of the stored training state comes from the loop state and goes back into
+    it: a restored loop continues exactly as the saved one would have."""
+    from dataclasses import fields
+
+    assert [f.name for f in fields(LoopState)] == [f.name for f in fields(TrainingState)]
+    loop = adam_loop(seed=1, step=3)
+    loop.curves, loop.interval_ms = [{"step": 2, "val_query_acc_post": 41.5}], [3.5, 2.5]
+    loop.train_time_s, loop.val_acc, loop.started_at = 1.25, 41.5, "2026-12-07T21:00:00+00:00"
+    config, path = tiny(), tmp_path / "state.pt"
+    save_state(path, config, loop.saved(wall_time_s=9.5, peak_memory_mb=321.0))
+    saved = load_state(path, config)
+    assert isinstance(saved, TrainingState) and saved.step == 3
+    assert (saved.wall_time_s, saved.peak_memory_mb) == (9.5, 321.0)
+    restored = adam_loop(seed=2)  # other values everywhere
+    restored.restore(saved)
+    for name in ("step", "curves", "train_time_s", "interval_ms", "val_acc", "started_at"):
+        assert getattr(restored, name) == getattr(loop, name), name
+    assert (restored.wall_time_s, restored.peak_memory_mb) == (9.5, 321.0)
+    for name, p in loop.params.items():
+        assert torch.equal(restored.params[name], p), name
+    for a in (loop, restored):  # one more step of each: the same
+        for p in a.params.values():
+            p.grad = torch.rand(p.shape, generator=a.generator)
+        a.optimiser.step()
+    for name, p in loop.params.items():
+        assert torch.equal(restored.params[name], p), name
+    assert restored.step == 3 and loop.params["w"].abs().sum() > 0
 
 
 def test_a_saved_state_of_another_config_is_not_continued(

@@ -79,19 +79,14 @@ def check_pair(a: RunConfig, b: RunConfig) -> None:
 
 
 class _Side:
-    """One configuration ready to step: its solver, own parameters and optimiser."""
+    """One configuration ready to step: its run setup (own parameters and optimiser) and
+    the common batch."""
 
-    def __init__(self, config: RunConfig, batch: Any, params: dict) -> None:
-        from raybench.models import model_for
-        from raybench.solvers import make_solver
-        from raybench.speed import meta_step, outer_optimiser
+    def __init__(self, setup: Any, batch: Any) -> None:
+        from raybench.speed import meta_step
 
-        self.config = config
-        self.model = model_for(config)
-        self.solver = make_solver(config, self.model)
-        self.params = {k: v.detach().clone() for k, v in params.items()}
-        self.device = params_device(params)
-        self.optimiser = outer_optimiser(self.params, config.outer_lr, self.device)
+        self.config, self.model, self.solver = setup.config, setup.model, setup.solver
+        self.params, self.optimiser, self.device = setup.params, setup.optimiser, setup.device
         self.batch = batch
         self.meta = meta_step(self.solver, self.params, batch, cuda_graph=False, device=self.device)
 
@@ -114,10 +109,6 @@ class _Side:
         return count_flops(lambda: counted.meta_grad(self.params, self.batch)) / 1e9
 
 
-def params_device(params: dict) -> torch.device:
-    return next(iter(params.values())).device
-
-
 def grad_difference(a: dict, b: dict) -> float:
     """Largest absolute difference of two meta-gradients over the largest entry of A's."""
     scale = max(float(g.abs().max()) for g in a.values()) or 1.0
@@ -129,27 +120,14 @@ def ab_compare(
 ) -> ABResult:
     """Time ``a`` and ``b`` in this process, interleaved (see the module docstring)."""
     from raybench.measurements.flops import matmul_gflops
-    from raybench.models import model_for
-    from raybench.runtime import device_name, resolve_device
-    from raybench.solvers import make_solver
-    from raybench.speed import configure_device
-    from raybench.tasks import TaskSampler, make_split
+    from raybench.run_setup import build_run
+    from raybench.runtime import device_name
 
     check_pair(a, b)
-    device = resolve_device(a.device)
-    dtype = getattr(torch, a.dtype)
-    split = make_split(a.split, data.characters, data.background)
-    train = TaskSampler(
-        data.images, split.train, ways=a.ways, shots=a.shots, query=a.query,
-        rotations=a.rotations, device=device, dtype=dtype,
-    )  # fmt: skip
-    starter = make_solver(a, model_for(a))
-    params = starter.init_params(a.seed, device, dtype, train)
-    batch = starter.train_batch(
-        train, a.meta_batch, torch.Generator(device=device).manual_seed(a.seed)
-    )
-    configure_device(device)
-    sides = [_Side(a, batch, params), _Side(b, batch, params)]
+    start = build_run(a, data, parts=("train",))
+    device = start.device
+    batch = start.solver.train_batch(start.tasks("train"), a.meta_batch, start.generator())
+    sides = [_Side(start.variant(a), batch), _Side(start.variant(b), batch)]
     grads = [side.meta(batch)[0] for side in sides]  # at the common start, before any step
     difference = grad_difference(*grads)
     for _ in range(warmup):

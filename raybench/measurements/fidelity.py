@@ -50,11 +50,12 @@ from raybench.metrics import CURVE_FIELDS
 from raybench.models import Params, model_for
 from raybench.results.store import ExperimentStore, load_checkpoint
 from raybench.resume import progress_params
+from raybench.run_setup import task_sampler
 from raybench.runtime import device_name, git_commit, resolve_device, sync
 from raybench.solvers import SOLVERS, make_config, make_solver, solver_class
 from raybench.solvers._implicit import ImplicitSolver
 from raybench.solvers.base import Solver
-from raybench.tasks import TaskBatch, TaskSampler, make_split
+from raybench.tasks import TaskBatch
 
 SCHEMA_VERSION = 1
 FIDELITY_TASKS_SEED = 3  # not the validation set's seed: its own constant, pinned
@@ -206,18 +207,7 @@ def fixed_tasks(
     config: RunConfig, data: OmniglotImages, n_tasks: int, seed: int = FIDELITY_TASKS_SEED
 ) -> TaskBatch:
     """The same validation tasks for every solver, point and device (drawn on the CPU)."""
-    device = resolve_device(config.device)
-    split = make_split(config.split, data.characters, data.background)
-    sampler = TaskSampler(
-        data.images,
-        split.val,
-        ways=config.ways,
-        shots=config.shots,
-        query=config.query,
-        rotations=config.rotations,
-        device=device,
-        dtype=getattr(torch, config.dtype),
-    )
+    sampler = task_sampler(config, data, "val")
     return sampler.gather(sampler.fixed_index(n_tasks, seed))
 
 

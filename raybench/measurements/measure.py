@@ -107,45 +107,21 @@ def measure(
     inner steps) unless ``full_warmup``, which warms with the timed step itself. With
     ``flops``, the step's arithmetic is counted and the machine's matrix-multiply rate
     measured right after the timed steps (:mod:`raybench.measurements.flops`)."""
-    from raybench.models import model_for
-    from raybench.runtime import PeakMemory, device_name, resolve_device
+    from raybench.run_setup import build_run
+    from raybench.runtime import PeakMemory, device_name
     from raybench.solvers import make_solver
-    from raybench.speed import (
-        MetaStep,
-        configure_device,
-        meta_step,
-        outer_optimiser,
-        outer_step,
-    )
-    from raybench.tasks import TaskSampler, make_split
+    from raybench.speed import MetaStep, meta_step, outer_step
 
-    device = resolve_device(config.device)
-    dtype = getattr(torch, config.dtype)
-    split = make_split(config.split, data.characters, data.background)
-    train = TaskSampler(
-        data.images,
-        split.train,
-        ways=config.ways,
-        shots=config.shots,
-        query=config.query,
-        rotations=config.rotations,
-        device=device,
-        dtype=dtype,
-    )
-    model = model_for(config)
-    solver = make_solver(config, model)
+    setup = build_run(config, data, parts=("train",))
+    device, model, params, optimiser = setup.device, setup.model, setup.params, setup.optimiser
+    solver = setup.solver
     warm_steps = config.inner_steps if full_warmup else min(config.inner_steps, 1)
     warm = make_solver(replace(config, inner_steps=warm_steps), model)
     if reference:  # the per-task loop of raybench.reference in the solver's place
         from raybench.reference import LoopReference
 
         solver, warm = LoopReference(solver), LoopReference(warm)
-    params = solver.init_params(config.seed, device, dtype, train)
-    optimiser = outer_optimiser(params, config.outer_lr, device)
-    configure_device(device)
-    batch = solver.train_batch(
-        train, config.meta_batch, torch.Generator(device=device).manual_seed(config.seed)
-    )
+    batch = solver.train_batch(setup.tasks("train"), config.meta_batch, setup.generator())
     timed = meta_step(solver, params, batch, cuda_graph=config.cuda_graph, device=device)
     warming = meta_step(warm, params, batch, cuda_graph=False, device=device)
     if config.cuda_graph:  # the capture warms up on its own, with the real inner steps
