@@ -20,7 +20,7 @@ from stores import comparison_store, write_scaling
 import raybench
 from raybench import api
 from raybench.errors import ParameterError, RaybenchError
-from raybench.report.records import SUMMARY_SCHEMA, summary_records
+from raybench.report.records import SUMMARY_SCHEMA, aggregate_runs
 from raybench.report.significance import compare
 from raybench.results.schema import RUNS_SCHEMA
 from raybench.solvers import make_config
@@ -53,7 +53,7 @@ def test_load_gives_every_table_as_a_dataframe(tmp_path: Path) -> None:
     assert len(exp.curves) == 4 * 12  # 4 evaluations of each run that has curves
     assert len(exp.tasks) == 12 * 200 and exp.tasks.query_acc_post.between(0, 100).all()
     # the report's table: the same records the CLI stores as summary.parquet
-    expected = summary_records(runs, store.read("curves"), store.read("tasks"))
+    expected = aggregate_runs(runs, store.read("curves"), store.read("tasks"))
     assert list(exp.summary.columns) == SUMMARY_SCHEMA.names
     assert exp.summary.solver.tolist() == [r["solver"] for r in expected]
     tested = [r for r in expected if r["test_acc"] is not None]

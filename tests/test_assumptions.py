@@ -31,7 +31,7 @@ from raybench.assumptions import curve_values, exact_solution, lanczos_starts, m
 from raybench.data import OmniglotImages
 from raybench.metrics import CURVE_COLUMNS
 from raybench.report.flat import render_flat
-from raybench.report.records import summary_records
+from raybench.report.records import aggregate_runs
 from raybench.report.tables import summary_tables
 from raybench.results import ExperimentStore
 from raybench.solvers import make_config
@@ -269,7 +269,7 @@ def test_the_store_keeps_the_measurements_with_their_types(tmp_path: Path) -> No
 def test_the_report_says_whether_the_assumptions_hold(tmp_path: Path) -> None:
     store = write_store(tmp_path / "e")
     runs, curves = store.read("runs"), store.read("curves")
-    records = summary_records(runs, curves)
+    records = aggregate_runs(runs, curves)
     texts = {(r["solver"], r["options"]): r["assumptions"] for r in records}
     default = next(v for (s, o), v in texts.items() if s == "imaml" and "lam=2" in o)
     tuned = next(v for (s, o), v in texts.items() if s == "imaml" and "lam=50" in o)

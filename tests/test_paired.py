@@ -12,7 +12,7 @@ import pytest
 from raybench.data import OmniglotImages
 from raybench.metrics import TASK_METRICS
 from raybench.report import paired
-from raybench.report.records import summary_records
+from raybench.report.records import aggregate_runs
 from raybench.report.significance import compare, holm
 from raybench.results import ExperimentStore
 from raybench.results.schema import TASKS_SCHEMA
@@ -96,7 +96,7 @@ def test_report_compares_every_row_with_the_best(tmp_path: Path) -> None:
     store.write_run(head)
     assert not store.path("tasks", head.config.run_id).exists()
     records = {
-        r["solver"]: r for r in summary_records(store.read("runs"), None, store.read("tasks"))
+        r["solver"]: r for r in aggregate_runs(store.read("runs"), None, store.read("tasks"))
     }
     assert records["maml"]["vs_best_verdict"] == "best" and records["maml"]["vs_best"] == 0.0
     fomaml, reptile = records["fomaml"], records["reptile"]
@@ -139,7 +139,7 @@ def test_the_best_is_compared_seed_by_seed_where_the_seeds_are_shared(tmp_path: 
     from raybench.report.flat import summary_markdown_compact
 
     store, matrices = comparison_store(tmp_path / "new")
-    records = summary_records(store.read("runs"), None, store.read("tasks"))
+    records = aggregate_runs(store.read("runs"), None, store.read("tasks"))
     by_key = {(r["solver"], r["source"]): r for r in records if r["vs_best_verdict"]}
     best = next(k for k, r in by_key.items() if r["vs_best_verdict"] == "best")
     assert best == ("maml", "tuned")
@@ -162,7 +162,7 @@ def test_the_best_is_compared_seed_by_seed_where_the_seeds_are_shared(tmp_path: 
     assert "seed-paired (per-seed differences" in table and "for every row" in table
 
     old, _ = comparison_store(tmp_path / "old", recorded=False)
-    records = summary_records(old.read("runs"), None, old.read("tasks"))
+    records = aggregate_runs(old.read("runs"), None, old.read("tasks"))
     for r in records:
         if r["vs_best_verdict"] not in (None, "best"):
             assert r["vs_best_method"] == "independent seeds"
@@ -182,7 +182,7 @@ def test_the_best_is_compared_seed_by_seed_where_the_seeds_are_shared(tmp_path: 
     )
     records = {
         r["solver"]: r
-        for r in summary_records(changed, None, mixed.read("tasks"))
+        for r in aggregate_runs(changed, None, mixed.read("tasks"))
         if r["source"] == "preset"
     }
     assert records["fomaml"]["vs_best_method"] == "independent seeds"

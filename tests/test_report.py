@@ -28,12 +28,12 @@ from raybench.report import references as refs
 from raybench.report import stability as st
 from raybench.report.flat import plain_cell, render_flat
 from raybench.report.records import (
-    RUNS_SCHEMA,
+    RUN_RECORD_SCHEMA,
     SUMMARY_SCHEMA,
+    aggregate_runs,
     caption_lines,
     run_records,
     summary_arrow,
-    summary_records,
 )
 from raybench.report.tables import summary_tables
 from raybench.results import ExperimentStore
@@ -130,7 +130,7 @@ def store(tmp_path: Path) -> ExperimentStore:
 
 
 def records_of(store: ExperimentStore) -> list[dict[str, Any]]:
-    return summary_records(store.read("runs"), store.read("curves"))
+    return aggregate_runs(store.read("runs"), store.read("curves"))
 
 
 def render(tables) -> str:
@@ -418,7 +418,7 @@ def test_old_store_and_a_single_run(tmp_path: Path) -> None:
     (store.root / "runs").mkdir(parents=True)
     pq.write_table(old, store.root / "runs" / "old-1.parquet")
     runs = store.read("runs")
-    records = summary_records(runs, store.read("curves"))
+    records = aggregate_runs(runs, store.read("curves"))
     assert len(records) == 1
     only = records[0]
     assert only["setting"] == "?-way ?-shot, ?" and only["test_acc"] == 50.0
@@ -430,7 +430,7 @@ def test_old_store_and_a_single_run(tmp_path: Path) -> None:
     # one ordinary run
     single = ExperimentStore(tmp_path / "one")
     single.write_run(fake_run("maml", 0, CURVES[0], 80.0))
-    (rec,) = summary_records(single.read("runs"), single.read("curves"))
+    (rec,) = aggregate_runs(single.read("runs"), single.read("curves"))
     assert (rec["runs"], rec["test_acc"], rec["test_ci95"], rec["ci_over"]) == (
         1,
         80.0,
@@ -443,7 +443,7 @@ def test_old_store_and_a_single_run(tmp_path: Path) -> None:
 
 def test_per_run_records(store: ExperimentStore) -> None:
     rows = run_records(store.read("runs"), store.read("curves"))
-    assert len(rows) == 8 and set(rows[0]) == set(RUNS_SCHEMA.names)
+    assert len(rows) == 8 and set(rows[0]) == set(RUN_RECORD_SCHEMA.names)
     seed0 = next(r for r in rows if r["solver"] == "maml" and r["seed"] == 0
                  and r["source"] == "preset" and r["setting"].startswith("5-way"))  # fmt: skip
     assert seed0["roughness"] == pytest.approx(20.0)
@@ -502,7 +502,7 @@ def test_report_writes_summary_parquet(store: ExperimentStore, tmp_path: Path) -
     assert out.read_text().startswith("| setting | ways |")
     runs_csv = tmp_path / "runs.csv"
     report(str(store.root), tmp_path, console, fmt="csv", output=runs_csv, show_runs=True)
-    assert next(csv.reader(io.StringIO(runs_csv.read_text()))) == RUNS_SCHEMA.names
+    assert next(csv.reader(io.StringIO(runs_csv.read_text()))) == RUN_RECORD_SCHEMA.names
     console = Console(record=True, width=250, color_system=None)
     report(str(store.root), tmp_path, console, show_runs=True)
     assert "per run" in console.export_text()

@@ -19,10 +19,12 @@ from stores import comparison_store, write_bench, write_scaling
 
 from raybench.cli.reports import report
 from raybench.errors import RaybenchError
-from raybench.report.columns import SUMMARY_GROUPS, parse_columns, record_names
-from raybench.report.flat import latex_escape, summary_latex
-from raybench.report.records import SUMMARY_SCHEMA, caption_lines, summary_records
+from raybench.report.columns import SUMMARY_GROUPS, parse_columns
+from raybench.report.flat import summary_latex
+from raybench.report.records import SUMMARY_SCHEMA, aggregate_runs, caption_lines
+from raybench.report.summary_columns import flat_names
 from raybench.report.tables import runs_table, summary_tables
+from raybench.report.text import latex_escape
 from raybench.results import ExperimentStore
 
 RAYBENCH = Path(sys.executable).parent / "raybench"
@@ -35,7 +37,7 @@ def store(tmp_path: Path) -> ExperimentStore:
 
 
 def records(store: ExperimentStore) -> list[dict]:
-    return summary_records(store.read("runs"), store.read("curves"), store.read("tasks"))
+    return aggregate_runs(store.read("runs"), store.read("curves"), store.read("tasks"))
 
 
 def render(renderables, width: int) -> str:
@@ -96,12 +98,18 @@ def test_columns_choose_and_order(store: ExperimentStore) -> None:
     with pytest.raises(RaybenchError, match="unknown column 'speed'"):
         parse_columns("speed")
     # the flat formats: setting, solver, accuracy always, then the chosen columns
-    names = record_names(parse_columns("ms,vs_best_p"), SUMMARY_SCHEMA.names)
+    names = flat_names(parse_columns("ms,vs_best_p"), SUMMARY_SCHEMA.names)
     assert names == [
-        *SUMMARY_GROUPS["setting"], *SUMMARY_GROUPS["solver"], "test_acc", "test_ci95",
-        "ci_over", "ms_per_step", "vs_best_p",
+        *SUMMARY_GROUPS["setting"], "solver", "family", "options", "source", "config",
+        "differs", "assumptions", "test_acc", "test_ci95", "ci_over", "ms_per_step",
+        "vs_best_p",
     ]  # fmt: skip
-    assert {n for g in SUMMARY_GROUPS.values() for n in g} == set(SUMMARY_SCHEMA.names)
+    # a column written with another: the detectable difference with the comparison
+    vs_best = flat_names(["vs_best"], SUMMARY_SCHEMA.names)[len(names) - 2 :]
+    assert vs_best == [
+        "vs_best", "vs_best_ci95", "vs_best_p", "vs_best_verdict", "vs_best_method",
+        "vs_best_why", "vs_best_detectable", "vs_best_se", "vs_best_df",
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- failed runs

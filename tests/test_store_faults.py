@@ -16,7 +16,7 @@ import torch
 from cli_checks import run_main
 from test_store import fake_result
 
-from raybench.report.records import summary_records
+from raybench.report.records import aggregate_runs
 from raybench.results import ExperimentStore
 from raybench.resume import TrainingState, save_state
 from raybench.solvers import make_config
@@ -84,7 +84,7 @@ def test_an_unreadable_runs_file_makes_its_run_unfinished(tmp_path: Path, capsys
 def test_a_copied_runs_file_is_one_run_not_an_extra_seed(tmp_path: Path, capsys) -> None:
     store = two_seeds(tmp_path / "exp")
     runs, curves = store.read("runs"), store.read("curves")
-    before = summary_records(runs, curves, store.read("tasks"))
+    before = aggregate_runs(runs, curves, store.read("tasks"))
     for table in ("runs", "curves"):
         for path in store.files(table):
             shutil.copy(path, path.with_name(f"copy-of-{path.name}"))
@@ -93,7 +93,7 @@ def test_a_copied_runs_file_is_one_run_not_an_extra_seed(tmp_path: Path, capsys)
         runs.column("run_id").to_pylist()
     )
     assert after_curves.num_rows == curves.num_rows
-    after = summary_records(after_runs, after_curves, store.read("tasks"))
+    after = aggregate_runs(after_runs, after_curves, store.read("tasks"))
     assert [(r["runs"], r["test_acc"], r["test_ci95"]) for r in after] == [
         (r["runs"], r["test_acc"], r["test_ci95"]) for r in before
     ]

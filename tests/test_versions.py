@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from raybench.report.records import summary_records
+from raybench.report.records import aggregate_runs
 from raybench.results import SCHEMA_VERSION, ExperimentStore
 from raybench.results.versions import is_accuracy
 from raybench.solvers import make_config
@@ -81,7 +81,7 @@ def test_version_1_fractions_read_as_percent(tmp_path: Path) -> None:
     trial = store.read("trials").to_pylist()[0]
     assert (trial["val_acc"], trial["best_val_acc"]) == pytest.approx((40.0, 45.0))
     assert json.loads(trial["history_json"])[0]["val_acc"] == pytest.approx(45.0)
-    (record,) = summary_records(store.read("runs"), store.read("curves"))
+    (record,) = aggregate_runs(store.read("runs"), store.read("curves"))
     assert record["test_acc"] == pytest.approx(50.0)
 
 

@@ -1,7 +1,8 @@
 """The report's columns by name (``--columns``): each name stands for a group of record
-columns. The terminal and LaTeX tables show one column per group; the flat formats write
-the group's record columns. Solver, setting and test accuracy (with its interval) are
-always shown.
+columns. The summary's are declared in :mod:`raybench.report.summary_columns`; the per-run
+table's here. The terminal, compact Markdown and LaTeX tables show one column per group;
+the flat formats write the group's record columns. Solver, setting and test accuracy
+(with its interval) are always shown.
 """
 
 from __future__ import annotations
@@ -10,52 +11,9 @@ from collections.abc import Mapping, Sequence
 
 from raybench.config import did_you_mean
 from raybench.errors import ParameterError, RaybenchError
+from raybench.report.summary_columns import GROUPS
 
-SUMMARY_GROUPS: dict[str, tuple[str, ...]] = {
-    "setting": ("setting", "ways", "shots", "preset"),
-    "solver": ("solver", "family", "options", "source", "config", "differs", "assumptions"),
-    "test_acc": ("test_acc", "test_ci95", "ci_over"),
-    "vs_best": (
-        "vs_best",
-        "vs_best_ci95",
-        "vs_best_p",
-        "vs_best_verdict",
-        "vs_best_method",
-        "vs_best_why",
-        "vs_best_detectable",
-        "vs_best_se",
-        "vs_best_df",
-    ),
-    "default": ("default_acc", "default_ci95"),
-    "tuning_gain": (
-        "tuned_values",
-        "tuning_gain",
-        "tuning_gain_ci95",
-        "tuning_gain_p",
-        "tuning_gain_method",
-        "tuning_gain_se",
-        "tuning_gain_df",
-    ),
-    "runs": ("runs", "seeds", "completed", "diverged", "failed"),
-    "ms_per_step": ("ms_per_step",),
-    "peak_memory_mb": ("peak_memory_mb",),
-    "val_acc": ("val_acc",),
-    "test_std": ("test_std",),
-    "wall_time_s": ("wall_time_s",),
-    "roughness": ("roughness",),
-    "steps": ("steps_90", "steps_95"),
-    "meta_steps": ("meta_steps",),
-    "reference": (
-        "ref_acc",
-        "ref_pm",
-        "ref_method",
-        "ref_source",
-        "ref_protocol",
-        "vs_ref",
-        "other_refs",
-    ),
-    "errors": ("errors",),
-}
+SUMMARY_GROUPS = GROUPS  # raybench.report.summary_columns: each column's fields
 RUN_GROUPS: dict[str, tuple[str, ...]] = {
     "setting": ("setting",),
     "solver": (

@@ -69,11 +69,11 @@ class PairedResult:
 
 def configurations(runs: pa.Table) -> list[Configuration]:
     """Every configuration of the store, in report order (settings, then Table 2's)."""
-    from raybench.report.records import summary_records
+    from raybench.report.records import aggregate_runs
 
     differs = {
         (r["setting"], r["solver"], r["config"]): (r["differs"], r["source"])
-        for r in summary_records(runs)
+        for r in aggregate_runs(runs)
     }
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for _, view in run_views(runs, None):

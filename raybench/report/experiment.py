@@ -18,7 +18,7 @@ def summary_records(store: ExperimentStore, *, defaults: bool = False) -> list[d
     shows and stores as ``summary.parquet``); for a sweep, its tuned configurations with
     the defaults' accuracy and the tuning gain beside them, or with ``defaults`` the
     default configurations."""
-    from raybench.report.records import summary_records as records
+    from raybench.report.records import aggregate_runs as records
     from raybench.report.tuning import default_selected
 
     runs = store.read("runs")
@@ -56,8 +56,8 @@ def replication_records(
     the runs the replication planned are read from it (the published configurations on its
     seeds); a replication of another sweep is refused."""
     from raybench.report.paired import task_results
+    from raybench.report.records import aggregate_runs as records
     from raybench.report.records import run_views
-    from raybench.report.records import summary_records as records
     from raybench.report.replication import TABLES, compare_replication
     from raybench.report.tuning import default_selected
     from raybench.search.finals import planned_runs, replicated_seeds
@@ -102,8 +102,8 @@ def agreement_records(published: ExperimentStore, reproduced: ExperimentStore) -
     and how many seeds agree bitwise, with the kernels each side's runs were rounded by."""
     from raybench.report.agreement import NOT_RECORDED, Agreement, compare_experiments
     from raybench.report.paired import task_results
+    from raybench.report.records import aggregate_runs as records
     from raybench.report.records import run_views, setting_label
-    from raybench.report.records import summary_records as records
     from raybench.report.tuning import default_selected
 
     def side(store: ExperimentStore) -> tuple[list, list, dict, tuple[str, ...]]:

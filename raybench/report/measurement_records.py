@@ -104,7 +104,7 @@ STUDY_RECORDS = {
 }
 
 # The columns a LaTeX table of each study shows by default (a paper's page is narrow).
-LATEX_COLUMNS = {
+STUDY_LATEX_COLUMNS = {
     "bench": ("solver", "implementation", "ms_per_step", "ms_min", "peak_memory_mb",
               "speedup_vs_loop"),
     "scaling": ("solver", "inner_steps", "ms_per_step", "peak_memory_mb"),

@@ -16,7 +16,7 @@ from rich.text import Text
 from raybench.assumption_checks import VIOLATIONS, solver_assumptions, violations
 from raybench.measurements.bench import SPREAD_WARNING, bench_warnings
 from raybench.measurements.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
-from raybench.report.records import format_memory
+from raybench.report.text import format_memory
 from raybench.solver_catalog import family_rank
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ def sensitivity_rich(table: pa.Table, solver: str, preset: str) -> Table:
 def bench_rich(table: pa.Table) -> RenderableType:
     """The bench table (median, min and max of the timed steps, how many) and, under it,
     the warnings of :func:`bench_warnings`."""
-    from raybench.report.records import format_duration
+    from raybench.report.text import format_duration
 
     rows = table.to_pylist()
     first = rows[0] if rows else {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -36,7 +36,7 @@ from raybench.report.stability import (
     std_or_none,
 )
 from raybench.report.tuning import TUNING_FIELDS, TUNING_NAMES, add_tuning, shown
-from raybench.report.views import MISSING, TIED_MARK, completed_views
+from raybench.report.views import MISSING, completed_views
 from raybench.solver_catalog import family_rank
 
 # The aggregated table: the columns of summary.parquet and of every --format, in order.
@@ -95,7 +95,7 @@ SUMMARY_SCHEMA = pa.schema(
     ]
 )
 
-RUNS_SCHEMA = pa.schema(
+RUN_RECORD_SCHEMA = pa.schema(
     [
         ("setting", pa.string()),
         ("solver", pa.string()),
@@ -126,24 +126,6 @@ RUNS_SCHEMA = pa.schema(
 
 def _num(value: Any) -> float | None:
     return finite(value)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return MISSING
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def format_memory(mb: float | None) -> str:
-    if mb is None:
-        return MISSING
-    return f"{mb / 1024:.2f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
 
 
 def solver_options(row: Mapping[str, Any]) -> str:
@@ -293,7 +275,7 @@ def run_records(runs: pa.Table, curves: pa.Table | None = None) -> list[dict[str
     the per-run view, with each run's own stability measures."""
     out = []
     for _, view in run_views(runs, curves):
-        record = {name: view.get(name) for name in RUNS_SCHEMA.names}
+        record = {name: view.get(name) for name in RUN_RECORD_SCHEMA.names}
         record["setting"] = setting_label(view["setting_key"])
         out.append(record)
     return out
@@ -302,7 +284,7 @@ def run_records(runs: pa.Table, curves: pa.Table | None = None) -> list[dict[str
 # ---------------------------------------------------------------- aggregated
 
 
-def summary_records(
+def aggregate_runs(
     runs: pa.Table,
     curves: pa.Table | None = None,
     tasks: pa.Table | None = None,
@@ -432,7 +414,7 @@ def _aggregate(members: list[tuple[dict, dict]]) -> dict[str, Any]:
         "options": first["options"],
         "source": first["source"],
         "config": first["config"],
-        "differs": None,  # filled in across configurations by summary_records
+        "differs": None,  # filled in across configurations by aggregate_runs
         "meta_steps": first["meta_steps"],
         "runs": len(views),
         "seeds": len({v["seed"] for v in views}),
@@ -444,7 +426,7 @@ def _aggregate(members: list[tuple[dict, dict]]) -> dict[str, Any]:
         "test_ci95": test_ci,
         "ci_over": ci_over,
         "test_std": std_or_none(tests),
-        **dict.fromkeys(VERSUS_BEST),  # filled in across configurations by summary_records
+        **dict.fromkeys(VERSUS_BEST),  # filled in across configurations by aggregate_runs
         **dict.fromkeys(TUNING_NAMES),  # filled in for a sweep's default and tuned rows
         "val_acc": mean_or_none(v["val_acc"] for v in done),
         "roughness": mean_or_none(v["roughness"] for v in done),
@@ -640,15 +622,3 @@ def caption_lines(runs: pa.Table) -> list[str]:
     order = sorted({setting_key(r) for r in runs.to_pylist()}, key=_setting_order)
     lines = [f"{setting_label(k)}: {captions[setting_label(k)]}" for k in order]
     return lines + list(FLAT_NOTES)
-
-
-def versus_best_text(record: Mapping[str, Any], mark: Callable[[str], str] = str) -> str:
-    """``best ★``, ``-0.42 ± 0.90 ★`` (not significantly worse) or ``-20.10 ± 3.00``;
-    ``mark`` styles the best row's text and the ★ (Rich markup in the terminal)."""
-    verdict = record.get("vs_best_verdict")
-    if verdict is None:
-        return MISSING
-    if verdict == "best":
-        return mark(f"best {TIED_MARK}")
-    text = f"{record['vs_best']:+.2f} ± {record['vs_best_ci95']:.2f}"
-    return f"{text} {mark(TIED_MARK)}" if verdict == "tied" else text

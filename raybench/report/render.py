@@ -229,14 +229,15 @@ def _report_flat(
     from raybench.report import flat
     from raybench.report.columns import RUN_GROUPS, record_names
     from raybench.report.experiment import protocol_lines
-    from raybench.report.measurement_records import LATEX_COLUMNS, STUDY_RECORDS
+    from raybench.report.measurement_records import STUDY_LATEX_COLUMNS, STUDY_RECORDS
     from raybench.report.records import (
         FLAT_NOTES,
-        RUNS_SCHEMA,
+        RUN_RECORD_SCHEMA,
         SUMMARY_SCHEMA,
         caption_lines,
         run_records,
     )
+    from raybench.report.summary_columns import flat_names
     from raybench.report.tuning import TUNING_NOTE, has_tuning
 
     runs = store.read("runs")
@@ -254,11 +255,11 @@ def _report_flat(
                 protocol = [c for c in captions if c not in FLAT_NOTES]
                 parts.append(flat.summary_markdown_compact(summary, chosen, protocol))
                 continue
-            rows, names = summary, record_names(chosen, SUMMARY_SCHEMA.names)
+            rows, names = summary, flat_names(chosen, SUMMARY_SCHEMA.names)
         elif name == "runs":
             captions = caption_lines(runs)
             rows = run_records(runs, store.read("curves"))
-            names = record_names(chosen, RUNS_SCHEMA.names, RUN_GROUPS)
+            names = record_names(chosen, RUN_RECORD_SCHEMA.names, RUN_GROUPS)
         else:
             rows, names = STUDY_RECORDS[name](store)
             if chosen and wanted == [name]:
@@ -270,7 +271,7 @@ def _report_flat(
                     )
                 names = chosen
             elif fmt == "latex":
-                names = [n for n in LATEX_COLUMNS[name] if n in names]
+                names = [n for n in STUDY_LATEX_COLUMNS[name] if n in names]
         if fmt == "latex":
             label = f"tab:raybench-{flat.latex_label(store.name)}-{name}"
             caption = f"raybench {name} of experiment {store.name}"

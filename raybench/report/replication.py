@@ -98,7 +98,7 @@ def compare_replication(
     """Every verdict of the published tables against the replication's.
 
     ``published`` and ``replicated`` map each table name of :data:`TABLES` to its summary
-    records (:func:`raybench.report.records.summary_records`, one setting); the runs and
+    records (:func:`raybench.report.records.aggregate_runs`, one setting); the runs and
     per-task results line up each configuration's seeds for the accuracy shift. Rows: the
     vs-best verdict of every solver in both tables, then the tuning gain's significance of
     every tuned solver that has one."""

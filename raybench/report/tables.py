@@ -21,25 +21,27 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from raybench.report import references as refs
-from raybench.report.columns import RUN_GROUPS, SUMMARY_GROUPS, group_of
+from raybench.report.columns import RUN_GROUPS, group_of
 from raybench.report.records import (
     NOTES,
     config_key,
-    format_duration,
-    format_memory,
     method_note,
     run_views,
     setting_captions,
     setting_key,
     setting_label,
 )
-from raybench.report.records import versus_best_text as records_versus_best
 from raybench.report.stability import finite as _num
-from raybench.report.tuning import TUNING_NOTE, default_text, gain_text, has_tuning
-from raybench.report.views import MISSING
-
-BEST = "bold green"
+from raybench.report.summary_columns import (
+    BEST,
+    RICH,
+    SUMMARY,
+    Cell,
+    SummaryColumn,
+    shown_columns,
+)
+from raybench.report.text import MISSING, format_duration, format_memory, solver_label
+from raybench.report.tuning import TUNING_NOTE, has_tuning
 
 
 @dataclass(frozen=True)
@@ -54,25 +56,6 @@ class Column:
     max_width: int = 0
 
 
-# The summary's columns, in order of importance: what stays when the terminal is narrow.
-SUMMARY_COLUMNS = (
-    Column("solver", "Solver", "left", wrap=True, max_width=26),
-    Column("test_acc", "Test acc. %\n± 95% CI"),
-    Column("vs_best", "Δ best\n± 95% CI"),
-    Column("default", "Default %\n± 95% CI"),
-    Column("tuning_gain", "Tuning gain\n± 95% CI"),
-    Column("runs", "Runs\nok/div/fail"),
-    Column("ms_per_step", "ms/step"),
-    Column("peak_memory_mb", "Mem."),
-    Column("val_acc", "Val. %"),
-    Column("test_std", "Std"),
-    Column("wall_time_s", "Wall"),
-    Column("roughness", "Rough."),
-    Column("steps", "Steps\n90/95%"),
-    Column("meta_steps", "Meta-\nsteps"),
-    Column("reference", "Reference %", "left", wrap=True, max_width=40),
-)
-SUMMARY_DEFAULT = tuple(c.key for c in SUMMARY_COLUMNS if c.key != "meta_steps")
 RUN_COLUMNS = (
     Column("solver", "Run", "left", wrap=True, max_width=26),
     Column("test_acc", "Test acc. %\n± 95% CI"),
@@ -190,6 +173,13 @@ def chosen_columns(
     return [by_key[k] for k in keys]
 
 
+def terminal_column(column: SummaryColumn) -> Column:
+    """A summary column's terminal layout."""
+    justify = "left" if column.left else "right"
+    wrap = column.max_width > 0
+    return Column(column.name, column.headers["rich"], justify, wrap, column.max_width)
+
+
 # ---------------------------------------------------------------- cells
 
 
@@ -210,17 +200,6 @@ def _best_values(records: Sequence[Mapping[str, Any]], spec: Mapping[str, bool])
     return out
 
 
-SUMMARY_BEST = {
-    "test_acc": True,
-    "val_acc": True,
-    "test_std": False,
-    "roughness": False,
-    "steps_90": False,
-    "steps_95": False,
-    "wall_time_s": False,
-    "ms_per_step": False,
-    "peak_memory_mb": False,
-}
 RUN_BEST = {
     "test_acc": True,
     "val_acc": True,
@@ -235,91 +214,8 @@ def _mark(text: str, value: Any, best: float | None) -> str:
     return f"[{BEST}]{text}[/]" if good else text
 
 
-def _acc_text(acc: Any, ci: Any) -> str:
-    if acc is None:
-        return MISSING
-    return f"{acc:.2f} ± {ci:.2f}" if ci is not None else f"{acc:.2f}"
-
-
 def _fixed(value: Any, digits: int) -> str:
     return MISSING if value is None else f"{value:.{digits}f}"
-
-
-def reference_lines(row: Mapping[str, Any], acc: float | None, ci: float | None) -> str:
-    """Every reference of a row, one line each: ``82.7 T2: within``; a reference whose
-    protocol differs is marked ``≠`` and dimmed, without a verdict (context, not a
-    target); ``n/c, CI ±9.0 wider than ±5``: not comparable, the interval is too wide."""
-    lines = []
-    for m in refs.references_for(row):
-        ref = m.reference
-        pm = f"±{ref.pm:g}" if ref.pm is not None else ""
-        text = escape(f"{ref.value:g}{pm} {ref.short or ref.source}")
-        if not m.same_protocol:  # ≠ says it all: context, no verdict
-            lines.append(f"[dim]≠ {text}[/]")
-            continue
-        verdict = refs.match_verdict(m, acc, ci) or MISSING
-        lines.append(f"{text}: {verdict.replace('not comparable: interval', 'n/c, CI')}")
-    return "\n".join(lines) or MISSING
-
-
-def _solver_cell(record: Mapping[str, Any]) -> str:
-    """Solver (and its config's source unless a preset) on the first line, never wrapped;
-    family, own options, what differs from its other configurations, and whether runs
-    failed, dimmed below."""
-    source = record.get("source")
-    head = str(record["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
-    lines = [escape(head), f"[dim]{escape(str(record.get('family') or MISSING))}[/]"]
-    for key in ("options", "differs"):
-        if record.get(key) is not None:
-            lines.append(f"[dim]{escape(str(record[key]))}[/]")
-    bad = [f"{record[k]} {k}" for k in ("failed", "diverged") if record.get(k)]
-    if bad and record.get("errors"):
-        lines.append(f"[red]✗ {', '.join(bad)}[/]")
-    assumptions = record.get("assumptions")  # implicit solvers: do their premises hold?
-    if assumptions is not None and assumptions.startswith("violated: "):
-        failed = assumptions.removeprefix("violated: ").split(", ")
-        lines += ["[red]assumptions violated:[/]", *(f"[red] {escape(f)}[/]" for f in failed)]
-    elif assumptions is not None:
-        lines += ["[green]assumptions:[/]", f"[green] {escape(assumptions)}[/]"]
-    return "\n".join(lines)
-
-
-def versus_best_text(record: Mapping[str, Any]) -> str:
-    """The vs-best cell of :func:`records.versus_best_text`, its mark in bold green."""
-    return records_versus_best(record, lambda text: f"[{BEST}]{text}[/]")
-
-
-def _summary_cells(
-    r: Mapping[str, Any], best: Mapping[str, float | None], raw: Mapping[str, Any]
-) -> dict[str, str]:
-    diverged = f"[red]{r['diverged']}[/]" if r["diverged"] else "0"
-    failed = f"[red]{r['failed']}[/]" if r["failed"] else "0"
-    steps = f"{_fixed(r['steps_90'], 0)}/{_fixed(r['steps_95'], 0)}"
-    if r["steps_90"] is None and r["steps_95"] is None:
-        steps = MISSING
-    return {
-        "solver": _solver_cell(r),
-        "runs": f"{r['completed']}/{diverged}/{failed}",
-        "test_acc": _mark(
-            _acc_text(r["test_acc"], r["test_ci95"]), r["test_acc"], best["test_acc"]
-        ),
-        "vs_best": versus_best_text(r),
-        "default": default_text(r),
-        "tuning_gain": gain_text(r),
-        "test_std": _mark(_fixed(r["test_std"], 2), r["test_std"], best["test_std"]),
-        "val_acc": _mark(_fixed(r["val_acc"], 2), r["val_acc"], best["val_acc"]),
-        "roughness": _mark(_fixed(r["roughness"], 2), r["roughness"], best["roughness"]),
-        "steps": _mark(steps, r["steps_90"], best["steps_90"]),
-        "meta_steps": MISSING if r.get("meta_steps") is None else str(r["meta_steps"]),
-        "wall_time_s": _mark(
-            format_duration(r["wall_time_s"]), r["wall_time_s"], best["wall_time_s"]
-        ),
-        "ms_per_step": _mark(_fixed(r["ms_per_step"], 1), r["ms_per_step"], best["ms_per_step"]),
-        "peak_memory_mb": _mark(
-            format_memory(r["peak_memory_mb"]), r["peak_memory_mb"], best["peak_memory_mb"]
-        ),
-        "reference": reference_lines(raw, r["test_acc"], r["test_ci95"]),
-    }
 
 
 def _error_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -327,10 +223,9 @@ def _error_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for r in rows:
         if r.get("errors"):
-            source = r.get("source")
-            name = str(r["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
             config = escape(str(r["config"]))
-            lines.append(f"[red]✗[/] {escape(name)} [dim]{config}[/]: {escape(r['errors'])}")
+            name = escape(solver_label(r))
+            lines.append(f"[red]✗[/] {name} [dim]{config}[/]: {escape(r['errors'])}")
     return lines
 
 
@@ -357,15 +252,18 @@ def summary_tables(
     by_setting: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         by_setting.setdefault(record["setting"], []).append(record)
-    default = SUMMARY_DEFAULT
-    if not has_tuning(records):  # no sweep's defaults: no columns for them
-        default = tuple(k for k in default if k not in ("default", "tuning_gain"))
-    shown = chosen_columns(SUMMARY_COLUMNS, default, columns, SUMMARY_GROUPS)
+    shown = shown_columns("rich", columns, has_tuning(records))
+    layout = [terminal_column(c) for c in shown]
+    marked = {c.best[0]: c.best[1] for c in SUMMARY if c.best is not None}
     out: list[Table | Text] = []
     for label, rows in by_setting.items():
-        best = _best_values(rows, SUMMARY_BEST)
-        cells = [_summary_cells(r, best, first_rows.get((label, r["config"]), {})) for r in rows]
-        out += fitted_tables(f"{escape(label)} — {title}", shown, cells, width)
+        best = _best_values(rows, marked)
+        cells = [
+            {c.name: c.cell(r, Cell(RICH, best, first_rows.get((label, r["config"]), {})))
+             for c in shown}
+            for r in rows
+        ]  # fmt: skip
+        out += fitted_tables(f"{escape(label)} — {title}", layout, cells, width)
         protocol = f"[dim]{escape(captions.get(label, ''))}[/]"
         methods = method_note(rows)
         how = [f"[dim]Δ best: {escape(methods)}.[/]"] if methods else []

@@ -123,14 +123,6 @@ def gain_text(record: Mapping[str, Any]) -> str:
     return text + (" *" if p is not None and p < ALPHA else "")
 
 
-def default_text(record: Mapping[str, Any]) -> str:
-
-    if record.get("default_acc") is None:
-        return MISSING
-    ci = record.get("default_ci95")
-    return f"{record['default_acc']:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
-
-
 def default_selected(trials: pa.Table | None) -> dict[str, bool]:
     """Per solver, whether its search selected the default (the trials table's marks)."""
     if trials is None or not {"solver", "default", "selected"} <= set(trials.column_names):
