@@ -240,20 +240,12 @@ def fidelity(
         grads = raybench.api.fidelity("maml,imaml", "smoke", sweeps=["imaml.cg_steps=1,5"])
         grads.table.to_pandas()[["solver", "knob_value", "cosine"]]
     """
-    import pyarrow as pa
     from rich.console import Console
 
     from raybench.data import load_omniglot
-    from raybench.measurements.fidelity import (
-        FidelityStudy,
-        checkpoint_point,
-        init_point,
-        run_points,
-    )
+    from raybench.measurements.fidelity import FidelityStudy, init_point
     from raybench.measurements.fidelity_plan import meta_solvers, parse_sweep
     from raybench.planning import experiment_store, resolve_solvers
-    from raybench.results import open_experiment
-    from raybench.results.store import write_table
 
     overrides = _overrides(preset, settings, device)
     if seed is not None:
@@ -265,8 +257,49 @@ def fidelity(
             given=names_text(solvers),
         )
     sweep_map = dict(parse_sweep(spec) for spec in sweeps)
-    points, notes = [], []
     out = Path(out)
+    points, notes = _fidelity_points(source, checkpoints, init, out)
+    store = experiment_store(experiment or "fidelity", out, force)
+    data = load_omniglot(optional_path(data_dir))
+    study = FidelityStudy(
+        data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
+    )
+    if init:
+        points.insert(0, init_point(study.reference))
+    for point in points:  # every point checked before the first long computation
+        study.params_at(point)
+    console = console or Console()
+    _announce_fidelity(console, study, points, tasks, store, skipped, notes)
+    return _measure_fidelity(study, points, store, console)
+
+
+def _measure_fidelity(study: Any, points: Sequence[Any], store: Any, console: Console
+                      ) -> Measurement:  # fmt: skip
+    """Every point's rows, each written to ``fidelity/`` as soon as it is computed."""
+    import pyarrow as pa
+
+    from raybench.results.store import write_table
+
+    tables, files = [], []
+    for point in points:
+        console.print(f"  {escape(point.name)}: {len(study.cases) + 1} meta-gradients")
+        table = study.run(point, experiment=store.name)
+        path = store.path("fidelity", table.column("study_id")[0].as_py())
+        write_table(path, table)
+        tables.append(table)
+        files.append(path)
+    return Measurement(Experiment(store), pa.concat_tables(tables), files)
+
+
+def _fidelity_points(
+    source: PathLike | None, checkpoints: Sequence[PathLike], init: bool, out: Path
+) -> tuple[list[Any], list[str]]:
+    """The points to compare at: an experiment's runs, checkpoints (the initialisation is
+    added by the study); and why any run was skipped. Nothing to compare at is an error."""
+    from raybench.measurements.fidelity import checkpoint_point, run_points
+    from raybench.results import open_experiment
+
+    points, notes = [], []
     if source is not None:
         found, notes = run_points(open_experiment(str(source), out))
         if not found:
@@ -279,18 +312,20 @@ def fidelity(
     points += [checkpoint_point(Path(path)) for path in checkpoints]
     if not init and not points:
         raise ParameterError("nothing to compare at: give {source}, {checkpoints}, or keep {init}")
-    store = experiment_store(experiment or "fidelity", out, force)
-    data = load_omniglot(optional_path(data_dir))
-    study = FidelityStudy(
-        data, preset=preset, overrides=overrides, solvers=kept, sweeps=sweep_map, n_tasks=tasks
-    )
-    if init:
-        points.insert(0, init_point(study.reference))
-    for point in points:  # every point checked before the first long computation
-        study.params_at(point)
+    return points, notes
+
+
+def _announce_fidelity(
+    console: Console,
+    study: Any,
+    points: Sequence[Any],
+    tasks: int,
+    store: Any,
+    skipped: Sequence[str],
+    notes: Sequence[str],
+) -> None:
     ref = study.reference
     per_point = len(study.cases) + 1  # every case, and the exact MAML reference
-    console = console or Console()
     console.print(
         f"[bold]raybench fidelity[/] {len(points)} point(s) x {per_point} meta-gradients "
         f"({len(study.cases)} solver settings compared with exact MAML, {ref.inner_steps} "
@@ -304,15 +339,6 @@ def fidelity(
         )
     for note in notes:
         console.print(f"skipped point {escape(str(note))}")
-    tables, files = [], []
-    for point in points:
-        console.print(f"  {escape(point.name)}: {per_point} meta-gradients")
-        table = study.run(point, experiment=store.name)
-        path = store.path("fidelity", table.column("study_id")[0].as_py())
-        write_table(path, table)
-        tables.append(table)
-        files.append(path)
-    return Measurement(Experiment(store), pa.concat_tables(tables), files)
 
 
 def parse_counts(spec: str | Sequence[int]) -> list[int]:
@@ -402,18 +428,10 @@ def scaling(
         f"experiment {escape(str(store.root))}"
     )
     table = scaling_table(
-        preset=preset,
-        overrides=overrides,
-        solvers=names,
-        inner_steps=counts,
-        steps=steps,
-        warmup=warmup,
-        threads=threads,
-        data=data,
-        data_dir=data_path,
-        experiment=store.name,
+        preset=preset, overrides=overrides, solvers=names, inner_steps=counts, steps=steps,
+        warmup=warmup, threads=threads, data=data, data_dir=data_path, experiment=store.name,
         progress=lambda message: console.print(f"  {escape(str(message))}"),
-    )
+    )  # fmt: skip
     path = store.path("scaling", table.column("study_id")[0].as_py())
     write_table(path, table)
     return Measurement(Experiment(store), table, [path])

@@ -40,6 +40,13 @@ class Sensitivity:
         return any(o.status == "failed" for o in self.experiment.outcomes)
 
 
+def _value_texts(values: str | Sequence[Any]) -> list[str]:
+    """A study's values as texts: ``"0.001,0.01"`` or a sequence."""
+    if isinstance(values, str):
+        return [v.strip() for v in values.split(",") if v.strip()]
+    return [str(v) for v in values]
+
+
 @checked("sensitivity")
 def sensitivity(
     solver: str,
@@ -103,21 +110,16 @@ def sensitivity(
     key = setting_key(solver, param)
     overrides = setting_overrides(settings, steps=steps, device=device)
     n_seeds = seeds or default_seeds([preset])
-    if isinstance(values, str):
-        value_list = [v.strip() for v in values.split(",") if v.strip()]
-    else:
-        value_list = [str(v) for v in values]
+    value_list = _value_texts(values)
     configs = study_configs(solver, preset, overrides, key, value_list, range(n_seeds))
     # the stored names keep the command's old name (source "study", study.parquet), so
     # stores made before the rename read the same
     store = experiment_store(experiment or f"study-{solver}-{param}", Path(out), force)
     ensure_writable(store.root)
     console = console or Console()
-    console.print(
-        f"[bold]raybench sensitivity[/] {escape(solver)}: {escape(key)} in "
-        f"{{{escape(', '.join(value_list))}}} x "
-        f"{n_seeds} seed(s), experiment {escape(str(store.root))}"
-    )
+    console.print(f"[bold]raybench sensitivity[/] {escape(solver)}: {escape(key)} in "
+                  f"{{{escape(', '.join(value_list))}}} x {n_seeds} seed(s), experiment "
+                  f"{escape(str(store.root))}")  # fmt: skip
     execution = replace(execution or ExecutionOptions(), source="study", label_settings=(key,))
     data = optional_path(data_dir)
     outcomes = execute(configs, store, console, execution, data)
@@ -220,96 +222,119 @@ def run(
     experiment). Progress goes to ``console`` (a new Rich console by default; it renders in
     Jupyter too). ``force``: create the experiment even in a system folder or a folder of
     other files (refused otherwise)."""
-    from dataclasses import replace
 
     from rich.console import Console
 
+    from raybench.execution import ExecutionOptions
+    from raybench.planning import experiment_store
+    from raybench.trackers import tracker_spec
+
+    if (seeds is not None and seeds < 1) or first_seed < 0:
+        raise ParameterError("{seeds} {n} from {first_seed} {first}: expected at least 1, "
+                             "from >= 0", n=seeds, first=first_seed)  # fmt: skip
+    console, out = console or Console(), Path(out)
+    execution = ExecutionOptions(
+        backend=backend, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+        max_concurrent=max_concurrent, max_retries=max_retries, dashboard=dashboard,
+        rerun=rerun, log_every=log_every, connect_timeout=connect_timeout,
+        tracker=tracker_spec(tracker, tracker_uri),
+    )  # fmt: skip
+    if resume is not None:
+        given = {"settings": bool(settings), "steps": steps is not None,
+                 "device": device is not None, "config_files": bool(config_files),
+                 "matrix": matrix, "preset": names_text(preset) != "paper",
+                 "seeds": seeds is not None, "first_seed": first_seed != 0,
+                 "experiment": experiment is not None, "rerun": rerun}  # fmt: skip
+        planned = _resumed_runs(resume, out, names_text(solvers), given, console)
+        if not planned.configs:
+            return Experiment(planned.store, [])
+    else:
+        overrides = setting_overrides(settings, steps=steps, device=device)
+        seeds_from = (first_seed, seeds)
+        planned = _planned_runs(solvers, preset, matrix, config_files, overrides, seeds_from)
+        planned.store = experiment_store(experiment or planned.name, out, force)
+    return _train_planned(planned, execution, console, optional_path(data_dir))
+
+
+@dataclass
+class _Planned:
+    """The runs a ``run`` call trains, and how they are labelled and stored."""
+
+    configs: list[Any]
+    source: str = "preset"  # preset or config (files); a resumption keeps each run's own
+    labels: tuple[str, ...] = ()  # settings that tell runs apart beyond the solver
+    sources: dict[str, str] | None = None  # per run id, a resumption's recorded sources
+    name: str = ""  # the experiment's default name
+    store: Any = None
+
+
+def _resumed_runs(
+    resume: str, out: Path, solvers: str, given: Mapping[str, bool], console: Console
+) -> _Planned:
+    """Every unfinished run of an interrupted experiment (of ``solvers`` when named);
+    options that would define other runs (``given``) are refused."""
+    from raybench.planning import refuse_with_resume, resume_configs, resume_store
+
+    refuse_with_resume([name for name, on in given.items() if on])
+    store = resume_store(resume, out)
+    resumption = resume_configs(store, solvers)
+    for line in resumption.lines:
+        console.print(line)
+    return _Planned(resumption.configs, sources=resumption.sources, store=store)
+
+
+def _planned_runs(
+    solvers: str | Sequence[str],
+    preset: str | Sequence[str],
+    matrix: bool,
+    config_files: Sequence[PathLike],
+    overrides: dict[str, Any],
+    seeds_from: tuple[int, int | None],
+) -> _Planned:
+    """The runs of config files, or of solvers x presets (every standard setting with
+    ``matrix``), each with its seeds (the presets' default count unless given)."""
     from raybench.config import MATRIX_PRESETS
     from raybench.configfile import read_config_file
-    from raybench.execution import ExecutionOptions, execute
     from raybench.planning import (
         build_configs,
         configs_from_files,
         default_seeds,
-        experiment_store,
-        refuse_with_resume,
         resolve_presets,
         resolve_solvers,
-        resume_configs,
-        resume_store,
     )
-    from raybench.trackers import tracker_spec
 
-    if (seeds is not None and seeds < 1) or first_seed < 0:
-        raise ParameterError(
-            "{seeds} {n} from {first_seed} {first}: expected at least 1, from >= 0",
-            n=seeds,
-            first=first_seed,
-        )
-    console = console or Console()
-    out = Path(out)
-    execution = ExecutionOptions(
-        backend=backend,
-        address=address,
-        gpus_per_run=gpus_per_run,
-        cpus_per_run=cpus_per_run,
-        max_concurrent=max_concurrent,
-        max_retries=max_retries,
-        dashboard=dashboard,
-        rerun=rerun,
-        log_every=log_every,
-        connect_timeout=connect_timeout,
-        tracker=tracker_spec(tracker, tracker_uri),
-    )
-    labels: tuple[str, ...] = ()
-    sources: dict[str, str] | None = None
-    if resume is not None:
-        given = {
-            "settings": bool(settings),
-            "steps": steps is not None,
-            "device": device is not None,
-            "config_files": bool(config_files),
-            "matrix": matrix,
-            "preset": names_text(preset) != "paper",
-            "seeds": seeds is not None,
-            "first_seed": first_seed != 0,
-            "experiment": experiment is not None,
-            "rerun": rerun,
-        }
-        refuse_with_resume([name for name, on in given.items() if on])
-        store = resume_store(resume, out)
-        resumption = resume_configs(store, names_text(solvers))
-        for line in resumption.lines:
-            console.print(line)
-        configs, sources = resumption.configs, resumption.sources
-        source = "preset"
-        if not configs:
-            return Experiment(store, [])
+    first_seed, seeds = seeds_from
+    if config_files:
+        files = [Path(p) for p in config_files]
+        presets = [read_config_file(f)[1] for f in files]
+        seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
+        configs = configs_from_files(files, overrides, seed_range)
+        name = "+".join(dict.fromkeys(f.stem for f in files))
+        planned = _Planned(configs, "config", name=name)
     else:
-        overrides = setting_overrides(settings, steps=steps, device=device)
-        if config_files:
-            files = [Path(p) for p in config_files]
-            presets = [read_config_file(f)[1] for f in files]
-            seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
-            configs = configs_from_files(files, overrides, seed_range)
-            source = "config"
-            default_name = "+".join(dict.fromkeys(f.stem for f in files))
-        else:
-            presets = list(MATRIX_PRESETS) if matrix else resolve_presets(names_text(preset))
-            seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
-            names = resolve_solvers(names_text(solvers))
-            configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
-            source = "preset"
-            default_name = "matrix" if matrix else "+".join(presets)
-        if len(set(presets)) > 1:
-            labels = ("preset",)
-        store = experiment_store(experiment or default_name, out, force)
+        presets = list(MATRIX_PRESETS) if matrix else resolve_presets(names_text(preset))
+        seed_range = range(first_seed, first_seed + (seeds or default_seeds(presets)))
+        names = resolve_solvers(names_text(solvers))
+        configs = [c for p in presets for c in build_configs(names, p, overrides, seed_range)]
+        planned = _Planned(configs, name="matrix" if matrix else "+".join(presets))
+    if len(set(presets)) > 1:
+        planned.labels = ("preset",)
+    return planned
+
+
+def _train_planned(planned: _Planned, execution: Any, console: Console, data: Path | None
+                   ) -> Experiment:  # fmt: skip
+    """Say what runs, then train, test and store every planned run."""
+    from dataclasses import replace
+
+    from raybench.execution import execute
+
+    store, configs = planned.store, planned.configs
     names = list(dict.fromkeys(c.solver for c in configs))
     console.print(
         f"[bold]raybench[/] {len(configs)} run(s) of {escape(', '.join(names))} "
         f"({execution.backend} back end), experiment {escape(str(store.root))}"
     )
-    data = optional_path(data_dir)
-    execution = replace(execution, source=source, label_settings=labels)
-    outcomes = execute(configs, store, console, execution, data, sources=sources)
+    execution = replace(execution, source=planned.source, label_settings=planned.labels)
+    outcomes = execute(configs, store, console, execution, data, sources=planned.sources)
     return Experiment(store, outcomes)

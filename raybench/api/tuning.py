@@ -75,152 +75,228 @@ def sweep(
     configuration with the same seeds and test them, as ``raybench sweep`` does.
 
     Args:
-        solvers: names, comma-separated text or ``"all"`` (the default).
-        preset: the preset (default ``"paper"``); ``settings`` overrides (a mapping or
+        solvers, preset: names, comma-separated text or ``"all"`` (the default); the
+            preset (default ``"paper"``). ``settings``: overrides (a mapping or
             ``key=value`` texts); ``device``: auto, cpu or cuda.
         trials, steps, seeds, final_steps, search_seed: the protocol's rules (trials per
-            solver, default 32; meta-steps per trial, default 500; seeds of the final runs,
-            a count or the seeds; their length; the sampler's seed), each also readable
-            from ``protocol_file`` (YAML or JSON), which given rules must agree with.
-        unequal_budgets: allow solvers different trial budgets.
-        final: train the final runs after the search (default).
-        spaces: the folder of search spaces (default ``./search_spaces`` or the
-            package's).
-        experiment: its name under ``out`` or a folder (default ``sweep``).
-        options: how trials execute (:class:`raybench.search.sweep.SweepOptions`:
-            concurrency, GPUs and CPUs per trial, retries); ``address``: a Ray cluster.
-        resume: an interrupted sweep's experiment: finished trials and runs are kept,
-            the rest continued under its own protocol (given rules, solvers, preset,
-            settings, device and spaces must agree with it; no other experiment).
-        tracker: ``"mlflow"`` and/or ``"tensorboard"`` (``tracker_uri``: MLflow's URI).
-        console: where progress goes (a new Rich console by default).
-        force: create the experiment even in a system or foreign folder.
+            solver, default 32; meta-steps per trial, default 500; the final runs' seeds,
+            a count or the seeds; their length; the sampler's seed), also readable from
+            ``protocol_file`` (YAML or JSON), which given rules must agree with;
+            ``unequal_budgets`` allows solvers different trial budgets.
+        final, spaces, experiment: train the final runs (default); the search spaces
+            (default ``./search_spaces`` or the package's); a name under ``out`` or a
+            folder (default ``sweep``).
+        options, address: how trials execute (:class:`raybench.search.sweep.SweepOptions`:
+            concurrency, GPUs and CPUs per trial, retries); a Ray cluster.
+        resume: an interrupted sweep's experiment, continued under its own protocol
+            (given rules, solvers, preset, settings, device and spaces must agree).
+        tracker, console, force: ``"mlflow"`` and/or ``"tensorboard"`` (``tracker_uri``:
+            MLflow's URI); where progress goes (a new Rich console by default); create
+            the experiment even in a system or foreign folder.
 
     Returns:
         :class:`Tuned`: the experiment and the protocol.
 
     Raises:
-        RaybenchError: an unknown solver, preset, setting or space; rules that disagree
-            with the protocol file or with the resumed sweep's protocol.
+        RaybenchError: an unknown solver, preset, setting or space; disagreeing rules.
 
     Example::
 
         tuned = raybench.api.sweep("fomaml,reptile", "smoke", trials=4, steps=20, seeds=2)
         tuned.experiment.summary[["solver", "config_source", "test_acc", "tuning_gain"]]
     """
-    from rich.console import Console
-
-    from raybench.config import check_preset
-    from raybench.configfile import read_config_file
-    from raybench.errors import RaybenchError
-    from raybench.execution import ExecutionOptions, check_local_devices
-    from raybench.execution.ray_backend import ray_session
-    from raybench.planning import default_seeds, experiment_store, resolve_solvers, resume_store
-    from raybench.results.store import ensure_writable
-    from raybench.search.finals import train_finals
-    from raybench.search.protocol import (
-        RULE_DEFAULTS,
-        asked_rules,
-        make_protocol,
-        resumed_protocol,
-    )
-    from raybench.search.spaces import default_spaces
-    from raybench.search.sweep import SweepOptions, check_spaces, check_study_db, run_sweep
-    from raybench.solvers import make_config
+    from raybench.search.protocol import asked_rules
     from raybench.trackers import tracker_spec
 
-    out = Path(out)
-    given = {"trials": trials, "steps": steps, "seeds": seeds, "final_steps": final_steps,
+    rules = {"trials": trials, "steps": steps, "seeds": seeds, "final_steps": final_steps,
              "search_seed": search_seed}  # fmt: skip
-    asked = asked_rules(given, optional_path(protocol_file))
-    options = options or SweepOptions()
-    spaces_dir = optional_path(spaces)
-    trackers = tracker_spec(tracker, tracker_uri)
+    asked = asked_rules(rules, optional_path(protocol_file))
+    run = _SweepRun(
+        address, dashboard, connect_timeout, log_every, tracker_spec(tracker, tracker_uri)
+    )
+    given = {"solvers": solvers, "preset": preset, "settings": settings, "device": device,
+             "spaces": spaces, "experiment": experiment}  # fmt: skip
+    plan = _sweep_plan(
+        given, resume, Path(out), asked, unequal_budgets, address, force, options, final
+    )
+    return _execute(plan, run, console, optional_path(data_dir), resume is None)
+
+
+def _sweep_plan(
+    given: dict[str, Any],
+    resume: str | None,
+    out: Path,
+    asked: Mapping[str, Any],
+    unequal_budgets: bool,
+    address: str | None,
+    force: bool,
+    options: Any,
+    final: bool,
+) -> _SweepPlan:
+    """A resumed sweep's plan, refusing ``given`` choices that differ from it; else a new
+    one from them."""
+    from raybench.search.sweep import SweepOptions
+
     if resume is not None:
-        store = resume_store(resume, out)
-        plan = store.read_manifest("sweep")
-        try:
-            known = set(SweepOptions.__dataclass_fields__)
-            stored_options = {k: v for k, v in plan["options"].items() if k in known}
-            options = replace(SweepOptions(**stored_options), resume=True)
-            final = plan["final"]
-            spaces_dir = Path(plan["spaces"]) if plan.get("spaces") else None
-            names = plan["solvers"]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise RaybenchError(
-                f"{store.root / 'sweep.json'} is damaged (bad or missing {exc}); move it away"
-            ) from None
-        protocol = resumed_protocol(store, asked, check_spaces(names, spaces_dir), unequal_budgets)
-        check_study_db(store.root / "optuna.db")
-        for path in sorted((store.root / "best").glob("*.yaml")):
-            read_config_file(path)  # the finals read them: damaged ones refused now
-        refuse_changes(
-            protocol, names, solvers=solvers, preset=preset, settings=settings,
-            device=device, spaces=spaces, experiment=experiment,
-        )  # fmt: skip
-    else:
-        preset = "paper" if preset is None else preset
-        check_preset(preset)
-        names = resolve_solvers(names_text("all" if solvers is None else solvers))
-        overrides = setting_overrides(settings, device=device)
-        # every setting checked before anything starts, CUDA where it is asked for too
-        firsts = [make_config(name, preset, overrides) for name in names]
-        check_local_devices(firsts, ExecutionOptions(address=address))
-        spaces_dir = spaces_dir if spaces_dir is not None else default_spaces()
-        protocol = make_protocol(
-            solvers=names,
-            preset=preset,
-            overrides=overrides,
-            spaces=check_spaces(names, spaces_dir),
-            trials=asked.get("trials", RULE_DEFAULTS["trials"]),
-            steps=asked.get("steps", RULE_DEFAULTS["steps"]),
-            seeds=asked.get("seeds", default_seeds([preset])),
-            final_steps=asked.get("final_steps"),
-            search_seed=asked.get("search_seed", RULE_DEFAULTS["search_seed"]),
-            grace=asked.get("grace"),
-            reduction_factor=asked.get("reduction_factor", 3),
-            unequal_budgets=unequal_budgets,
-        )
-        for space in check_spaces(names, spaces_dir):  # the default must be a trial
-            space.default_point(
-                make_config(space.solver, preset, {**overrides, "meta_steps": protocol.steps})
-            )
-        store = experiment_store(experiment or "sweep", out, force)
-        manifest = {
-            "solvers": names,
-            "options": asdict(options),
-            "final": final,
-            "spaces": str(spaces_dir.resolve()) if spaces_dir else None,
-        }
+        plan = _resumed_sweep(resume, out, asked, unequal_budgets)
+        refuse_changes(plan.protocol, plan.names, **given)
+        return plan
+    solvers, preset = given["solvers"], given["preset"]
+    return _new_sweep(
+        "all" if solvers is None else solvers, "paper" if preset is None else preset,
+        given["settings"], given["device"], address, asked, unequal_budgets,
+        optional_path(given["spaces"]), given["experiment"] or "sweep", out, force,
+        options or SweepOptions(), final,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _SweepRun:
+    """How a sweep's trials and final runs reach Ray, and what they report."""
+
+    address: str | None
+    dashboard: bool
+    connect_timeout: float
+    log_every: float
+    trackers: Any
+
+
+def _execute(plan: _SweepPlan, run: _SweepRun, console: Console | None, data: Path | None,
+             new: bool) -> Tuned:  # fmt: skip
+    """The search, then the final runs (unless the plan has none); a new sweep's protocol
+    and manifest recorded once Ray is up."""
+    from raybench.execution.ray_backend import ray_session
+    from raybench.results.store import ensure_writable
+    from raybench.search.finals import train_finals
+    from raybench.search.sweep import run_sweep
+
+    store, protocol, options = plan.store, plan.protocol, plan.options
     ensure_writable(store.root)
-    console = console or Console()
     console.print(
-        f"[bold]raybench sweep[/] {escape(', '.join(names))}; "
+        f"[bold]raybench sweep[/] {escape(', '.join(plan.names))}; "
         f"experiment {escape(str(store.root))}\n"
         + "\n".join(f"  {escape(line)}" for line in protocol.lines()),
         soft_wrap=True,
     )
-    data = optional_path(data_dir)
     outcomes = []
-    with ray_session(address, dashboard, connect_timeout):
-        if resume is None:  # recorded once the sweep is under way
+    with ray_session(run.address, run.dashboard, run.connect_timeout):
+        if new:  # recorded once the sweep is under way
             store.write_manifest("protocol", protocol.to_json())
-            store.write_manifest("sweep", manifest)
+            store.write_manifest("sweep", plan.manifest)
         run_sweep(
-            protocol,
-            store,
-            options,
-            console,
-            spaces_dir=spaces_dir,
-            data_dir=data,
-            trackers=trackers,
-            log_every=log_every,
-        )
-        if final:
+            protocol, store, options, console, spaces_dir=plan.spaces_dir, data_dir=data,
+            trackers=run.trackers, log_every=run.log_every,
+        )  # fmt: skip
+        if plan.final:
             outcomes = train_finals(
-                protocol, store, options, console, data, log_every, connect_timeout, trackers
-            )
+                protocol, store, options, console, data, run.log_every, run.connect_timeout,
+                run.trackers,
+            )  # fmt: skip
     return Tuned(Experiment(store, outcomes), protocol)
+
+
+@dataclass
+class _SweepPlan:
+    """What a sweep runs: a new one's, or an interrupted one's as it recorded them."""
+
+    store: Any
+    protocol: Any
+    names: list[str]
+    options: Any
+    final: bool
+    spaces_dir: Path | None
+    manifest: dict[str, Any] | None = None  # a new sweep's, written once it is under way
+
+
+def _resumed_sweep(
+    resume: str, out: Path, asked: Mapping[str, Any], unequal_budgets: bool
+) -> _SweepPlan:
+    """An interrupted sweep's store, protocol, solvers, options and spaces, each checked
+    (a damaged manifest, study or selected configuration refused before anything runs)."""
+    from raybench.configfile import read_config_file
+    from raybench.errors import RaybenchError
+    from raybench.planning import resume_store
+    from raybench.search.protocol import resumed_protocol
+    from raybench.search.sweep import SweepOptions, check_spaces, check_study_db
+
+    store = resume_store(resume, out)
+    recorded = store.read_manifest("sweep")
+    try:
+        known = set(SweepOptions.__dataclass_fields__)
+        stored_options = {k: v for k, v in recorded["options"].items() if k in known}
+        options = replace(SweepOptions(**stored_options), resume=True)
+        final = recorded["final"]
+        spaces_dir = Path(recorded["spaces"]) if recorded.get("spaces") else None
+        names = recorded["solvers"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise RaybenchError(
+            f"{store.root / 'sweep.json'} is damaged (bad or missing {exc}); move it away"
+        ) from None
+    protocol = resumed_protocol(store, asked, check_spaces(names, spaces_dir), unequal_budgets)
+    check_study_db(store.root / "optuna.db")
+    for path in sorted((store.root / "best").glob("*.yaml")):
+        read_config_file(path)  # the finals read them: damaged ones refused now
+    return _SweepPlan(store, protocol, names, options, final, spaces_dir)
+
+
+def _new_sweep(
+    solvers: str | Sequence[str],
+    preset: str,
+    settings: Mapping[str, Any] | Sequence[str] | None,
+    device: str | None,
+    address: str | None,
+    asked: Mapping[str, Any],
+    unequal_budgets: bool,
+    spaces_dir: Path | None,
+    experiment: str,
+    out: Path,
+    force: bool,
+    options: Any,
+    final: bool,
+) -> _SweepPlan:
+    """A new sweep's protocol from the rules asked, every setting, device and search
+    space checked (each solver's default a trial of its space) before its folder exists."""
+    from raybench.config import check_preset
+    from raybench.execution import ExecutionOptions, check_local_devices
+    from raybench.planning import default_seeds, experiment_store, resolve_solvers
+    from raybench.search.protocol import RULE_DEFAULTS, make_protocol
+    from raybench.search.spaces import default_spaces
+    from raybench.search.sweep import check_spaces
+    from raybench.solvers import make_config
+
+    check_preset(preset)
+    names = resolve_solvers(names_text(solvers))
+    overrides = setting_overrides(settings, device=device)
+    # every setting checked before anything starts, CUDA where it is asked for too
+    firsts = [make_config(name, preset, overrides) for name in names]
+    check_local_devices(firsts, ExecutionOptions(address=address))
+    spaces_dir = spaces_dir if spaces_dir is not None else default_spaces()
+    protocol = make_protocol(
+        solvers=names,
+        preset=preset,
+        overrides=overrides,
+        spaces=check_spaces(names, spaces_dir),
+        trials=asked.get("trials", RULE_DEFAULTS["trials"]),
+        steps=asked.get("steps", RULE_DEFAULTS["steps"]),
+        seeds=asked.get("seeds", default_seeds([preset])),
+        final_steps=asked.get("final_steps"),
+        search_seed=asked.get("search_seed", RULE_DEFAULTS["search_seed"]),
+        grace=asked.get("grace"),
+        reduction_factor=asked.get("reduction_factor", 3),
+        unequal_budgets=unequal_budgets,
+    )
+    for space in check_spaces(names, spaces_dir):  # the default must be a trial
+        space.default_point(
+            make_config(space.solver, preset, {**overrides, "meta_steps": protocol.steps})
+        )
+    store = experiment_store(experiment, out, force)
+    manifest = {
+        "solvers": names,
+        "options": asdict(options),
+        "final": final,
+        "spaces": str(spaces_dir.resolve()) if spaces_dir else None,
+    }
+    return _SweepPlan(store, protocol, names, options, final, spaces_dir, manifest)
 
 
 def refuse_changes(

@@ -28,7 +28,8 @@ PSEUDO_NOTE = (
 )
 
 
-def _num(value: Any) -> float | None:
+def _present(value: Any) -> float | None:
+    """A stored number, or None for a missing or NaN one."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return float(value)
@@ -93,77 +94,78 @@ def fidelity_tables(table: pa.Table) -> list[Table]:
         first = rows[0]
         return (first.get("point_kind") != "init", str(first.get("point")), first.get("created_at"))
 
-    out = []
-    for rows in sorted(studies.values(), key=study_order):
-        first = rows[0]
-        title = (
-            f"Meta-gradient fidelity vs MAML at {first.get('point')} "
-            f"({first.get('point_source')}): "
-            f"{first.get('tasks')} validation tasks, {first.get('inner_steps')} inner steps, "
-            f"inner lr {first.get('inner_lr'):g}, {first.get('dtype')}"
+    return [_fidelity_table(rows) for rows in sorted(studies.values(), key=study_order)]
+
+
+FIDELITY_HEADERS = (
+    ("Solver", "left"), ("Family", "left"), ("Knob", "left"), ("Value", "right"),
+    ("Cosine", "right"), ("Rel. error", "right"), ("Norm ratio", "right"), ("ms", "right"),
+    ("Vs own exact", "right"), ("Exact vs MAML", "right"), ("Other options", "left"),
+    ("Assumptions", "left"),
+)  # fmt: skip
+
+
+def _fidelity_table(rows: list[dict[str, Any]]) -> Table:
+    """One point's comparison: a row per solver and knob value, its settings as title and
+    caption."""
+    first = rows[0]
+    title = (
+        f"Meta-gradient fidelity vs MAML at {first.get('point')} "
+        f"({first.get('point_source')}): "
+        f"{first.get('tasks')} validation tasks, {first.get('inner_steps')} inner steps, "
+        f"inner lr {first.get('inner_lr'):g}, {first.get('dtype')}"
+    )
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for header, justify in FIDELITY_HEADERS:
+        t.add_column(header, justify=justify)  # type: ignore[arg-type]
+    rows = sorted(
+        rows,
+        key=lambda r: (
+            family_rank(r.get("family")),
+            str(r.get("solver")),
+            _present(r.get("knob_value")) or 0.0,
+        ),
+    )
+    for row in rows:
+        name = str(row.get("solver")) + (" †" if row.get("pseudo_gradient") else "")
+        t.add_row(
+            escape(name),
+            escape(str(row.get("family") or "—")),
+            escape(str(row.get("knob") or "—")),
+            _fmt(_present(row.get("knob_value")), "g"),
+            _fmt(_present(row.get("cosine")), ".6f"),
+            _fmt(_present(row.get("rel_error")), ".3e"),
+            _fmt(_present(row.get("norm_ratio")), ".4f"),
+            _fmt(_present(row.get("time_ms")), ".0f"),
+            _fmt(_present(row.get("vs_exact_rel_error")), ".3e"),
+            _fmt(_present(row.get("exact_rel_error")), ".3e"),
+            _other_options(row),
+            assumption_notes(row),
         )
-        t = Table(title=title, title_justify="left", header_style="bold")
-        t.add_column("Solver")
-        t.add_column("Family")
-        t.add_column("Knob")
-        t.add_column("Value", justify="right")
-        t.add_column("Cosine", justify="right")
-        t.add_column("Rel. error", justify="right")
-        t.add_column("Norm ratio", justify="right")
-        t.add_column("ms", justify="right")
-        t.add_column("Vs own exact", justify="right")
-        t.add_column("Exact vs MAML", justify="right")
-        t.add_column("Other options")
-        t.add_column("Assumptions")
-        rows = sorted(
-            rows,
-            key=lambda r: (
-                family_rank(r.get("family")),
-                str(r.get("solver")),
-                _num(r.get("knob_value")) or 0.0,
-            ),
+    t.caption = escape("\n".join(_fidelity_caption(rows)))
+    t.caption_justify = "left"
+    return t
+
+
+def _fidelity_caption(rows: list[dict[str, Any]]) -> list[str]:
+    first = rows[0]
+    caption = [
+        "reference: explicit MAML, ||g_maml|| = "
+        f"{_fmt(_present(first.get('maml_grad_norm')), '.4g')}; "
+        f"{first.get('ways')}-way {first.get('shots')}-shot, {first.get('query')} query/class, "
+        f"hidden {first.get('hidden')}, preset {first.get('preset')}; "
+        f"device: {first.get('device')}"
+    ]
+    if any(row.get("pseudo_gradient") for row in rows):
+        caption.append(PSEUDO_NOTE)
+    if any(row.get("exact_method") is not None for row in rows):
+        methods = sorted({str(r["exact_method"]) for r in rows if r.get("exact_method")})
+        worst = max((_present(r.get("exact_residual")) or 0.0) for r in rows)
+        caption.append(
+            f"{EXACT_NOTE}; exact solutions by {'/'.join(methods)}, relative residual "
+            f"at most {worst:.1e}"
         )
-        pseudo = implicit = False
-        for row in rows:
-            name = str(row.get("solver"))
-            if row.get("pseudo_gradient"):
-                name += " †"
-                pseudo = True
-            t.add_row(
-                escape(name),
-                escape(str(row.get("family") or "—")),
-                escape(str(row.get("knob") or "—")),
-                _fmt(_num(row.get("knob_value")), "g"),
-                _fmt(_num(row.get("cosine")), ".6f"),
-                _fmt(_num(row.get("rel_error")), ".3e"),
-                _fmt(_num(row.get("norm_ratio")), ".4f"),
-                _fmt(_num(row.get("time_ms")), ".0f"),
-                _fmt(_num(row.get("vs_exact_rel_error")), ".3e"),
-                _fmt(_num(row.get("exact_rel_error")), ".3e"),
-                _other_options(row),
-                assumption_notes(row),
-            )
-            implicit = implicit or row.get("exact_method") is not None
-        caption = [
-            "reference: explicit MAML, ||g_maml|| = "
-            f"{_fmt(_num(first.get('maml_grad_norm')), '.4g')}; "
-            f"{first.get('ways')}-way {first.get('shots')}-shot, {first.get('query')} query/class, "
-            f"hidden {first.get('hidden')}, preset {first.get('preset')}; "
-            f"device: {first.get('device')}"
-        ]
-        if pseudo:
-            caption.append(PSEUDO_NOTE)
-        if implicit:
-            methods = sorted({str(r["exact_method"]) for r in rows if r.get("exact_method")})
-            worst = max((_num(r.get("exact_residual")) or 0.0) for r in rows)
-            caption.append(
-                f"{EXACT_NOTE}; exact solutions by {'/'.join(methods)}, relative residual "
-                f"at most {worst:.1e}"
-            )
-        t.caption = escape("\n".join(caption))
-        t.caption_justify = "left"
-        out.append(t)
-    return out
+    return caption
 
 
 def scaling_renderables(table: pa.Table) -> list[RenderableType]:
@@ -214,9 +216,9 @@ def scaling_renderables(table: pa.Table) -> list[RenderableType]:
                     elif row.get("error"):
                         cells.append("[red]failed[/]")
                     elif key == "ms_per_step":
-                        cells.append(_fmt(_num(row.get(key)), ".1f"))
+                        cells.append(_fmt(_present(row.get(key)), ".1f"))
                     else:
-                        cells.append(_memory(_num(row.get(key))))
+                        cells.append(_memory(_present(row.get(key))))
                 t.add_row(escape(str(solver)), escape(str(families[solver])), *cells)
             if key == "ms_per_step":
                 t.caption = "K: inner steps; the median of the timed steps of each measurement"

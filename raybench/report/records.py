@@ -35,6 +35,7 @@ from raybench.report.stability import (
     seed_interval,
     std_or_none,
 )
+from raybench.report.text import solver_label
 from raybench.report.tuning import TUNING_FIELDS, TUNING_NAMES, add_tuning, shown
 from raybench.report.views import MISSING, completed_views
 from raybench.solver_catalog import family_rank
@@ -122,10 +123,6 @@ RUN_RECORD_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-
-
-def _num(value: Any) -> float | None:
-    return finite(value)
 
 
 def solver_options(row: Mapping[str, Any]) -> str:
@@ -216,16 +213,16 @@ def _run_view(
         "run_id": row.get("run_id"),
         "seed": row.get("seed"),
         "status": row.get("status"),
-        "test_acc": _num(row.get("test_acc_mean")),
-        "test_ci95": _num(row.get("test_acc_ci95")),
-        "val_acc": _num(row.get("final_val_acc")),
+        "test_acc": finite(row.get("test_acc_mean")),
+        "test_ci95": finite(row.get("test_acc_ci95")),
+        "val_acc": finite(row.get("final_val_acc")),
         "roughness": stab.roughness,
         "steps_90": stab.steps_90,
         "steps_95": stab.steps_95,
         "evaluations": stab.evaluations,
-        "wall_time_s": _num(row.get("wall_time_s")),
-        "ms_per_step": _num(row.get("ms_per_step")),
-        "peak_memory_mb": _num(row.get("peak_memory_mb")),
+        "wall_time_s": finite(row.get("wall_time_s")),
+        "ms_per_step": finite(row.get("ms_per_step")),
+        "peak_memory_mb": finite(row.get("peak_memory_mb")),
         "assumptions": verdict(row.get("solver"), diagnostics),
         "diagnostics": list(diagnostics),
         "steps_done": row.get("steps_done"),
@@ -576,9 +573,7 @@ def method_note(records: Sequence[Mapping[str, Any]]) -> str | None:
     rows: dict[str, list[str]] = {}
     for r in records:
         if r.get("vs_best_method"):
-            source = r.get("source")
-            name = str(r["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
-            rows.setdefault(str(r["vs_best_method"]), []).append(name)
+            rows.setdefault(str(r["vs_best_method"]), []).append(solver_label(r))
     if not rows:
         return None
     if len(rows) == 1:

@@ -31,7 +31,7 @@ from raybench.report.records import (
     setting_key,
     setting_label,
 )
-from raybench.report.stability import finite as _num
+from raybench.report.stability import finite
 from raybench.report.summary_columns import (
     BEST,
     RICH,
@@ -194,7 +194,7 @@ def _best_values(records: Sequence[Mapping[str, Any]], spec: Mapping[str, bool])
         return r.get("status") == "completed" if "status" in r else bool(r.get("completed"))
 
     for key, highest in spec.items():
-        values = [v for r in records if eligible(r) and (v := _num(r.get(key))) is not None]
+        values = [v for r in records if eligible(r) and (v := finite(r.get(key))) is not None]
         if values:
             out[key] = max(values) if highest else min(values)
     return out
@@ -210,7 +210,7 @@ RUN_BEST = {
 
 
 def _mark(text: str, value: Any, best: float | None) -> str:
-    good = best is not None and _num(value) is not None and _num(value) == best
+    good = best is not None and finite(value) is not None and finite(value) == best
     return f"[{BEST}]{text}[/]" if good else text
 
 
@@ -286,8 +286,7 @@ def _run_cells(v: Mapping[str, Any], best: Mapping[str, float | None]) -> dict[s
         status = f"[red]{status}[/] at {done}"
         if v.get("error"):
             status += f": {escape(str(v['error']))}"
-    source = v["source"]
-    solver = str(v["solver"]) + (f" ({source})" if source not in (None, "preset") else "")
+    solver = solver_label(v)
     seed = MISSING if v["seed"] is None else str(v["seed"])
     return {
         "solver": f"{escape(solver)} seed {seed}",

@@ -72,7 +72,7 @@ def scaling_figure(table: pa.Table, *, experiment: str = "") -> Figure:
     whose step has no inner loop, are horizontal lines. One row of panels per setting (the
     newest three). A line that would hide another is drawn dashed on top of it, and the
     legend says which overlap."""
-    from raybench.measurements.scaling import TREND_RULE, memory_kind_name, setting_groups, verdicts
+    from raybench.measurements.scaling import memory_kind_name, setting_groups, verdicts
 
     def usable(r: dict[str, Any]) -> bool:
         measured = math.isfinite(num(r.get("peak_memory_mb"))) or math.isfinite(
@@ -101,56 +101,7 @@ def scaling_figure(table: pa.Table, *, experiment: str = "") -> Figure:
             (mem_ax, "peak_memory_mb", "memory"),
             (time_ax, "ms_per_step", "time"),
         ):
-            finite = [v for v in (num(r.get(column)) for r in rows) if math.isfinite(v)]
-            if not finite:
-                empty(ax, "nothing measured")
-                continue
-            tol = 0.01 * ((max(finite) - min(finite)) or abs(max(finite)) or 1.0)
-            drawn: list[tuple[str, list[tuple[float, float]]]] = []
-            for solver in solvers:
-                mine = sorted(
-                    (r for r in rows if r["solver"] == solver), key=lambda r: r["inner_steps"]
-                )
-                pts = [
-                    (float(r["inner_steps"]), num(r.get(column)))
-                    for r in mine
-                    if math.isfinite(num(r.get(column)))
-                ]
-                if not pts:
-                    continue
-                once = not any(r.get("inner_steps_matter", True) for r in mine)
-                if once:  # measured once, the same at every count: a horizontal line
-                    pts = [(float(k), pts[0][1]) for k in span]
-                under = [other for other, theirs in drawn if same_series(theirs, pts, tol)]
-                style: dict[str, Any] = {
-                    "color": solver_color(solver),
-                    "marker": None if once else solver_marker(solver),
-                    "linestyle": (0, (6, 2)) if once else "-",
-                    "linewidth": 3.5,
-                    "zorder": 2,
-                }
-                if under:  # drawn thin and dashed over the wider line(s) it would hide
-                    dashes = OVER_DASHES[(len(under) - 1) % len(OVER_DASHES)]
-                    style.update(
-                        linestyle=dashes, linewidth=1.6, zorder=2 + len(under), markersize=4
-                    )
-                    overlaps.setdefault(solver, {}).setdefault(panel, set()).update(under)
-                ax.plot([x for x, _ in pts], [y for _, y in pts], **style)
-                drawn.append((solver, pts))
-                if solver not in handles:
-                    v = verdict.get(solver)
-                    handles[solver] = Line2D(
-                        [], [], color=solver_color(solver), marker=style["marker"],
-                        linestyle="-" if not once else (0, (6, 2)), linewidth=2,
-                        label=f"{solver}: {_short_verdict(v)}",
-                    )  # fmt: skip
-            if finite and min(finite) >= 0:
-                ax.set_ylim(bottom=0)
-            ax.grid(alpha=0.3)
-            if 0 < len(counts) <= 10:
-                ax.set_xticks(counts)
-            else:
-                integer_ticks(ax.xaxis)
+            _scaling_panel(ax, rows, column, panel, solvers, span, verdict, handles, overlaps)
         kinds = sorted({memory_kind_name(r.get("memory_kind")) for r in rows})
         where = _scaling_setting(setting)
         mem_ax.set_title(
@@ -163,6 +114,83 @@ def scaling_figure(table: pa.Table, *, experiment: str = "") -> Figure:
         time_ax.set_ylabel("time per meta-step (ms)")
     for ax in axes[-1]:
         ax.set_xlabel("inner steps")
+    _scaling_legend(fig, shown, hidden, handles, overlaps, experiment)
+    return fig
+
+
+def _scaling_panel(
+    ax: Any,
+    rows: list[dict[str, Any]],
+    column: str,
+    panel: str,
+    solvers: list[str],
+    span: tuple[int, int],
+    verdict: dict[str, Any],
+    handles: dict[str, Line2D],
+    overlaps: dict[str, dict[str, set[str]]],
+) -> None:
+    """One panel (memory or time) of one setting: a line per solver, one that would hide
+    another drawn thin and dashed over it (``overlaps`` records which)."""
+    counts = sorted({int(r["inner_steps"]) for r in rows})
+    finite = [v for v in (num(r.get(column)) for r in rows) if math.isfinite(v)]
+    if not finite:
+        empty(ax, "nothing measured")
+        return
+    tol = 0.01 * ((max(finite) - min(finite)) or abs(max(finite)) or 1.0)
+    drawn: list[tuple[str, list[tuple[float, float]]]] = []
+    for solver in solvers:
+        mine = sorted((r for r in rows if r["solver"] == solver), key=lambda r: r["inner_steps"])
+        pts = [
+            (float(r["inner_steps"]), num(r.get(column)))
+            for r in mine
+            if math.isfinite(num(r.get(column)))
+        ]
+        if not pts:
+            continue
+        once = not any(r.get("inner_steps_matter", True) for r in mine)
+        if once:  # measured once, the same at every count: a horizontal line
+            pts = [(float(k), pts[0][1]) for k in span]
+        under = [other for other, theirs in drawn if same_series(theirs, pts, tol)]
+        style: dict[str, Any] = {
+            "color": solver_color(solver),
+            "marker": None if once else solver_marker(solver),
+            "linestyle": (0, (6, 2)) if once else "-",
+            "linewidth": 3.5,
+            "zorder": 2,
+        }
+        if under:  # drawn thin and dashed over the wider line(s) it would hide
+            dashes = OVER_DASHES[(len(under) - 1) % len(OVER_DASHES)]
+            style.update(linestyle=dashes, linewidth=1.6, zorder=2 + len(under), markersize=4)
+            overlaps.setdefault(solver, {}).setdefault(panel, set()).update(under)
+        ax.plot([x for x, _ in pts], [y for _, y in pts], **style)
+        drawn.append((solver, pts))
+        if solver not in handles:
+            v = verdict.get(solver)
+            handles[solver] = Line2D(
+                [], [], color=solver_color(solver), marker=style["marker"],
+                linestyle="-" if not once else (0, (6, 2)), linewidth=2,
+                label=f"{solver}: {_short_verdict(v)}",
+            )  # fmt: skip
+    if finite and min(finite) >= 0:
+        ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if 0 < len(counts) <= 10:
+        ax.set_xticks(counts)
+    else:
+        integer_ticks(ax.xaxis)
+
+
+def _scaling_legend(
+    fig: Figure,
+    shown: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    hidden: int,
+    handles: dict[str, Line2D],
+    overlaps: dict[str, dict[str, set[str]]],
+    experiment: str,
+) -> None:
+    """The figure's title and the legend beside its panels (with the overlaps said)."""
+    from raybench.measurements.scaling import TREND_RULE
+
     for solver, panels in overlaps.items():
         handle = handles[solver]
         covered = "; ".join(f"{p}: {', '.join(sorted(u))}" for p, u in sorted(panels.items()))
@@ -179,7 +207,6 @@ def scaling_figure(table: pa.Table, *, experiment: str = "") -> Figure:
         handle.set_label(textwrap.fill(handle.get_label(), 44, subsequent_indent="  "))
     notes = [Line2D([], [], linestyle="", label=textwrap.fill(TREND_RULE, 44))]
     legend(fig, [*handles.values(), *notes], loc="outside right center")
-    return fig
 
 
 def _scaling_setting(setting: dict[str, Any]) -> str:
@@ -262,46 +289,7 @@ def fidelity_figure(table: pa.Table, *, experiment: str = "") -> Figure:
     used: set[str] = set()
     zeros = False
     for col, solver in enumerate(knobbed):
-        mine = [r for r in rows if r["solver"] == solver and r.get("knob")]
-        knob = mine[0]["knob"]
-        color = solver_color(solver)
-        for row_i, column in enumerate(("cosine", "rel_error")):
-            ax = axes[row_i, col]
-            for kind, linestyle, fill, _ in POINT_KINDS:
-                means = _knob_means(mine, column, kind)
-                if not means:
-                    continue
-                used.add(kind)
-                xs = sorted(means)
-                ys = [sum(means[x]) / len(means[x]) for x in xs]
-                face = color if fill == "full" else "white"
-                shown = [
-                    (x, y) for x, y in zip(xs, ys) if not (log and column == "rel_error" and y <= 0)
-                ]
-                ax.plot(
-                    [x for x, _ in shown], [y for _, y in shown], linestyle=linestyle,
-                    marker=solver_marker(solver), color=color, markerfacecolor=face,
-                )  # fmt: skip
-                banded = [
-                    x for x in xs if not (log and column == "rel_error" and min(means[x]) <= 0)
-                ]
-                if any(len(means[x]) > 1 for x in banded):
-                    lo = [min(means[x]) for x in banded]
-                    hi = [max(means[x]) for x in banded]
-                    ax.fill_between(banded, lo, hi, color=color, alpha=0.15, linewidth=0)
-                if log and column == "rel_error":
-                    zeros |= bool(log_y_with_zeros(ax, xs, ys, color=color))
-            if row_i == 1:
-                param_axis(
-                    ax, knob, [num(r.get("knob_value")) for r in mine], solver=solver,
-                    label=f"{solver}: {knob}",
-                )  # fmt: skip
-            else:
-                ax.tick_params(labelbottom=False)
-            ax.grid(alpha=0.3, which="both")
-            if not ax.has_data():
-                empty(ax, "no finite values")
-        axes[0, col].set_title(solver, color=color)
+        zeros |= _fidelity_knob_column(axes[:, col], solver, rows, used, log)
     if plain:
         zeros |= _fidelity_points(axes[:, -1], [r for r in rows if r["solver"] in plain], plain,
                                   used, log)  # fmt: skip
@@ -312,6 +300,69 @@ def fidelity_figure(table: pa.Table, *, experiment: str = "") -> Figure:
     cosines = [num(r.get("cosine")) for r in rows]
     high, low = max(max(cosines), 1.0), min(cosines)
     axes[0, 0].set_ylim(low - 0.08 * (high - low or 1.0), high + 0.03 * (high - low or 1.0))
+    notes = {"experiment": experiment, "hidden": hidden, "left_out": left_out}
+    _fidelity_title_legend(fig, rows, point_counts, notes, used, zeros)
+    return fig
+
+
+def _fidelity_knob_column(
+    axes: Any, solver: str, rows: list[dict[str, Any]], used: set[str], log: bool
+) -> bool:
+    """A solver with a knob: cosine (top) and relative error (bottom) against the knob,
+    per kind of point (``used`` collects the kinds drawn). Whether zeros were drawn."""
+    zeros = False
+    mine = [r for r in rows if r["solver"] == solver and r.get("knob")]
+    knob = mine[0]["knob"]
+    color = solver_color(solver)
+    for row_i, column in enumerate(("cosine", "rel_error")):
+        ax = axes[row_i]
+        for kind, linestyle, fill, _ in POINT_KINDS:
+            means = _knob_means(mine, column, kind)
+            if not means:
+                continue
+            used.add(kind)
+            xs = sorted(means)
+            ys = [sum(means[x]) / len(means[x]) for x in xs]
+            face = color if fill == "full" else "white"
+            shown = [
+                (x, y) for x, y in zip(xs, ys) if not (log and column == "rel_error" and y <= 0)
+            ]
+            ax.plot(
+                [x for x, _ in shown], [y for _, y in shown], linestyle=linestyle,
+                marker=solver_marker(solver), color=color, markerfacecolor=face,
+            )  # fmt: skip
+            banded = [x for x in xs if not (log and column == "rel_error" and min(means[x]) <= 0)]
+            if any(len(means[x]) > 1 for x in banded):
+                lo = [min(means[x]) for x in banded]
+                hi = [max(means[x]) for x in banded]
+                ax.fill_between(banded, lo, hi, color=color, alpha=0.15, linewidth=0)
+            if log and column == "rel_error":
+                zeros |= bool(log_y_with_zeros(ax, xs, ys, color=color))
+        if row_i == 1:
+            param_axis(
+                ax, knob, [num(r.get("knob_value")) for r in mine], solver=solver,
+                label=f"{solver}: {knob}",
+            )  # fmt: skip
+        else:
+            ax.tick_params(labelbottom=False)
+        ax.grid(alpha=0.3, which="both")
+        if not ax.has_data():
+            empty(ax, "no finite values")
+    axes[0].set_title(solver, color=color)
+    return zeros
+
+
+def _fidelity_title_legend(
+    fig: Figure,
+    rows: list[dict[str, Any]],
+    point_counts: dict[str, int],
+    notes: dict[str, Any],
+    used: set[str],
+    zeros: bool,
+) -> None:
+    """The figure's title (the comparison's settings, the points, what is not shown) and
+    its legend (the kinds of point drawn, zeros, pseudo-gradients)."""
+    experiment, hidden, left_out = notes["experiment"], notes["hidden"], notes["left_out"]
     first = rows[0]
     fig.suptitle(
         "Meta-gradient fidelity against exact MAML"
@@ -342,7 +393,6 @@ def fidelity_figure(table: pa.Table, *, experiment: str = "") -> Figure:
             Line2D([], [], linestyle="", label="† pseudo-gradient: only its cosine is comparable")
         )
     legend(fig, handles, loc="outside lower center", ncol=2)
-    return fig
 
 
 def _knob_means(mine: list[dict[str, Any]], column: str, kind: str) -> dict[float, list[float]]:
