@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from raybench.config import RunConfig
+from raybench.durations import duration_text
 from raybench.train import Progress as RunProgressEvent
 from raybench.train import ProgressHook
 
@@ -41,16 +42,7 @@ TICK_SECONDS = 1.0  # how often the log's clock looks for lines that are due
 
 def format_eta(seconds: float | None) -> str:
     """``42s``, ``7m 05s``, ``3h 40m``; ``—`` when unknown."""
-    if seconds is None:
-        return "—"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    return duration_text(None if seconds is None else max(0.0, seconds), second_digits=0)
 
 
 @dataclass

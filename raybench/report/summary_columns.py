@@ -22,6 +22,7 @@ from rich.markup import escape as rich_escape
 
 from raybench.errors import RaybenchError
 from raybench.report import references as refs
+from raybench.report.records import method_note
 from raybench.report.stability import finite
 from raybench.report.text import (
     MISSING,
@@ -32,6 +33,7 @@ from raybench.report.text import (
     latex_escape,
     solver_label,
 )
+from raybench.report.tuning import gain_text
 from raybench.report.views import TIED_MARK
 
 SHOWN_FORMATS = ("rich", "markdown", "latex")
@@ -242,8 +244,6 @@ def reference_lines(row: Mapping[str, Any], acc: float | None, ci: float | None)
 
 
 def _test_acc_latex(records: Sequence[Mapping[str, Any]]) -> str:
-    from raybench.report.records import method_note
-
     settings = {str(r["setting"]) for r in records}
     where = "" if len(settings) != 1 else f", {latex_escape(next(iter(settings)))}"
     note = (
@@ -260,8 +260,6 @@ def _test_acc_latex(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _vs_best_markdown(records: Sequence[Mapping[str, Any]]) -> str | None:
-    from raybench.report.records import method_note
-
     if not any(r.get("vs_best_verdict") for r in records):
         return None
     return (
@@ -348,7 +346,7 @@ SUMMARY: tuple[SummaryColumn, ...] = (
          "tuning_gain_se", "tuning_gain_df"),
         {"rich": "Tuning gain\n± 95% CI", "markdown": "tuning gain (95% CI)",
          "latex": "Tuning gain"},
-        _tuning_text(lambda r: _gain_text(r)), default=_ALL, tuning=True,
+        _tuning_text(gain_text), default=_ALL, tuning=True,
         flat_with=("tuned_values",),
         notes={"latex": _said(
             "tuning gain: tuned minus default with its 95\\% interval (* where $p < 0.05$), "
@@ -430,12 +428,6 @@ SUMMARY: tuple[SummaryColumn, ...] = (
 BY_NAME = {c.name: c for c in SUMMARY}
 SHOWN_FIRST = ("solver", "family", "test_acc")  # family only where chosen or a default
 GROUPS: dict[str, tuple[str, ...]] = {c.name: c.fields for c in SUMMARY}
-
-
-def _gain_text(record: Mapping[str, Any]) -> str:
-    from raybench.report.tuning import gain_text
-
-    return gain_text(record)
 
 
 def column_of(name: str) -> SummaryColumn | None:

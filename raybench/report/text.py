@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from raybench.durations import duration_text
 from raybench.report.views import MISSING
 
 __all__ = [
@@ -23,15 +24,7 @@ __all__ = [
 
 def format_duration(seconds: float | None) -> str:
     """``42.0s``, ``3m 07s`` or ``2h 05m``."""
-    if seconds is None:
-        return MISSING
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    return duration_text(seconds, second_digits=1)
 
 
 def format_memory(mb: float | None) -> str:
