@@ -6,19 +6,16 @@ anything starts)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import run_main
 
 from raybench.errors import RaybenchError
 from raybench.search.protocol import differences, from_json, make_protocol
 from raybench.search.spaces import decode, load_space
 from raybench.search.trials import mark_selected, selected_row
 from raybench.solvers import SOLVERS, make_config, solver_class
-
-RAYBENCH = Path(sys.executable).parent / "raybench"
 
 
 def protocol(**kwargs):
@@ -134,10 +131,6 @@ def test_selection_is_the_best_completed_trial_on_validation_the_default_on_a_ti
     assert selected_row([row("a", "stopped", 90.0)]) is None
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(RAYBENCH), *args], cwd=cwd, capture_output=True, text=True)
-
-
 @pytest.mark.parametrize(
     ("body", "flags", "message"),
     [
@@ -162,7 +155,7 @@ def test_bad_protocols_are_one_line_refusals_before_anything_starts(
 ):
     path = tmp_path / "protocol.yaml"
     path.write_text(body)
-    proc = cli(
+    proc = run_main(  # in this process: a refusal starts no interpreter (seconds each)
         "sweep", "--solvers", "fomaml,imaml", "--preset", "smoke", "--protocol", str(path),
         *flags, cwd=tmp_path,
     )  # fmt: skip
