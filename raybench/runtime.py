@@ -4,6 +4,7 @@ memory."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -95,13 +96,19 @@ def kernel_set(device: torch.device | None = None) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """Python's, the libraries' and CUDA's versions, as every stored row records them."""
+    return dict(_installed_versions())
+
+
+@functools.cache  # a process's libraries never change; looking one up scans site-packages
+def _installed_versions() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
     versions["torch"] = torch.__version__
     versions["cuda"] = torch.version.cuda or "none"
-    return versions
+    return tuple(versions.items())
 
 
 def git_commit() -> str:

@@ -133,8 +133,9 @@ def read_file(table_name: str, path: Path) -> StoredFile:
     """A table file, upgraded to today's meaning, or why it cannot be used."""
     if not path.is_file():
         return StoredFile(path, None, "unreadable: not a file")
-    try:
-        table = pq.read_table(path)
+    try:  # the file alone (no dataset discovery), on this thread: a store is many small files
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read(use_threads=False)
     except (OSError, pa.ArrowException, ValueError) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         return StoredFile(path, None, f"unreadable: {reason}")
