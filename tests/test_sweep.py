@@ -270,7 +270,7 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     # the same protocol may be named again; a changed one is refused in one line
     same = cli("sweep", "--resume", "cut", "--trials", "4", cwd=tmp_path)
     assert same.returncode == 0, same.stderr[-2000:]
-    changed = cli("sweep", "--resume", "cut", "--trials", "6", "--steps", "8", cwd=tmp_path)
+    changed = run_main("sweep", "--resume", "cut", "--trials", "6", "--steps", "8", cwd=tmp_path)
     assert changed.returncode == 2 and "Traceback" not in changed.stderr
     (line,) = changed.stderr.strip().splitlines()
     assert "trials 4 -> 6" in line and "steps 12 -> 8" in line
@@ -278,12 +278,32 @@ def test_interrupted_sweep_resumes_from_its_own_records_and_runs_no_planted_code
     assert len(ExperimentStore(exp).read("trials")) == 4
 
 
-def test_final_runs_interrupted_and_resumed_lose_none_and_keep_the_protocol(
+def sweep_rows(store: ExperimentStore) -> tuple[list[tuple], list[tuple]]:
+    """A sweep's trials (values, score, status, selection) and its final runs (their
+    numbers), each sorted: what two sweeps of one protocol must share bit for bit."""
+    trials = sorted(
+        (r["params_json"], r["val_acc"], r["status"], r["selected"])
+        for r in store.read("trials").to_pylist()
+    )
+    finals = sorted(
+        (r["run_id"], r["source"], r["test_acc_mean"], r["final_val_acc"])
+        for r in store.read("runs").to_pylist()
+    )
+    return trials, finals
+
+
+def test_final_runs_interrupted_and_resumed_lose_none_and_match_the_api_sweep(
     tmp_path: Path, rendezvous: Rendezvous
 ) -> None:
     """Ctrl-C while the final runs train: the search is finished, one default run is
     stored, another is held at its step 2. The resumed sweep keeps the protocol, the
-    trials and the stored run as they are, and trains only what is missing."""
+    trials and the stored run as they are, and trains only what is missing. The same
+    sweep through ``raybench.api.sweep`` (in this process, never interrupted) has the
+    same protocol, trials, selected configuration and final runs, bit for bit."""
+    from rich.console import Console
+
+    from raybench.search.sweep import SweepOptions
+
     args = [
         "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "2", "--steps", "2",
         "--seeds", "2", "--max-concurrent", "2", "--no-report", "-e", "fin",
@@ -318,43 +338,17 @@ def test_final_runs_interrupted_and_resumed_lose_none_and_keep_the_protocol(
     assert len(runs) == len({r["run_id"] for r in runs}) == (2 if default_won else 4)
     assert {r["status"] for r in runs} == {"completed"}
     assert sorted(r["seed"] for r in runs if r["source"] == "default") == [0, 1]
-
-
-def test_sweep_from_python_is_the_cli_sweep(tmp_path: Path) -> None:
-    """The same sweep through ``raybench sweep`` (its own process) and
-    ``raybench.api.sweep`` (in this one): the same protocol, the trial scored alike, the
-    same configuration selected and the same final run, bit for bit. (One trial, the
-    default: Optuna's sampling is the sweep tests' own subject.)"""
-    from rich.console import Console
-
-    from raybench.search.sweep import SweepOptions
-
-    proc = cli(
-        "sweep", "--solvers", "fomaml", "--preset", "smoke", "--trials", "1", "--steps", "2",
-        "--seeds", "1", "--no-report", "-e", "by-cli", cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the same sweep from Python, uninterrupted
     tuned = raybench.api.sweep(
-        "fomaml", "smoke", trials=1, steps=2, seeds=1, options=SweepOptions(),
+        "fomaml", "smoke", trials=2, steps=2, seeds=2, options=SweepOptions(max_concurrent=2),
         experiment="by-api", out=tmp_path / "outputs", console=Console(quiet=True),
     )  # fmt: skip
-    by_cli, by_api = (ExperimentStore(tmp_path / "outputs" / n) for n in ("by-cli", "by-api"))
+    by_api = ExperimentStore(tmp_path / "outputs" / "by-api")
     assert tuned.experiment.root == by_api.root and not tuned.failed
-    assert tuned.protocol.to_json() == json.loads((by_cli.root / "protocol.json").read_text())
-    selected = [read_config_file(s.root / "best" / "fomaml.yaml") for s in (by_api, by_cli)]
+    assert tuned.protocol.to_json() == json.loads(protocol)
+    selected = [read_config_file(s / "best" / "fomaml.yaml") for s in (by_api.root, exp)]
     assert selected[0] == selected[1]
-
-    def trials(store: ExperimentStore) -> list[tuple]:
-        rows = store.read("trials").to_pylist()
-        return sorted((r["params_json"], r["val_acc"], r["status"], r["selected"]) for r in rows)
-
-    assert trials(by_api) == trials(by_cli) and len(trials(by_cli)) == 1  # the default
-
-    def finals(store: ExperimentStore) -> list[tuple]:
-        rows = store.read("runs").to_pylist()
-        return sorted(
-            (r["run_id"], r["source"], r["test_acc_mean"], r["final_val_acc"]) for r in rows
-        )
-
-    assert finals(by_api) == finals(by_cli) and finals(by_cli)
-    assert sorted(o.run_id for o in tuned.experiment.outcomes) == [f[0] for f in finals(by_cli)]
+    api_trials, api_finals = sweep_rows(by_api)
+    assert (api_trials, api_finals) == sweep_rows(ExperimentStore(exp))
+    assert len(api_trials) == 2 and len(api_finals) == len(runs)
+    assert sorted(o.run_id for o in tuned.experiment.outcomes) == [f[0] for f in api_finals]
