@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_checks import RAYBENCH, descendants, start_raybench
+from cli_checks import RAYBENCH, descendants, run_main, start_raybench
 from rendezvous import Rendezvous
 
 from raybench.data import OmniglotImages
@@ -110,10 +110,12 @@ def test_resume_continues_every_commands_unfinished_runs(
                  "-e", "multi", "--no-report", cwd=tmp_path)  # fmt: skip
     assert second.returncode == 0, second.stderr[-2000:]
     assert [r["solver"] for r in rows(store)] == ["reptile"]
-    refused = cli("run", "--resume", "multi", "--steps", "5", "--set", "inner_lr=0.2", cwd=tmp_path)
+    refused = run_main(  # refusals and a resume with nothing to do: in this process
+        "run", "--resume", "multi", "--steps", "5", "--set", "inner_lr=0.2", cwd=tmp_path
+    )
     assert refused.returncode == 2 and "--set, --steps" in refused.stderr, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    narrowed = cli("run", "--resume", "multi", "--solvers", "reptile", cwd=tmp_path)
+    narrowed = run_main("run", "--resume", "multi", "--solvers", "reptile", cwd=tmp_path)
     assert narrowed.returncode == 0 and "nothing to resume" in narrowed.stdout
     assert saved_step(state) == stopped_at  # --solvers reptile left fomaml alone
     resumed = cli("run", "--resume", "multi", "--backend", "inline", "--no-report", cwd=tmp_path)

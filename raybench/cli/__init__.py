@@ -1097,6 +1097,14 @@ def _add_subcommands() -> None:
 _add_subcommands()
 
 
+@functools.cache  # once per process: Typer reads every command's signature (40 ms a build)
+def _command() -> Any:
+    """The Click command tree of ``app``, its help tidied."""
+    command = typer.main.get_command(app)
+    tidy_help(command)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: Typer/Click errors and RaybenchError as one line, exit 2;
     Ctrl-C and SIGTERM as one line, exit 130."""
@@ -1104,8 +1112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     signals.stop_on_sigterm()
-    command = typer.main.get_command(app)
-    tidy_help(command)
+    command = _command()
     try:
         # Without standalone mode Click returns an Exit's code (130 for Ctrl-C) instead of
         # exiting, and lets usage errors propagate, so each can be reported in one line.
