@@ -327,3 +327,29 @@ def run_result_file(other: ExperimentStore) -> Path:
 
     other.write_run(run_result("fomaml", 7, np.full(N_TASKS, 70.0)))
     return fomaml_file(other, "runs", seed=7)
+
+
+def test_a_file_rewritten_in_place_is_read_anew_and_an_unchanged_one_is_not_parsed_again(
+    store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are remembered by their bytes: the same size, inode and (coarse) time after an
+    in-place rewrite still gives the new rows, and reading the table again parses only
+    the rewritten file."""
+    import raybench.results.store as store_module
+
+    path = fomaml_file(store, "runs")
+    before = {r["run_id"]: r["test_acc_mean"] for r in store.read("runs").to_pylist()}
+    parsed: list[str] = []
+    parse = store_module._parse
+    monkeypatch.setattr(
+        store_module, "_parse", lambda name, data: parsed.append(name) or parse(name, data)
+    )
+    size = path.stat().st_size
+    flipped = before[path.stem] + 0.5  # another float: the file keeps its size
+    replace_column(path, "test_acc_mean", [flipped])
+    assert path.stat().st_size == size
+    after = {r["run_id"]: r["test_acc_mean"] for r in store.read("runs").to_pylist()}
+    assert after == {**before, path.stem: flipped}
+    assert parsed == ["runs"]  # only the rewritten file; the others were known
+    store.read("runs")
+    assert parsed == ["runs"]

@@ -15,10 +15,12 @@ inside them (a run by its run id, never by its file name), so a copied file is c
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,42 +132,66 @@ def _units(table_name: str, entry: StoredFile) -> list[str]:
 
 
 def read_file(table_name: str, path: Path) -> StoredFile:
-    """A table file, upgraded to today's meaning, or why it cannot be used."""
+    """A table file, upgraded to today's meaning, or why it cannot be used. A report reads
+    each table several times: a file whose bytes were read before is not parsed again."""
     if not path.is_file():
         return StoredFile(path, None, "unreadable: not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return StoredFile(path, None, f"unreadable: {exc.strerror or type(exc).__name__}")
+    key = (table_name, hashlib.sha256(data).digest())
+    with _PARSED_LOCK:
+        known = _PARSED.get(key)
+    if known is None:
+        known = _parse(table_name, data)
+        with _PARSED_LOCK:
+            _PARSED[key] = known
+            while len(_PARSED) > _PARSED_MAX:  # the oldest first
+                del _PARSED[next(iter(_PARSED))]
+    return StoredFile(path, *known)
+
+
+_PARSED: dict[tuple[str, bytes], tuple[pa.Table | None, str]] = {}  # by the file's bytes
+_PARSED_MAX = 4096
+_PARSED_LOCK = threading.Lock()
+
+
+def _parse(table_name: str, data: bytes) -> tuple[pa.Table | None, str]:
+    """A table file's bytes as today's rows (and ""), or None and why they are not."""
     try:  # the file alone (no dataset discovery), on this thread: a store is many small files
-        with pq.ParquetFile(path) as parquet:
+        with pq.ParquetFile(pa.BufferReader(data)) as parquet:
             table = parquet.read(use_threads=False)
     except (OSError, pa.ArrowException, ValueError) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        return StoredFile(path, None, f"unreadable: {reason}")
+        return None, f"unreadable: {reason}"
     missing = [c for c in REQUIRED[table_name] if c not in table.column_names]
     if missing:
-        return StoredFile(path, None, f"foreign: no {missing[0]!r} column")
+        return None, f"foreign: no {missing[0]!r} column"
     other = [c for c in FOREIGN[table_name] if c in table.column_names]
     if other:
-        return StoredFile(path, None, f"foreign: a {other[0]!r} column, as another table has")
+        return None, f"foreign: a {other[0]!r} column, as another table has"
     if UNIT[table_name] in table.column_names:
         unit = table.schema.field(UNIT[table_name]).type
         if not (pa.types.is_string(unit) or pa.types.is_large_string(unit)):
-            return StoredFile(path, None, f"foreign: {UNIT[table_name]!r} is not text")
+            return None, f"foreign: {UNIT[table_name]!r} is not text"
     if table.num_rows == 0 and table_name in ("runs", "trials"):
-        return StoredFile(path, None, "foreign: no rows")
+        return None, "foreign: no rows"
     try:  # today's meaning first: an older file may store what is declared otherwise now
         upgraded = upgrade(table, table_name)
     except (pa.ArrowException, ValueError, TypeError) as exc:
         problem = type_problem(table_name, table)
         if problem:
-            return StoredFile(path, None, f"nonconforming: {problem}")
-        return StoredFile(path, None, f"unreadable: {' '.join(str(exc).split())[:200]}")
+            return None, f"nonconforming: {problem}"
+        return None, f"unreadable: {' '.join(str(exc).split())[:200]}"
     problem = type_problem(table_name, upgraded)
     if problem:
-        return StoredFile(path, None, f"nonconforming: {problem}")
+        return None, f"nonconforming: {problem}"
     table = cast_declared(table_name, upgraded)
     problem = value_problem(table_name, table)
     if problem:
-        return StoredFile(path, None, f"nonconforming: {problem}")
-    return StoredFile(path, table)
+        return None, f"nonconforming: {problem}"
+    return table, ""
 
 
 @dataclass(frozen=True)
