@@ -181,3 +181,6 @@ def test_readme_findings_quote_the_store() -> None:
     assert f"{again['imaml']:.2f}" == "0.84" and f"{again['penalty']:.2f}" == "0.98"
     assert min(p for s, p in again.items() if s not in ("imaml", "penalty")) >= 0.995
     assert "repeats it with probability 0.84" in text and "0.98, every other with 1.00" in text
+    # a MAML step's cost in FOMAML steps, as the findings say it
+    ratio = tables["tuned"]["maml"]["ms_per_step"] / tables["tuned"]["fomaml"]["ms_per_step"]
+    assert f"{ratio:.1f}" == "2.6" and "a MAML step costs 2.6 FOMAML steps" in text
