@@ -3,7 +3,7 @@ the report and the live progress both use it)."""
 
 from __future__ import annotations
 
-MISSING = "—"
+MISSING = "—"  # what every table and progress line prints for a value not known
 
 
 def duration_text(seconds: float | None, second_digits: int = 1) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-MISSING = "—"
+from raybench.durations import MISSING
+
+__all__ = ["MISSING", "TIED_MARK", "completed_views"]
+
 TIED_MARK = "★"  # not significantly worse than the best row of its setting
 
 
