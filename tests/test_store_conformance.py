@@ -9,6 +9,7 @@ repeated row. Each is asserted on what a user sees: the counts of ``report --for
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -332,9 +333,10 @@ def run_result_file(other: ExperimentStore) -> Path:
 def test_a_file_rewritten_in_place_is_read_anew_and_an_unchanged_one_is_not_parsed_again(
     store: ExperimentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Files are remembered by their bytes: the same size, inode and (coarse) time after an
-    in-place rewrite still gives the new rows, and reading the table again parses only
-    the rewritten file."""
+    """Files are remembered by their bytes, not by what ``stat`` says: a rewrite in place
+    that keeps the size, the inode and the modification time (a coarse clock's tick, or a
+    restored copy) still gives the new rows, and reading the table again parses only the
+    rewritten file."""
     import raybench.results.store as store_module
 
     path = fomaml_file(store, "runs")
@@ -344,10 +346,12 @@ def test_a_file_rewritten_in_place_is_read_anew_and_an_unchanged_one_is_not_pars
     monkeypatch.setattr(
         store_module, "_parse", lambda name, data: parsed.append(name) or parse(name, data)
     )
-    size = path.stat().st_size
+    old = path.stat()
     flipped = before[path.stem] + 0.5  # another float: the file keeps its size
     replace_column(path, "test_acc_mean", [flipped])
-    assert path.stat().st_size == size
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    new = path.stat()
+    assert (new.st_size, new.st_ino, new.st_mtime_ns) == (old.st_size, old.st_ino, old.st_mtime_ns)
     after = {r["run_id"]: r["test_acc_mean"] for r in store.read("runs").to_pylist()}
     assert after == {**before, path.stem: flipped}
     assert parsed == ["runs"]  # only the rewritten file; the others were known
