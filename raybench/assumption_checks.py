@@ -13,7 +13,7 @@ from raybench.solver_catalog import solver_assumptions
 STATIONARITY_TOL = 0.1  # ||grad F(phi)|| at most this fraction of ||grad F(theta)||
 SOLVE_TOL = 0.1  # ||A g - b|| at most this fraction of ||b||
 
-# What must hold, per check (the README and the report's notes say the same).
+# What must hold, per check (docs/solvers.md and the report's notes say the same).
 CHECKS: dict[str, str] = {
     "stationary": f"inner problem solved: ||grad F(phi)|| <= {STATIONARITY_TOL:g} "
     "||grad F(theta)||",

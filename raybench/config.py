@@ -109,8 +109,8 @@ BATCHINGS = ("auto", "vmap", "loop")
 # How evaluation adapts: "plain" SGD for every solver, or the "solver"'s own inner loop.
 EVAL_ADAPTATIONS = ("plain", "solver")
 # The network's nonlinearity and downsampling (raybench.models): the report's is ReLU and
-# max-pooling; smooth ones make the support loss differentiable everywhere (README,
-# "Implicit solvers' assumptions").
+# max-pooling; smooth ones make the support loss differentiable everywhere
+# (docs/imaml-assumptions.md).
 ACTIVATIONS = ("relu", "gelu", "silu")
 POOLINGS = ("max", "avg")
 DEVICES = ("auto", "cpu", "cuda")

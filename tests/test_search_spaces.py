@@ -36,9 +36,9 @@ def test_solver_knobs_are_searched() -> None:
 
 @pytest.mark.parametrize("name", ["imaml-paper-definite.yaml", "imaml-paper-smooth.yaml"])
 def test_the_imaml_space_reaches_the_documented_paper_configurations(name: str) -> None:
-    """Every setting of each configuration the README documents for iMAML at the paper
-    preset is inside the space, or not searched and then equal to the paper preset's value
-    (what a sweep keeps)."""
+    """Every setting of each iMAML configuration at the paper preset that
+    docs/imaml-assumptions.md documents is inside the space, or not searched and then equal
+    to the paper preset's value (what a sweep keeps)."""
     solver, preset, settings = read_config_file(CONFIGS / name)
     assert (solver, preset) == ("imaml", "paper")
     config = make_config(solver, preset, settings)

@@ -200,7 +200,7 @@ def agreement(
 def summary(experiment: PathLike | None = None, out: PathLike = "outputs") -> pd.DataFrame:
     """The report's table as a DataFrame: one row per setting, solver and configuration,
     with test accuracy and its interval, the paired comparison with the best row
-    (``vs_best*``), stability, cost and published references (see the README)."""
+    (``vs_best*``), stability, cost and published references (see docs/reading-results.md)."""
     return load(experiment, out).summary
 
 

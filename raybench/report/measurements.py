@@ -58,7 +58,7 @@ EXACT_NOTE = (
     "the exact solution of its own linear system at its own adapted weights (its "
     "approximation error); 'exact vs MAML' that exact solution against MAML (the mismatch "
     "between the implicit and the unrolled objective); assumptions as measured on the same "
-    "tasks (see the README)"
+    "tasks (see docs/solvers.md)"
 )
 
 

@@ -546,14 +546,14 @@ _ASSUMPTIONS_NOTE = (
     "on a few fixed validation tasks: hold, or each violated check with the evaluations it "
     "failed at (not stationary: the inner problem is not solved; indefinite: I + H/lam is "
     "not positive definite; series diverges: rho(alpha H) >= 1; inaccurate solve: the "
-    "linear system's relative residual is above its tolerance); see the README."
+    "linear system's relative residual is above its tolerance); see docs/solvers.md."
 )
 _VERSUS_NOTE = (
     "difference in test accuracy to the best configuration of the setting (accuracy points), "
     "over the same test tasks and accounting for seed-to-seed variation, with its 95% "
     "interval: seed-paired where both ran the same seeds from the same networks (common "
     "random numbers), else with the seeds modelled as independent (vs_best_method and "
-    "vs_best_why say which and why; see the README); p-values Holm-adjusted over the "
+    "vs_best_why say which and why; see docs/reading-results.md); p-values Holm-adjusted over the "
     "setting's comparisons with the best; vs_best_detectable: the difference the "
     "comparison would detect with 80% power at 5%, from its standard error and degrees of "
     "freedom (vs_best_se, vs_best_df)"

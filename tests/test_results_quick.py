@@ -1,8 +1,8 @@
-"""The README's published results are what the committed store says.
+"""The main job's results on the results page (docs/results.md) are what its store says.
 
-The table between the README's result markers must be exactly what the command shown
-above it prints from ``benchmarks/results/quick``; the figure it shows must be one that
-``raybench plot`` draws from that store, under the name it gives it.
+The table between the page's result markers must be exactly what the command shown above it
+prints from ``benchmarks/results/quick``; the figures it names must be ones that
+``raybench plot`` draws from that store, under the names it gives them.
 """
 
 from __future__ import annotations
@@ -23,21 +23,22 @@ START = "<!-- results: quick table"
 END = "<!-- /results -->"
 
 
-def readme() -> str:
-    return (ROOT / "README.md").read_text(encoding="utf-8")
+def results_page() -> str:
+    """The page that shows the main job's results (the README links to it)."""
+    return (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
 
 
 def published_table() -> str:
-    text = readme()
+    text = results_page()
     start = text.index("\n", text.index(START)) + 1
     return text[start : text.index(END, start)]
 
 
 def shown_command() -> list[str]:
-    """The `raybench report ... --compact ...` line of the README's results section."""
+    """The `raybench report ... --compact ...` line of the results page's results section."""
     line = next(
         line
-        for line in readme().splitlines()
+        for line in results_page().splitlines()
         if line.startswith("raybench report -e benchmarks/results/quick") and "--compact" in line
     )
     args = line.split()[2:]  # after "raybench report"
@@ -46,20 +47,20 @@ def shown_command() -> list[str]:
 
 def test_the_committed_store_is_complete() -> None:
     """24 completed runs with their per-task results and pairing record, made by one
-    clean commit that the README names."""
+    clean commit that the results page names."""
     runs = pq.read_table(STORE / "runs").to_pylist()
     assert len(runs) == 24 and {r["status"] for r in runs} == {"completed"}
     assert {r["seed"] for r in runs} == {0, 1, 2} and {r["preset"] for r in runs} == {"quick"}
     assert pq.read_table(STORE / "tasks").num_rows == 24 * 300
     assert not (STORE / "checkpoints").exists() and not (STORE / "progress").exists()
     (commit,) = {r["git_commit"] for r in runs}
-    assert not commit.endswith("-dirty") and f"`{commit[:7]}`" in readme()
+    assert not commit.endswith("-dirty") and f"`{commit[:7]}`" in results_page()
     for seed in (0, 1, 2):  # one initial network per seed, shared by all eight solvers
         assert len({r["init_fingerprint"] for r in runs if r["seed"] == seed}) == 1
     assert len({r["init_fingerprint"] for r in runs}) == 3
 
 
-def test_readme_table_is_what_the_store_says(tmp_path: Path) -> None:
+def test_results_page_table_is_what_the_store_says(tmp_path: Path) -> None:
     args = shown_command()
     assert args[0] == "benchmarks/results/quick"
     options = dict(zip(args[1::2], args[2::2], strict=False))
@@ -69,13 +70,13 @@ def test_readme_table_is_what_the_store_says(tmp_path: Path) -> None:
     columns = args[args.index("--columns") + 1]
     text = raybench.api.report(store, fmt="markdown", columns=columns, compact=True)
     assert text == published_table(), (
-        "README's results table drifted from benchmarks/results/quick: regenerate it with "
+        "docs/results.md's results table drifted from benchmarks/results/quick: regenerate it with "
         "the command shown above it"
     )
 
 
-def test_readme_figure_is_drawn_by_raybench_plot() -> None:
-    shown = re.findall(r"benchmarks/results/quick/plots/([\w-]+)\.png", readme())
+def test_results_page_figure_is_drawn_by_raybench_plot() -> None:
+    shown = re.findall(r"benchmarks/results/quick/plots/([\w-]+)\.png", results_page())
     assert "accuracy-vs-time" in shown
     figure_kinds()  # every figure module registered
     context = PlotContext(ExperimentStore(STORE))
@@ -85,7 +86,7 @@ def test_readme_figure_is_drawn_by_raybench_plot() -> None:
         assert (STORE / "plots" / f"{stem}.png").is_file()
 
 
-# Every difference the README's findings quote, as (A, B, decimals, the quoted text): each
+# Every difference the results page's findings quote, as (A, B, decimals, the quoted text): each
 # is recomputed from the store, so a statement cannot drift from it either.
 QUOTED = [
     ("maml", "finetune-head", 1, "+39.9 ± 2.3"),
@@ -103,12 +104,12 @@ META = ("maml", "fomaml", "neumann", "reptile", "imaml", "penalty")
 
 
 def findings() -> str:
-    text = readme()
+    text = results_page()
     start = text.index("What is and is not significant at this scale")
-    return " ".join(text[start : text.index("## Data")].split())
+    return " ".join(text[start:].split())
 
 
-def test_readme_findings_quote_the_store() -> None:
+def test_results_page_findings_quote_the_store() -> None:
     """Each quoted difference is the seed-paired comparison on the committed store; the
     Holm-adjusted p-values, the detectable difference and the seeds needed that the
     findings quote are too."""
@@ -153,23 +154,23 @@ def test_the_other_kernels_store_differs_only_by_its_kernels() -> None:
     assert sorted(map(key, mine)) == sorted(map(key, theirs))
     assert {trains_as(r["code_fingerprint"]) for r in theirs} == {"db58c425bbdd"}
     (commit,) = {r["git_commit"] for r in theirs}
-    assert f"`{commit[:7]}`" in readme()
+    assert f"`{commit[:7]}`" in results_page()
     (kernels,) = {r["kernels"] for r in theirs}
     assert "ATen DEFAULT" in kernels and "DNNL_MAX_CPU_ISA=SSE41" in kernels
     assert not (OTHER_KERNELS_STORE / "checkpoints").exists()
 
 
-def test_readme_agreement_is_what_the_stores_say() -> None:
+def test_results_page_agreement_is_what_the_stores_say() -> None:
     """The agreement table is what ``raybench agree`` prints from the two stores, and the
     numbers quoted under it are theirs."""
-    text = readme()
+    text = results_page()
     start = text.index("\n", text.index(AGREEMENT_START)) + 1
     shown = text[start : text.index(END, start)]
     found = raybench.api.agreement(STORE, OTHER_KERNELS_STORE)
     from raybench.report.agreement import agreement_markdown
 
     assert shown == agreement_markdown(found), (
-        "README's agreement table drifted: regenerate it with the command shown above it"
+        "docs/results.md's agreement table drifted: regenerate it with the command shown above it"
     )
     assert found.agrees and sum(r["bitwise_seeds"] for r in found.rows) == 1
     assert "One run of 24 gave the published accuracy bitwise" in " ".join(text.split())
@@ -186,7 +187,7 @@ def test_readme_agreement_is_what_the_stores_say() -> None:
 def test_the_native_and_other_kernels_runs_differ_only_by_kernels_and_agree() -> None:
     """Today's main job natively and on other kernels: the same training code, settings and
     seeds, different kernels; they agree by the statistics and in no run bitwise, as the
-    README says; neither repeats the older published store bitwise."""
+    the results page says; neither repeats the older published store bitwise."""
     native, other = (
         pq.read_table(s / "runs").to_pylist() for s in (NATIVE_STORE, OTHER_KERNELS_STORE)
     )
@@ -195,7 +196,7 @@ def test_the_native_and_other_kernels_runs_differ_only_by_kernels_and_agree() ->
     (kernels,) = {r["kernels"] for r in native}
     assert "ATen AVX2" in kernels and kernels != other[0]["kernels"]
     (commit,) = {r["git_commit"] for r in native}
-    text = " ".join(readme().split())
+    text = " ".join(results_page().split())
     assert f"`{commit[:7]}`" in text
     pair = raybench.api.agreement(NATIVE_STORE, OTHER_KERNELS_STORE)
     assert pair.agrees and sum(r["bitwise_seeds"] for r in pair.rows) == 0

@@ -1,8 +1,9 @@
-"""The README's replication of the published experiment is what its two stores say.
+"""The published experiment's replication, as the results page (docs/results.md) shows it,
+is what its two stores say.
 
 The store under ``benchmarks/results/published-replication`` must be the published final
 runs again (every solver's default and selected configuration, unchanged) on fresh seeds, by
-the same training code, and the table between the README's ``results: replication`` markers
+the same training code, and the table between the page's ``results: replication`` markers
 exactly what ``raybench replicate`` prints from the two stores.
 """
 
@@ -26,8 +27,9 @@ START = f"<!-- results: replication: {COMMAND} -->"
 END = "<!-- /results -->"
 
 
-def readme() -> str:
-    return (ROOT / "README.md").read_text(encoding="utf-8")
+def results_page() -> str:
+    """The page that shows the replication (docs/results.md; the README links to it)."""
+    return (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
 
 
 def configuration(run: dict) -> str:
@@ -69,9 +71,9 @@ def test_the_replication_is_the_published_final_runs_on_fresh_seeds() -> None:
         assert not (REPLICATION / left_out).exists(), left_out  # Parquet results only
 
 
-def test_readme_replication_table_is_what_the_stores_say(tmp_path: Path) -> None:
+def test_results_page_replication_table_is_what_the_stores_say(tmp_path: Path) -> None:
     """Printed again by the marker's command, on copies (reading writes summaries)."""
-    text = readme()
+    text = results_page()
     start = text.index(START) + len(START) + 1
     shown = text[start : text.index(END, start)]
     results = tmp_path / "benchmarks" / "results"
@@ -80,7 +82,7 @@ def test_readme_replication_table_is_what_the_stores_say(tmp_path: Path) -> None
     proc = run_main(*COMMAND.split()[1:], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == shown, (
-        "README's replication table drifted from benchmarks/results/published-replication: "
+        "docs/results.md's replication table drifted from its stores: "
         f"regenerate it with `{COMMAND}`"
     )
 
@@ -96,10 +98,10 @@ def replication_rows(tmp_path: Path) -> dict[tuple[str, str, str], dict]:
     return {(r["table"], r["solver"], r["verdict"]): r for r in rows}
 
 
-def test_readme_replication_prose_is_what_the_stores_say(tmp_path: Path) -> None:
+def test_results_page_replication_prose_is_what_the_stores_say(tmp_path: Path) -> None:
     """The paragraphs around the table: every verdict the same, the near ones, no shift."""
     rows = replication_rows(tmp_path)
-    text = readme()
+    text = results_page()
     assert len(rows) == 24 and all(r["same"] for r in rows.values())
     assert "Yes, all 24." in text and "every verdict replicated" in text
 

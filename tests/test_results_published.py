@@ -1,10 +1,12 @@
-"""The README's published experiment is what its committed store says.
+"""The published experiment, on the front page (README.md) and the results page
+(docs/results.md), is what its committed store says.
 
 The store under ``benchmarks/results/published`` must be the protocol of
 ``benchmarks/published.yaml`` run whole (every solver, equal trials and budget, the default
 first, default and tuned final runs on the same seeds, one clean commit and one training
-code), and each table between the README's ``results: published`` markers must be exactly
-what the command its marker names prints from that store.
+code); each table between the pages' ``results: published`` markers must be exactly what
+the command its marker names prints from that store; and every number the findings quote,
+on either page, is recomputed from it.
 """
 
 from __future__ import annotations
@@ -27,18 +29,28 @@ MARKER = re.compile(r"<!-- results: published (?P<name>[\w ]+): (?P<command>rayb
 END = "<!-- /results -->"
 
 
+README = ROOT / "README.md"
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+
+
 def readme() -> str:
-    return (ROOT / "README.md").read_text(encoding="utf-8")
+    return README.read_text(encoding="utf-8")
 
 
-def published_tables() -> dict[str, tuple[list[str], str]]:
-    """Each published table of the README: its name -> (the command's arguments after
-    ``raybench``, the table as the README shows it)."""
-    text = readme()
-    out = {}
-    for match in MARKER.finditer(text):
-        start = match.end() + 1
-        out[match["name"]] = (match["command"].split()[1:], text[start : text.index(END, start)])
+def results_page() -> str:
+    return RESULTS_PAGE.read_text(encoding="utf-8")
+
+
+def published_tables() -> list[tuple[str, str, list[str], str]]:
+    """Each published table of the two pages: (the page, its name, the command's arguments
+    after ``raybench``, the table as the page shows it)."""
+    out = []
+    for page in (README, RESULTS_PAGE):
+        text = page.read_text(encoding="utf-8")
+        for match in MARKER.finditer(text):
+            start = match.end() + 1
+            table = text[start : text.index(END, start)]
+            out.append((page.name, match["name"], match["command"].split()[1:], table))
     return out
 
 
@@ -72,30 +84,37 @@ def test_the_store_is_the_published_protocol_run_whole() -> None:
     for left_out in ("checkpoints", "progress", "tune", "trial-records", "locks"):
         assert not (STORE / left_out).exists(), left_out  # Parquet results only
     (commit,) = {r["git_commit"] for r in runs}
-    assert not commit.endswith("-dirty") and f"`{commit[:7]}`" in readme()
+    assert not commit.endswith("-dirty")
+    assert f"`{commit[:7]}`" in readme() and f"`{commit[:7]}`" in results_page()
     assert len({r["code_fingerprint"] for r in runs}) == 1  # one training code made them all
 
 
-def test_readme_tables_are_what_the_store_says(tmp_path: Path) -> None:
+def test_the_tables_are_what_the_store_says(tmp_path: Path) -> None:
     """The tuned and the defaults table, each printed again by the command its marker names
     (on a copy: the report stores summary.parquet, which is not in the repository)."""
     tables = published_tables()
-    assert set(tables) == {"tuned table", "defaults table"}
+    assert sorted((page, name) for page, name, _, _ in tables) == [
+        ("README.md", "tuned table"),
+        ("results.md", "defaults table"),
+        ("results.md", "tuned table"),
+    ]
     store = tmp_path / "published"
     shutil.copytree(STORE, store)
-    for name, (args, shown) in tables.items():
+    for page, name, args, shown in tables:
         assert args[:3] == ["report", "-e", "benchmarks/results/published"], args
         assert ("--defaults" in args) == (name == "defaults table")
         proc = run_main("report", "-e", str(store), *args[3:], cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == shown, (
-            f"README's published {name} drifted from benchmarks/results/published: "
+            f"{page}'s published {name} drifted from benchmarks/results/published: "
             "regenerate it with the command in its marker"
         )
 
 
-def test_readme_links_figures_raybench_draws() -> None:
-    shown = re.findall(r"benchmarks/results/published/plots/([\w-]+)\.png", readme())
+def test_the_pages_name_figures_raybench_draws() -> None:
+    front = re.findall(r"benchmarks/results/published/plots/([\w-]+)\.png", readme())
+    assert front == ["accuracy-vs-time"]  # the front page's one figure
+    shown = re.findall(r"benchmarks/results/published/plots/([\w-]+)\.png", results_page())
     assert {"accuracy-vs-time", "validation-accuracy"} <= set(shown)
     assert any(stem.startswith("sweep-") for stem in shown)
     for stem in shown:
@@ -116,9 +135,17 @@ def quoted(record: dict, kind: str) -> str:
 
 
 def findings() -> str:
-    text = readme()
+    """The results page's findings of the published experiment and its replication."""
+    text = results_page()
     start = text.index("What the published experiment says")
-    return " ".join(text[start : text.index("## Results: the main job")].split())
+    return " ".join(text[start : text.index("## The main job")].split())
+
+
+def front_page_findings() -> str:
+    """The README's few lines of verdict, under its table."""
+    text = readme()
+    start = text.index("What it says")
+    return " ".join(text[start : text.index("## Documentation")].split())
 
 
 # Every number the findings quote, as (table, solver, kind, the quoted text): each is
@@ -154,7 +181,7 @@ VERDICTS = dict.fromkeys(  # every tuned solver significantly below tuned MAML
 ) | {"maml": "best"}
 
 
-def test_readme_findings_quote_the_store() -> None:
+def test_the_findings_quote_the_store() -> None:
     from raybench import api
     from raybench.results import ExperimentStore
 
@@ -199,3 +226,15 @@ def test_readme_findings_quote_the_store() -> None:
         assert row["paired"] and row["ci95_low"] < 0 < row["ci95_high"]
         shown = f"{row['diff']:+.1f} ± {row['half_width']:.1f}, p = {row['p_value']:.2f}"
         assert shown in said and said in text, (shown, said)
+
+
+def test_the_front_page_quotes_only_numbers_checked_above() -> None:
+    """Every accuracy and difference the README's verdict quotes is one of QUOTED, which
+    the test above recomputes from the store, and so is the cost ratio it gives."""
+    text = front_page_findings()
+    numbers = re.findall(r"[-+]?\d+\.\d ± \d+\.\d", text)
+    assert len(numbers) >= 6
+    checked = {shown for *_, shown in QUOTED}
+    assert not set(numbers) - checked, set(numbers) - checked
+    assert "a MAML step costs 2.6 FOMAML steps" in text
+    assert "all 24 verdicts" in text and "cannot be told apart" in text
