@@ -25,6 +25,11 @@ from raybench.solvers import SOLVERS
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "benchmarks" / "results" / "published"
 PROTOCOL = ROOT / "benchmarks" / "published.yaml"
+# The solvers registered when the experiment was published, every one of them tuned: a
+# solver added since is not in it until the experiment is run again (issue 53).
+PUBLISHED_SOLVERS = (
+    "finetune-full", "finetune-head", "fomaml", "imaml", "maml", "neumann", "penalty", "reptile",
+)  # fmt: skip
 MARKER = re.compile(r"<!-- results: published (?P<name>[\w ]+): (?P<command>raybench [^>]+) -->")
 END = "<!-- /results -->"
 
@@ -57,7 +62,8 @@ def published_tables() -> list[tuple[str, str, list[str], str]]:
 def test_the_store_is_the_published_protocol_run_whole() -> None:
     asked = read_file(PROTOCOL)
     protocol = json.loads((STORE / "protocol.json").read_text(encoding="utf-8"))
-    solvers = sorted(SOLVERS)
+    solvers = sorted(PUBLISHED_SOLVERS)
+    assert set(solvers) <= set(SOLVERS)  # each still registered
     assert protocol["preset"] == "quick" and sorted(protocol["solvers"]) == solvers
     assert protocol["trials"] == dict.fromkeys(protocol["solvers"], asked["trials"])  # equal
     assert protocol["steps"] == asked["steps"] and not protocol["unequal_budgets"]
