@@ -82,7 +82,8 @@ class TaskIndex(NamedTuple):
 
 
 class TaskBatch(NamedTuple):
-    """B tasks: support (B, N*K, 1, 28, 28) / (B, N*K) and query (B, N*Q, ...) / (B, N*Q)."""
+    """B tasks: support (B, N*K, channels, H, W) / (B, N*K) and query (B, N*Q, ...) /
+    (B, N*Q); Omniglot's images are (1, 28, 28)."""
 
     support_x: Tensor
     support_y: Tensor
@@ -110,24 +111,45 @@ class TaskSampler:
         rotations: bool,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
+        counts: Sequence[int] | None = None,
     ) -> None:
+        """``images``: uint8, either (classes, drawings, H, W) (every class as many
+        drawings, one channel: Omniglot) or, with ``counts``, (images, channels, H, W) with
+        class ``c`` the ``counts[c]`` images after those of the classes before it (a folder
+        of classes whose sizes differ)."""
         if ways > len(characters):
             raise RaybenchError(f"ways={ways} exceeds the {len(characters)} characters available")
-        if shots + query > images.shape[1]:
-            raise RaybenchError(f"shots + query exceeds the {images.shape[1]} drawings per class")
+        chosen = torch.as_tensor(list(characters), dtype=torch.long)
+        if counts is None:  # (C, D, H, W): one channel, D drawings each
+            n_classes, drawings = images.shape[:2]
+            flat = images.reshape(n_classes * drawings, 1, *images.shape[2:])
+            counts = [drawings] * n_classes
+        else:
+            flat = images
+        all_counts = torch.as_tensor(list(counts), dtype=torch.long)
+        starts = torch.cumsum(all_counts, 0) - all_counts
+        self.counts, self.starts = all_counts[chosen], starts[chosen]  # of this part's classes
+        if shots + query > int(self.counts.min()):
+            raise RaybenchError(
+                f"shots + query exceeds the {int(self.counts.min())} drawings per class"
+            )
         self.characters = tuple(characters)  # indices into the image cache
-        pool = images[torch.as_tensor(list(characters), dtype=torch.long)]  # (C, 20, 28, 28)
+        rows = torch.cat([torch.arange(s, s + c) for s, c in zip(self.starts, self.counts)])
+        pool = flat[rows]  # (this part's images, channels, H, W)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts  # positions in ``pool``
         turns = range(4) if rotations else range(1)
-        # (C, R, 20, 28, 28): rotation precomputed once, so sampling is a single gather.
+        # (images, R, channels, H, W): rotation precomputed once, so sampling is one gather.
         self.pool = torch.stack([torch.rot90(pool, k, dims=(-2, -1)) for k in turns], 1)
         self.pool = self.pool.to(device)
         self.ways, self.shots, self.query = ways, shots, query
         self.device, self.dtype = device, dtype
         self.n_rotations = len(turns)
+        self.max_count = int(self.counts.max())
+        self.uniform = bool((self.counts == self.max_count).all())
 
     @property
     def n_classes(self) -> int:
-        return self.pool.shape[0]
+        return len(self.characters)
 
     def sample_index(self, n_tasks: int, generator: torch.Generator) -> TaskIndex:
         device = generator.device
@@ -137,7 +159,11 @@ class TaskSampler:
         rotations = torch.randint(
             self.n_rotations, (n_tasks, n), generator=generator, device=device
         )
-        draw_noise = torch.rand(n_tasks, n, self.pool.shape[2], generator=generator, device=device)
+        draw_noise = torch.rand(n_tasks, n, self.max_count, generator=generator, device=device)
+        if not self.uniform:  # a class's missing places sort last: never drawn
+            have = self.counts.to(device)[classes]  # (tasks, N)
+            places = torch.arange(self.max_count, device=device)
+            draw_noise = draw_noise.masked_fill(places >= have[:, :, None], 2.0)
         drawings = draw_noise.argsort(dim=2)[:, :, :k]
         labels = torch.rand(n_tasks, n, generator=generator, device=device).argsort(dim=1)
         return TaskIndex(classes, rotations, drawings, labels)
@@ -146,10 +172,9 @@ class TaskSampler:
         index = index.to(self.device)
         b, n = index.classes.shape
         k, q = self.shots, self.query
-        cls = index.classes[:, :, None].expand(-1, -1, k + q)
+        rows = self.starts.to(self.device)[index.classes][:, :, None] + index.drawings
         rot = index.rotations[:, :, None].expand(-1, -1, k + q)
-        images = self.pool[cls, rot, index.drawings]  # (B, N, K+Q, 28, 28)
-        x = images.to(self.dtype).div_(255).unsqueeze(3)  # (B, N, K+Q, 1, 28, 28)
+        x = self.pool[rows, rot].to(self.dtype).div_(255)  # (B, N, K+Q, channels, H, W)
         y = index.labels[:, :, None].expand(-1, -1, k + q)
         return TaskBatch(
             x[:, :, :k].reshape(b, n * k, *x.shape[3:]),
@@ -172,9 +197,14 @@ class TaskSampler:
         device = generator.device
         classes = torch.randint(self.n_classes, (n,), generator=generator, device=device)
         rotations = torch.randint(self.n_rotations, (n,), generator=generator, device=device)
-        drawings = torch.randint(self.pool.shape[2], (n,), generator=generator, device=device)
-        images = self.pool[classes, rotations, drawings]
-        x = images.to(self.dtype).div_(255).unsqueeze(1)
+        if self.uniform:
+            drawings = torch.randint(self.max_count, (n,), generator=generator, device=device)
+        else:  # uniform over each class's own images
+            have = self.counts.to(device)[classes]
+            drawings = (torch.rand(n, generator=generator, device=device) * have).long()
+            drawings = torch.minimum(drawings, have - 1)
+        rows = self.starts.to(device)[classes] + drawings
+        x = self.pool[rows, rotations].to(self.dtype).div_(255)
         return x, classes * self.n_rotations + rotations
 
     def task_keys(self, index: TaskIndex) -> list[str]:

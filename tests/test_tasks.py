@@ -121,3 +121,64 @@ def test_sampling_is_seeded_and_fixed_sets_are_fixed(omniglot: OmniglotImages) -
 def test_impossible_tasks_are_clear_errors(omniglot: OmniglotImages) -> None:
     with pytest.raises(RaybenchError, match="drawings"):
         sampler_for(omniglot, shots=10, query=11)
+
+
+def ragged_pool(seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """Twelve classes of 3 to 9 random RGB images, 6x6, flat with their counts."""
+    counts = [3 + (c * 5) % 7 for c in range(12)]
+    images = torch.randint(
+        0, 256, (sum(counts), 3, 6, 6), generator=torch.Generator().manual_seed(seed)
+    )
+    return images.to(torch.uint8), counts
+
+
+def test_ragged_classes_draw_only_their_own_images() -> None:
+    """With classes of different sizes, every drawing is one of its class's images (never a
+    neighbour's), every image of a class can be drawn, and the batch is what a plain loop
+    over the flat images gathers, rotated."""
+    images, counts = ragged_pool()
+    starts = [sum(counts[:c]) for c in range(12)]
+    part = [1, 2, 4, 5, 7, 8, 10, 11]  # a part of the classes, in cache order
+    sampler = TaskSampler(
+        images, part, ways=3, shots=1, query=2, rotations=True,
+        device=torch.device("cpu"), counts=counts,
+    )  # fmt: skip
+    index = sampler.sample_index(400, torch.Generator().manual_seed(3))
+    batch = sampler.gather(index)
+    assert batch.support_x.shape == (400, 3, 3, 6, 6) and batch.query_x.shape == (400, 6, 3, 6, 6)
+    seen: dict[int, set[int]] = {c: set() for c in part}
+    for b in range(400):
+        for slot in range(3):
+            c = part[int(index.classes[b, slot])]
+            drawn = index.drawings[b, slot].tolist()
+            assert len(set(drawn)) == 3 and max(drawn) < counts[c], (c, drawn)
+            seen[c].update(drawn)
+            label = int(index.labels[b, slot])
+            k = int(index.rotations[b, slot])
+            expected = [torch.rot90(images[starts[c] + d], k, dims=(-2, -1)) for d in drawn]
+            assert torch.equal(batch.support_x[b, slot], expected[0].float() / 255)
+            assert torch.equal(
+                batch.query_x[b, 2 * slot : 2 * slot + 2], torch.stack(expected[1:]).float() / 255
+            )
+            assert int(batch.support_y[b, slot]) == label
+    assert all(seen[c] == set(range(counts[c])) for c in part)  # every image reachable
+    x, y = sampler.sample_images(2000, torch.Generator().manual_seed(4))
+    assert x.shape == (2000, 3, 6, 6) and set(y.tolist()) == set(range(len(part) * 4))
+
+
+def test_equal_classes_as_a_flat_pool_draw_what_omniglot_draws(omniglot: OmniglotImages) -> None:
+    """The same images given as Omniglot's (classes, drawings, H, W) or flat with equal
+    counts: the same tasks, bit for bit, from the same generator."""
+    split = make_split("maml", omniglot.characters, omniglot.background)
+    settings = {"ways": 5, "shots": 1, "query": 3, "rotations": True, "device": torch.device("cpu")}
+    dense = TaskSampler(omniglot.images, split.val, **settings)
+    n = omniglot.images.shape[0]
+    flat = omniglot.images.reshape(n * 20, 1, 28, 28)
+    ragged = TaskSampler(flat, split.val, counts=[20] * n, **settings)
+    a = dense.sample_index(16, torch.Generator().manual_seed(5))
+    b = ragged.sample_index(16, torch.Generator().manual_seed(5))
+    assert all(torch.equal(s, t) for s, t in zip(a, b))
+    assert all(torch.equal(s, t) for s, t in zip(dense.gather(a), ragged.gather(b)))
+    xa, ya = dense.sample_images(64, torch.Generator().manual_seed(6))
+    xb, yb = ragged.sample_images(64, torch.Generator().manual_seed(6))
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
