@@ -61,8 +61,18 @@ ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GEL
 POOLING_LAYERS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
+def features_side(image_size: int) -> int:
+    """The side of the feature map after four 2x2 poolings (each rounds down): 28 -> 1,
+    32 -> 2, 84 -> 5."""
+    side = image_size
+    for _ in range(4):
+        side //= 2
+    return side
+
+
 class Conv4(nn.Module):
-    """28x28 -> 14 -> 7 -> 3 -> 1 with ``hidden`` filters, then an N-way linear head."""
+    """Four conv blocks with ``hidden`` filters, each halving the side (28x28 -> 14 -> 7 ->
+    3 -> 1 for Omniglot), then an N-way linear head over the flattened features."""
 
     def __init__(
         self,
@@ -71,6 +81,7 @@ class Conv4(nn.Module):
         in_channels: int = 1,
         activation: str = "relu",
         pooling: str = "max",
+        image_size: int = 28,
     ) -> None:
         super().__init__()
         blocks = []
@@ -86,7 +97,10 @@ class Conv4(nn.Module):
             )
             channels = hidden
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Linear(hidden, ways)
+        side = features_side(image_size)
+        if side < 1:
+            raise ValueError(f"images of {image_size}x{image_size} vanish in four 2x2 poolings")
+        self.head = nn.Linear(hidden * side * side, ways)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x).flatten(1))
@@ -120,9 +134,21 @@ class FunctionalModel:
 
 
 def build_model(
-    ways: int, hidden: int = 64, activation: str = "relu", pooling: str = "max"
+    ways: int,
+    hidden: int = 64,
+    activation: str = "relu",
+    pooling: str = "max",
+    *,
+    in_channels: int = 1,
+    image_size: int = 28,
 ) -> FunctionalModel:
-    return FunctionalModel(Conv4(ways, hidden, activation=activation, pooling=pooling))
+    """The conv4 network; its input (channels, side) follows the data set's images."""
+    return FunctionalModel(
+        Conv4(
+            ways, hidden, in_channels=in_channels, activation=activation, pooling=pooling,
+            image_size=image_size,
+        )
+    )  # fmt: skip
 
 
 def model_for(config: RunConfig) -> FunctionalModel:

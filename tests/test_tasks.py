@@ -182,3 +182,29 @@ def test_equal_classes_as_a_flat_pool_draw_what_omniglot_draws(omniglot: Omniglo
     xa, ya = dense.sample_images(64, torch.Generator().manual_seed(6))
     xb, yb = ragged.sample_images(64, torch.Generator().manual_seed(6))
     assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize(
+    ("channels", "size", "side"), [(1, 28, 1), (3, 32, 2), (3, 84, 5), (1, 20, 1)]
+)
+def test_the_network_takes_the_data_sets_images(channels: int, size: int, side: int) -> None:
+    """The conv4 network's input follows the images (channels, side) and its head the
+    features left after four poolings; Omniglot's network is the one it always was."""
+    from raybench.models import build_model
+
+    model = build_model(5, 8, in_channels=channels, image_size=size)
+    params = model.init_params(0, torch.device("cpu"), torch.float32)
+    assert params["head.weight"].shape == (5, 8 * side * side)
+    assert params["features.0.0.weight"].shape == (8, channels, 3, 3)
+    logits = model(params, torch.rand(7, channels, size, size))
+    assert logits.shape == (7, 5)
+    if (channels, size) == (1, 28):
+        plain = build_model(5, 8).init_params(0, torch.device("cpu"), torch.float32)
+        assert all(torch.equal(plain[k], params[k]) for k in plain)
+
+
+def test_images_too_small_for_four_poolings_are_refused() -> None:
+    from raybench.models import build_model
+
+    with pytest.raises(ValueError, match="vanish in four 2x2 poolings"):
+        build_model(5, 8, image_size=15)
