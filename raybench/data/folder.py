@@ -211,7 +211,7 @@ def _listing_sha256(layout: FolderLayout) -> str:
     return digest.hexdigest()
 
 
-def _pixels_sha256(images: np.ndarray, classes: tuple[str, ...], counts: tuple[int, ...]) -> str:
+def images_sha256(images: np.ndarray, classes: tuple[str, ...], counts: tuple[int, ...]) -> str:
     digest = hashlib.sha256(json.dumps([classes, counts]).encode())
     digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
     return digest.hexdigest()
@@ -234,7 +234,7 @@ def _read_cache(npy: Path, meta_path: Path, layout: FolderLayout) -> ImageClasse
         or images.dtype != np.uint8
         or images.ndim != 4
         or len(images) != sum(counts)
-        or _pixels_sha256(images, classes, counts) != meta.get("content_sha256")
+        or images_sha256(images, classes, counts) != meta.get("content_sha256")
     ):
         return None
     return ImageClasses(images, classes, counts, layout.parts, meta["content_sha256"], npy)
@@ -267,7 +267,7 @@ def load_folder(
         for path in files:
             images[row] = _decode(path, channels, image_size)
             row += 1
-    content = _pixels_sha256(images, layout.classes, layout.counts)
+    content = images_sha256(images, layout.classes, layout.counts)
     buffer = io.BytesIO()
     np.save(buffer, images, allow_pickle=False)
     meta: dict[str, Any] = {
