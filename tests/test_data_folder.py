@@ -90,6 +90,7 @@ def test_the_cache_is_used_checked_and_rebuilt(tmp_path: Path, monkeypatch) -> N
 
     with monkeypatch.context() as m:
         m.setattr(data_folder, "_decode", no_decoding)
+        m.setattr(Path, "read_bytes", no_decoding)  # nor is any image file read
         again = load_folder(root, image_size=16, channels=1, cache=cache)
         moved = root.rename(tmp_path / "elsewhere")  # another path, the same data
         assert load_folder(moved, image_size=16, channels=1, cache=cache).content_sha256 == (
@@ -216,7 +217,7 @@ def test_what_cannot_make_a_task_is_one_line(tmp_path: Path) -> None:
     parts = data_folder.split_classes(data)  # 5/1/2
     with pytest.raises(FolderDataError) as exc:
         data_folder.check_tasks(data, parts, ways=2, shots=1, query=1)
-    one_line(exc, "the val part has 1 classes, fewer than ways=2")
+    one_line(exc, "the val part has 1 class, fewer than ways=2")
     wide = data_folder.split_classes(data, (0.5, 0.25, 0.25))
     data_folder.check_tasks(data, wide, ways=2, shots=1, query=3)  # 4 images at least: fine
     with pytest.raises(FolderDataError) as exc:

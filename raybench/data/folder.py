@@ -199,15 +199,18 @@ def _decode(path: Path, channels: int, size: int) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def _listing_sha256(layout: FolderLayout) -> str:
-    """What the cache is keyed by: every class and file name with the file's size and
-    bytes' hash (the same folder seen from another path is the same data)."""
+def _listing_key(layout: FolderLayout) -> str:
+    """What the cache is keyed by, cheaply (no file is read): every class and file name
+    with the file's size and modification time, relative to the folder, so the same folder
+    seen from another path is the same data. The cache's pixels are checked by their hash
+    on every load, as Omniglot's are; a file rewritten with the same size and time is the
+    one change this key cannot see."""
     digest = hashlib.sha256()
     for name, files in zip(layout.classes, layout.files, strict=True):
         digest.update(name.encode() + b"\0")
         for path in files:
-            data = path.read_bytes()
-            digest.update(path.name.encode() + b"\0" + hashlib.sha256(data).digest())
+            stat = path.stat()
+            digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 
@@ -253,7 +256,7 @@ def load_folder(
 
         cache = cache_dir()
     key = hashlib.sha256(
-        f"{FORMAT_VERSION}:{image_size}:{channels}:{_listing_sha256(layout)}".encode()
+        f"{FORMAT_VERSION}:{image_size}:{channels}:{_listing_key(layout)}".encode()
     ).hexdigest()[:20]
     folder = Path(cache) / "folders"
     npy, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
@@ -335,7 +338,8 @@ def check_tasks(
     for part in SPLIT_PARTS:
         if len(parts[part]) < ways:
             raise FolderDataError(
-                f"the {part} part has {len(parts[part])} classes, fewer than ways={ways}"
+                f"the {part} part has {len(parts[part])} "
+                f"class{'' if len(parts[part]) == 1 else 'es'}, fewer than ways={ways}"
             )
     need = shots + query
     for i, count in enumerate(data.counts):
