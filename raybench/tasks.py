@@ -127,16 +127,16 @@ class TaskSampler:
         else:
             flat = images
         all_counts = torch.as_tensor(list(counts), dtype=torch.long)
-        starts = torch.cumsum(all_counts, 0) - all_counts
-        self.counts, self.starts = all_counts[chosen], starts[chosen]  # of this part's classes
+        self.counts = all_counts[chosen]  # this part's classes' sizes
         if shots + query > int(self.counts.min()):
             raise RaybenchError(
                 f"shots + query exceeds the {int(self.counts.min())} drawings per class"
             )
         self.characters = tuple(characters)  # indices into the image cache
-        rows = torch.cat([torch.arange(s, s + c) for s, c in zip(self.starts, self.counts)])
-        pool = flat[rows]  # (this part's images, channels, H, W)
-        self.starts = torch.cumsum(self.counts, 0) - self.counts  # positions in ``pool``
+        in_flat = (torch.cumsum(all_counts, 0) - all_counts)[chosen]  # each class's first row
+        self.starts = torch.cumsum(self.counts, 0) - self.counts  # ... and its first in ``pool``
+        shift = torch.repeat_interleave(in_flat - self.starts, self.counts)
+        pool = flat[torch.arange(len(shift)) + shift]  # (this part's images, channels, H, W)
         turns = range(4) if rotations else range(1)
         # (images, R, channels, H, W): rotation precomputed once, so sampling is one gather.
         self.pool = torch.stack([torch.rot90(pool, k, dims=(-2, -1)) for k in turns], 1)
@@ -146,6 +146,15 @@ class TaskSampler:
         self.n_rotations = len(turns)
         self.max_count = int(self.counts.max())
         self.uniform = bool((self.counts == self.max_count).all())
+        self._placed: dict[tuple[str, torch.device], Tensor] = {}
+
+    def _on(self, name: str, device: torch.device) -> Tensor:
+        """``counts`` or ``starts`` on ``device``, copied there once: sampling and gathering
+        run every meta-step and never move them again."""
+        key = (name, torch.device(device))
+        if key not in self._placed:
+            self._placed[key] = getattr(self, name).to(device)
+        return self._placed[key]
 
     @property
     def n_classes(self) -> int:
@@ -161,7 +170,7 @@ class TaskSampler:
         )
         draw_noise = torch.rand(n_tasks, n, self.max_count, generator=generator, device=device)
         if not self.uniform:  # a class's missing places sort last: never drawn
-            have = self.counts.to(device)[classes]  # (tasks, N)
+            have = self._on("counts", device)[classes]  # (tasks, N)
             places = torch.arange(self.max_count, device=device)
             draw_noise = draw_noise.masked_fill(places >= have[:, :, None], 2.0)
         drawings = draw_noise.argsort(dim=2)[:, :, :k]
@@ -172,7 +181,7 @@ class TaskSampler:
         index = index.to(self.device)
         b, n = index.classes.shape
         k, q = self.shots, self.query
-        rows = self.starts.to(self.device)[index.classes][:, :, None] + index.drawings
+        rows = self._on("starts", self.device)[index.classes][:, :, None] + index.drawings
         rot = index.rotations[:, :, None].expand(-1, -1, k + q)
         x = self.pool[rows, rot].to(self.dtype).div_(255)  # (B, N, K+Q, channels, H, W)
         y = index.labels[:, :, None].expand(-1, -1, k + q)
@@ -200,10 +209,10 @@ class TaskSampler:
         if self.uniform:
             drawings = torch.randint(self.max_count, (n,), generator=generator, device=device)
         else:  # uniform over each class's own images
-            have = self.counts.to(device)[classes]
+            have = self._on("counts", device)[classes]
             drawings = (torch.rand(n, generator=generator, device=device) * have).long()
             drawings = torch.minimum(drawings, have - 1)
-        rows = self.starts.to(device)[classes] + drawings
+        rows = self._on("starts", device)[classes] + drawings
         x = self.pool[rows, rotations].to(self.dtype).div_(255)
         return x, classes * self.n_rotations + rotations
 
